@@ -1,0 +1,133 @@
+//! The `neon_budget.*` GUCs (the seed's environment variables). No other module touches the
+//! statics; each has a typed getter that validates the setting.
+//!
+//! All are `SUSET`: only a superuser (or `ALTER SYSTEM` / `ALTER DATABASE ... SET` by one) can
+//! change them, because each one can lift or move a budget.
+use crate::error::{raise, Code};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::AnyNumeric;
+use std::ffi::CString;
+
+/// `neon_budget.enabled` (default on): when off, `budget_check` always allows and `track_cost`
+/// records nothing (the seed's `ENABLE_BUDGET_TRACKING=false`).
+static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// `neon_budget.enable_override` (default off): the emergency override for every month
+/// (the seed's `ENABLE_BUDGET_OVERRIDE`).
+static ENABLE_OVERRIDE: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// `neon_budget.max_monthly_budget` (default `1000`, dollars): the budget a month gets when it
+/// is first used (the seed's `MAX_MONTHLY_BUDGET`). A string so that it stays an exact decimal.
+static MAX_MONTHLY_BUDGET: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"1000"));
+/// `neon_budget.default_alert_threshold` (default `0.8`, a fraction in (0,1]): the warning level
+/// a month gets when it is first used (the seed's `DEFAULT_ALERT_THRESHOLD`).
+static DEFAULT_ALERT_THRESHOLD: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"0.8"));
+/// `neon_budget.timezone` (default `UTC`): the zone whose calendar months are billing months.
+static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
+
+/// Registers the GUCs; called once from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"neon_budget.enabled",
+        c"Records spend and enforces budgets.",
+        c"When off, budget_check always allows and track_cost records nothing.",
+        &ENABLED,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"neon_budget.enable_override",
+        c"Emergency override of every monthly and campaign budget.",
+        c"When on, budget_check allows executions past any budget (alerts still fire).",
+        &ENABLE_OVERRIDE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"neon_budget.max_monthly_budget",
+        c"Budget in dollars that a month gets when it is first used.",
+        c"An exact decimal greater than zero, e.g. '1000' or '2500.50'.",
+        &MAX_MONTHLY_BUDGET,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"neon_budget.default_alert_threshold",
+        c"Warning level, as a fraction of the budget, that a month gets when it is first used.",
+        c"A decimal in (0,1], e.g. '0.8' for 80%.",
+        &DEFAULT_ALERT_THRESHOLD,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"neon_budget.timezone",
+        c"Time zone whose calendar months are the billing months.",
+        c"Any zone name PostgreSQL accepts, e.g. 'UTC' or 'America/New_York'.",
+        &TIMEZONE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// `neon_budget.enabled`.
+pub fn enabled() -> bool {
+    ENABLED.get()
+}
+
+/// `neon_budget.enable_override`.
+pub fn override_all_months() -> bool {
+    ENABLE_OVERRIDE.get()
+}
+
+fn string_setting(setting: &GucSetting<Option<CString>>, default: &str) -> String {
+    setting
+        .get()
+        .map(|s| s.to_string_lossy().trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Parses a plain decimal (digits, at most one point) without going through a float.
+fn parse_decimal(text: &str) -> Option<AnyNumeric> {
+    let ok = !text.is_empty()
+        && text.chars().filter(|c| *c == '.').count() <= 1
+        && text.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && text.chars().any(|c| c.is_ascii_digit());
+    if ok {
+        AnyNumeric::try_from(text).ok()
+    } else {
+        None
+    }
+}
+
+/// `neon_budget.max_monthly_budget` in dollars; raises 22023 when it is not a positive decimal.
+pub fn max_monthly_budget() -> AnyNumeric {
+    let text = string_setting(&MAX_MONTHLY_BUDGET, "1000");
+    match parse_decimal(&text) {
+        Some(n) if n > AnyNumeric::from(0) => n,
+        _ => raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("neon_budget.max_monthly_budget must be a dollar amount greater than zero, not \"{text}\""),
+            "SET neon_budget.max_monthly_budget = '1000' (as a superuser).",
+        ),
+    }
+}
+
+/// `neon_budget.default_alert_threshold` as a fraction; raises 22023 outside (0,1].
+pub fn default_alert_threshold() -> AnyNumeric {
+    let text = string_setting(&DEFAULT_ALERT_THRESHOLD, "0.8");
+    match parse_decimal(&text) {
+        Some(n) if n > AnyNumeric::from(0) && n <= AnyNumeric::from(1) => n,
+        _ => raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("neon_budget.default_alert_threshold must be a fraction in (0,1], not \"{text}\""),
+            "SET neon_budget.default_alert_threshold = '0.8' (as a superuser).",
+        ),
+    }
+}
+
+/// `neon_budget.timezone` (validated by PostgreSQL where it is used: SQLSTATE 22023 for an
+/// unknown zone).
+pub fn timezone() -> String {
+    string_setting(&TIMEZONE, "UTC")
+}

@@ -1,0 +1,45 @@
+//! neon_budget: track and cap what AI agents spend, inside PostgreSQL.
+//!
+//! Spend is recorded in `neon_budget.billing_log`, aggregated by triggers in the same transaction
+//! (`sql/aggregates.sql`), checked by `budget_check`, alerted on with
+//! `NOTIFY neon_budget_alerts`, and reported by `budget_report`. This file only wires the modules
+//! together; each concern has its own module.
+use pgrx::prelude::*;
+
+mod admin;
+mod alerts;
+mod api;
+mod error;
+mod gucs;
+mod money;
+mod month;
+mod report;
+mod slots;
+
+::pgrx::pg_module_magic!();
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/aggregates.sql", name = "aggregates", finalize);
+
+/// Called by PostgreSQL when the library is loaded: registers the `neon_budget.*` GUCs.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    // The #[pg_test] functions live beside the logic they test (see each module's `tests`);
+    // pgrx needs this module to exist in the crate root.
+}
+
+/// Used by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

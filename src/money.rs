@@ -1,0 +1,107 @@
+//! Cost arithmetic and money formatting. Money is PostgreSQL `numeric` end to end
+//! ([`AnyNumeric`]); nothing here goes through a float.
+use pgrx::prelude::*;
+use pgrx::AnyNumeric;
+
+/// Cost in dollars of `tokens` tokens at `rate_per_1k` dollars per 1,000 tokens:
+/// `tokens × rate × 0.001`, exact (numeric multiplication never rounds).
+/// Source of the rule: the seed's "Cost Constants" (agent cost rates per 1K tokens).
+pub fn cost_for_tokens(tokens: i64, rate_per_1k: AnyNumeric) -> AnyNumeric {
+    let per_token = AnyNumeric::try_from("0.001").expect("0.001 is a valid numeric");
+    trim_scale(AnyNumeric::from(tokens) * rate_per_1k * per_token)
+}
+
+/// Drops trailing zeros after the decimal point (PostgreSQL's `trim_scale(numeric)`); the value
+/// is unchanged.
+pub fn trim_scale(n: AnyNumeric) -> AnyNumeric {
+    unsafe { pgrx::direct_function_call::<AnyNumeric>(pg_sys::numeric_trim_scale, &[n.into_datum()]) }
+        .expect("trim_scale of a non-NULL numeric is not NULL")
+}
+
+/// Rounds `n` to `scale` decimal places, half away from zero (PostgreSQL's `round(numeric, int)`).
+pub fn round(n: AnyNumeric, scale: i32) -> AnyNumeric {
+    unsafe {
+        pgrx::direct_function_call::<AnyNumeric>(
+            pg_sys::numeric_round,
+            &[n.into_datum(), scale.into_datum()],
+        )
+    }
+    .expect("round(numeric, int) of a non-NULL numeric is not NULL")
+}
+
+/// Inserts thousands separators into the integer part of a plain decimal string
+/// (`"2230750"` → `"2,230,750"`, `"-1234.50"` → `"-1,234.50"`).
+pub fn group_thousands(plain: &str) -> String {
+    let (sign, digits) = match plain.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", plain),
+    };
+    let (int_part, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let mut grouped = String::with_capacity(int_part.len() + int_part.len() / 3);
+    for (i, ch) in int_part.chars().enumerate() {
+        if i > 0 && (int_part.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    match frac {
+        Some(f) => format!("{sign}{grouped}.{f}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
+/// Formats dollars as in the seed's report: `$1,000.00`, `-$12.50`, with `decimals` places.
+pub fn dollars(n: &AnyNumeric, decimals: i32) -> String {
+    let text = round(n.clone(), decimals).to_string();
+    match text.strip_prefix('-') {
+        Some(abs) => format!("-${}", group_thousands(abs)),
+        None => format!("${}", group_thousands(&text)),
+    }
+}
+
+/// Formats a percentage with one decimal: `44.6%`.
+pub fn percent(n: &AnyNumeric) -> String {
+    format!("{}%", round(n.clone(), 1))
+}
+
+/// `neon_budget._cost_for_tokens(tokens bigint, cost_per_1k_tokens numeric) -> numeric`:
+/// dollars for `tokens` at a rate in dollars per 1,000 tokens, exact.
+#[pg_extern(immutable, parallel_safe, strict, name = "_cost_for_tokens")]
+fn cost_for_tokens_sql(tokens: i64, cost_per_1k_tokens: AnyNumeric) -> AnyNumeric {
+    cost_for_tokens(tokens, cost_per_1k_tokens)
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> AnyNumeric {
+        AnyNumeric::try_from(s).unwrap()
+    }
+
+    #[pg_test]
+    fn seed_sample_cost_is_exact() {
+        // The seed's sample report: 2,230,750 CONTENT tokens at $0.04 / 1K = $89.23.
+        assert_eq!(cost_for_tokens(2_230_750, n("0.04")), n("89.23"));
+        assert_eq!(cost_for_tokens(418, n("0.04")).to_string(), "0.01672");
+        assert_eq!(cost_for_tokens(0, n("0.07")), n("0"));
+        // Near 2^63 tokens: still exact.
+        assert_eq!(cost_for_tokens(i64::MAX, n("0.05")).to_string(), "461168601842738.79035");
+    }
+
+    #[pg_test]
+    fn formatting() {
+        assert_eq!(dollars(&n("1000"), 2), "$1,000.00");
+        assert_eq!(dollars(&n("89.23"), 2), "$89.23");
+        assert_eq!(dollars(&n("0.571987"), 4), "$0.5720");
+        assert_eq!(dollars(&n("-12.5"), 2), "-$12.50");
+        assert_eq!(dollars(&n("1234567.005"), 2), "$1,234,567.01");
+        assert_eq!(group_thousands("2230750"), "2,230,750");
+        assert_eq!(group_thousands("999"), "999");
+        assert_eq!(percent(&n("44.615")), "44.6%");
+    }
+}

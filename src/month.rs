@@ -1,0 +1,85 @@
+//! Billing months: `YYYY-MM` text, the calendar month of a timestamp in `neon_budget.timezone`.
+use crate::error::{raise, spi, Code};
+use crate::gucs;
+use pgrx::prelude::*;
+
+/// Whether `text` is a billing month: exactly `YYYY-MM` with year 0001..9999 and month 01..12.
+pub fn is_valid_month(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.len() != 7 || b[4] != b'-' || !b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit()) {
+        return false;
+    }
+    let year: u32 = text[..4].parse().unwrap_or(0);
+    let month: u32 = text[5..].parse().unwrap_or(0);
+    year >= 1 && (1..=12).contains(&month)
+}
+
+/// Returns `text` when it is a valid billing month, else raises SQLSTATE 22007
+/// (invalid_datetime_format) naming the argument.
+pub fn require_month(arg: &str, text: &str) -> String {
+    if is_valid_month(text) {
+        text.to_string()
+    } else {
+        raise(
+            Code::ERRCODE_INVALID_DATETIME_FORMAT,
+            format!("invalid {arg} \"{text}\": a billing month is written YYYY-MM"),
+            "Use a four-digit year and a two-digit month from 01 to 12, e.g. '2024-01'.",
+        )
+    }
+}
+
+/// The current billing month (`YYYY-MM` of `now()` in `neon_budget.timezone`).
+pub fn current_month() -> String {
+    let tz = gucs::timezone();
+    spi(Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.to_char(pg_catalog.now() AT TIME ZONE $1, 'YYYY-MM')",
+        &[tz.as_str().into()],
+    ))
+    .expect("to_char of now() is never NULL")
+}
+
+/// `neon_budget._timezone() -> text`: the validated value of `neon_budget.timezone`, used by
+/// the billing-month trigger. Loading it also loads the library, so the GUCs exist.
+#[pg_extern(stable, parallel_safe, name = "_timezone")]
+fn timezone_setting() -> String {
+    gucs::timezone()
+}
+
+/// `neon_budget._current_month() -> text`: the current billing month, `YYYY-MM`.
+#[pg_extern(stable, parallel_safe, name = "_current_month")]
+fn current_month_sql() -> String {
+    current_month()
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    #[pg_test]
+    fn valid_months() {
+        for m in ["2024-01", "2024-12", "1969-07", "9999-12", "0001-01"] {
+            assert!(is_valid_month(m), "{m}");
+        }
+        for m in ["2024-13", "24-01", "2024-00", "2024-1", "2024/01", "0000-01", " 2024-01", "2024-01-01", ""] {
+            assert!(!is_valid_month(m), "{m}");
+        }
+    }
+
+    #[pg_test]
+    fn month_follows_timezone_guc() {
+        Spi::run("SET neon_budget.timezone = 'America/New_York'").unwrap();
+        // 2024-02-01 03:00 UTC is still January 31st in New York.
+        let m = Spi::get_one::<String>(
+            "SELECT to_char('2024-02-01 03:00+00'::timestamptz AT TIME ZONE neon_budget._timezone(), 'YYYY-MM')",
+        )
+        .unwrap();
+        assert_eq!(m.as_deref(), Some("2024-01"));
+        Spi::run("RESET neon_budget.timezone").unwrap();
+    }
+
+    #[pg_test(error = "invalid month \"2024-13\": a billing month is written YYYY-MM")]
+    fn rejects_bad_month() {
+        require_month("month", "2024-13");
+    }
+}

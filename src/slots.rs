@@ -1,0 +1,18 @@
+//! Aggregate slots: the maintained aggregates keep one row per (key, month, slot) and a writer
+//! only ever updates its own slot's rows, so concurrent writers never wait on each other's row
+//! locks. The slot is the backend's id, which is unique among the backends running at once and
+//! reused after a backend exits, so a key has at most `max_connections` slot rows.
+use pgrx::prelude::*;
+
+/// `neon_budget._slot() -> integer`: this backend's aggregate slot (its backend id, 1..MaxBackends).
+#[pg_extern(volatile, parallel_unsafe, name = "_slot")]
+fn slot() -> i32 {
+    #[cfg(any(feature = "pg15", feature = "pg16"))]
+    unsafe {
+        pg_sys::MyBackendId
+    }
+    #[cfg(feature = "pg17")]
+    unsafe {
+        pg_sys::MyProcNumber
+    }
+}

@@ -1,0 +1,134 @@
+//! Shared helpers of the neon_budget integration tests: a fresh database per test in a real
+//! cluster (started by `scripts/test.sh`), SQLSTATE assertions, and the aggregate oracle.
+//!
+//! The cluster is reached with the libpq-style connection string in `NEON_BUDGET_TEST_DSN`
+//! (default `host=/tmp/nbtest port=5498 user=postgres`).
+use postgres::{Client, NoTls};
+use std::time::Duration;
+
+/// Connection string of the test cluster (without `dbname`).
+pub fn dsn() -> String {
+    std::env::var("NEON_BUDGET_TEST_DSN").unwrap_or_else(|_| "host=/tmp/nbtest port=5498 user=postgres".to_string())
+}
+
+/// A database of its own for one test, with the extension installed. Dropped when the test
+/// passes; kept (for inspection) when it fails.
+pub struct TestDb {
+    pub name: String,
+    pub client: Client,
+}
+
+impl TestDb {
+    /// Creates database `nbt_<name>` (dropping a leftover one) and `CREATE EXTENSION neon_budget`.
+    pub fn new(name: &str) -> TestDb {
+        let name = format!("nbt_{name}");
+        let mut admin = Client::connect(&format!("{} dbname=postgres", dsn()), NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to the test cluster at '{}': {e}. Run scripts/test.sh.", dsn()));
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let mut client = Client::connect(&format!("{} dbname={name}", dsn()), NoTls).unwrap();
+        client.batch_execute("CREATE EXTENSION neon_budget").unwrap();
+        TestDb { name, client }
+    }
+
+    /// Another connection to this test's database.
+    pub fn connect(&self) -> Client {
+        Client::connect(&format!("{} dbname={}", dsn(), self.name), NoTls).unwrap()
+    }
+
+    /// Connection string of this test's database.
+    pub fn dsn(&self) -> String {
+        format!("{} dbname={}", dsn(), self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test database {} kept for inspection", self.name);
+            return;
+        }
+        if let Ok(mut admin) = Client::connect(&format!("{} dbname=postgres", dsn()), NoTls) {
+            let _ignored_cleanup = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// The SQLSTATE of a failed statement; panics when it succeeded or failed without one.
+pub fn sqlstate<T: std::fmt::Debug>(r: Result<T, postgres::Error>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().unwrap_or_else(|| panic!("error without SQLSTATE: {e}")).code().to_string(),
+    }
+}
+
+/// A single text value of a query (numeric and other types cast to text in the query).
+pub fn text(c: &mut Client, sql: &str) -> Option<String> {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// A single bigint value of a query.
+pub fn int(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// The aggregate oracle: each maintained aggregate (`monthly_budget` totals, `campaign_cost`,
+/// `agent_cost`) equals a fresh `GROUP BY` over `billing_log`, compared both ways with
+/// `EXCEPT ALL`. Panics listing the differing rows.
+pub fn assert_oracle(c: &mut Client) {
+    let pairs = [
+        (
+            "monthly_budget",
+            "SELECT billing_month, sum(cost), sum(tokens)::numeric, count(*)::numeric
+               FROM neon_budget.billing_log GROUP BY billing_month",
+            "SELECT month, total_spent, total_tokens::numeric, executions::numeric
+               FROM neon_budget.monthly_budget WHERE executions <> 0 OR total_spent <> 0",
+        ),
+        (
+            "campaign_cost",
+            "SELECT campaign_id, billing_month, sum(cost), sum(tokens)::numeric, count(*)::numeric
+               FROM neon_budget.billing_log WHERE campaign_id IS NOT NULL GROUP BY campaign_id, billing_month",
+            "SELECT campaign_id, month, total_cost, total_tokens::numeric, executions::numeric FROM neon_budget.campaign_cost",
+        ),
+        (
+            "agent_cost",
+            "SELECT agent_type, billing_month, sum(cost), sum(tokens)::numeric, count(*)::numeric,
+                    (count(*) FILTER (WHERE conversion_achieved))::numeric,
+                    (count(*) FILTER (WHERE NOT conversion_achieved))::numeric,
+                    COALESCE(sum(quality_score::numeric), 0), count(quality_score)::numeric,
+                    COALESCE(sum(retry_count), 0)::numeric, COALESCE(sum(execution_time_ms), 0)::numeric,
+                    count(execution_time_ms)::numeric
+               FROM neon_budget.billing_log GROUP BY agent_type, billing_month",
+            "SELECT agent_type, month, total_cost, total_tokens::numeric, executions::numeric, successes::numeric,
+                    failures::numeric, quality_sum, quality_count::numeric, retry_sum::numeric,
+                    execution_time_ms_sum::numeric, execution_time_count::numeric
+               FROM neon_budget.agent_cost",
+        ),
+    ];
+    for (name, fresh, kept) in pairs {
+        let sql = format!(
+            "SELECT 'missing from {name}: ' || (f)::text FROM (({fresh}) EXCEPT ALL ({kept})) f
+             UNION ALL
+             SELECT 'extra in {name}: ' || (k)::text FROM (({kept}) EXCEPT ALL ({fresh})) k"
+        );
+        let diffs: Vec<String> = c.query(&sql, &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        assert!(diffs.is_empty(), "aggregate oracle failed:\n{}", diffs.join("\n"));
+    }
+    // Months without executions hold no spend.
+    let stray = int(c, "SELECT count(*) FROM neon_budget.monthly_budget WHERE executions = 0 AND total_spent <> 0");
+    assert_eq!(stray, 0, "a month without executions shows spend");
+}
+
+/// Collects the payloads of NOTIFY neon_budget_alerts that `listener` (which ran
+/// `LISTEN neon_budget_alerts`) receives within `wait`.
+pub fn alerts_received(listener: &mut Client, wait: Duration) -> Vec<serde_json::Value> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut out = Vec::new();
+    let mut notifications = listener.notifications();
+    let mut it = notifications.timeout_iter(wait);
+    while let Some(n) = it.next().unwrap() {
+        assert_eq!(n.channel(), "neon_budget_alerts");
+        out.push(serde_json::from_str(n.payload()).unwrap_or_else(|e| panic!("payload is not JSON ({e}): {}", n.payload())));
+    }
+    out
+}
