@@ -1,0 +1,292 @@
+//! `neon-budget replay`: the demo's workload generator.
+//!
+//! Reads an LLM request trace in the Azure LLM inference trace format (`TIMESTAMP`,
+//! `ContextTokens`, `GeneratedTokens`) and replays each request as one agent execution of
+//! `ContextTokens + GeneratedTokens` tokens from several concurrent connections: it asks
+//! `budget_check(campaign, agent, tokens)` first and records the execution with `track_cost`
+//! only when it may run; otherwise the execution counts as blocked. A listener connection prints
+//! every `neon_budget_alerts` NOTIFY as it arrives.
+use crate::conn;
+use postgres::fallible_iterator::FallibleIterator;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Agent types the replay spreads requests over when `--agent` is not given.
+const DEFAULT_AGENTS: &[&str] = &["CONTENT", "SEO", "EMAIL_MARKETING", "AD", "DESIGN", "CUSTOMER_SUPPORT"];
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Trace CSV file (header TIMESTAMP,ContextTokens,GeneratedTokens).
+    pub trace: std::path::PathBuf,
+    /// Record every request as this agent type (default: spread over CONTENT, SEO,
+    /// EMAIL_MARKETING, AD, DESIGN, CUSTOMER_SUPPORT).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Spread requests round-robin over campaigns campaign-1 .. campaign-N (0: no campaign).
+    #[arg(long, default_value_t = 4)]
+    pub campaigns: usize,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Replay speed against the trace's own timestamps (2 = twice as fast); 0 = as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    pub speed: f64,
+    /// Print nothing but the final summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Prefix of execution ids (an execution id makes a repeated replay record nothing twice).
+    #[arg(long, default_value = "azure-conv")]
+    pub execution_prefix: String,
+}
+
+/// One request of the trace.
+struct Request {
+    row: usize,
+    offset: Duration,
+    timestamp: String,
+    context_tokens: i64,
+    generated_tokens: i64,
+}
+
+fn read_trace(path: &std::path::Path) -> Result<Vec<Request>, String> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let mut first: Option<chrono::NaiveDateTime> = None;
+    for (i, rec) in reader.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
+        let field = |k: usize| rec.get(k).ok_or_else(|| format!("{}: line {}: expected 3 columns", path.display(), i + 2));
+        let ts = field(0)?.to_string();
+        let at = chrono::NaiveDateTime::parse_from_str(&ts, "%Y-%m-%d %H:%M:%S%.f")
+            .map_err(|e| format!("{}: line {}: bad TIMESTAMP {ts:?}: {e}", path.display(), i + 2))?;
+        let start = *first.get_or_insert(at);
+        let num = |k: usize| -> Result<i64, String> {
+            let v = field(k)?;
+            v.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| format!("{}: line {}: bad token count {v:?}", path.display(), i + 2))
+        };
+        out.push(Request {
+            row: i + 1,
+            offset: (at - start).to_std().unwrap_or_default(),
+            timestamp: ts,
+            context_tokens: num(1)?,
+            generated_tokens: num(2)?,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Totals {
+    admitted: AtomicU64,
+    blocked: AtomicU64,
+    tokens: AtomicU64,
+    first_blocked_row: Mutex<Option<usize>>,
+}
+
+/// Runs the replay; returns the process exit code (0 ok, 1 bad input, 3 connection problem).
+pub fn run(database_url: Option<&str>, args: Args) -> i32 {
+    let requests = match read_trace(&args.trace) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("neon-budget replay: {e}");
+            return 1;
+        }
+    };
+    let clients = args.clients.max(1);
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        match conn::connect(database_url) {
+            Ok(c) => conns.push(c),
+            Err(e) => {
+                eprintln!("neon-budget replay: {e}");
+                return 3;
+            }
+        }
+    }
+    let mut listener = match conn::connect(database_url) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("neon-budget replay: {e}");
+            return 3;
+        }
+    };
+    if let Err(e) = listener.batch_execute("LISTEN neon_budget_alerts") {
+        eprintln!("neon-budget replay: LISTEN failed: {e}");
+        return 3;
+    }
+
+    let totals = Arc::new(Totals::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let alerts = Arc::new(AtomicU64::new(0));
+    let quiet = args.quiet || args.json;
+    let listen_thread = {
+        let done = done.clone();
+        let alerts = alerts.clone();
+        std::thread::spawn(move || {
+            let mut notifications = listener.notifications();
+            loop {
+                // Once the workers are done, one more short wait drains the last commits' alerts.
+                let finishing = done.load(Ordering::Relaxed);
+                let wait = if finishing { 500 } else { 200 };
+                let mut it = notifications.timeout_iter(Duration::from_millis(wait));
+                while let Ok(Some(n)) = it.next() {
+                    alerts.fetch_add(1, Ordering::Relaxed);
+                    if !quiet {
+                        println!("{}", describe_alert(n.payload()));
+                    }
+                }
+                if finishing {
+                    return;
+                }
+            }
+        })
+    };
+
+    let agents: Vec<String> = match &args.agent {
+        Some(a) => vec![a.clone()],
+        None => DEFAULT_AGENTS.iter().map(|s| s.to_string()).collect(),
+    };
+    let started = Instant::now();
+    let total = requests.len();
+    let mut workers = Vec::new();
+    for (k, mut client) in conns.into_iter().enumerate() {
+        let requests = requests.clone();
+        let totals = totals.clone();
+        let agents = agents.clone();
+        let campaigns = args.campaigns;
+        let speed = args.speed;
+        let prefix = args.execution_prefix.clone();
+        workers.push(std::thread::spawn(move || -> Result<(), String> {
+            let check = client
+                .prepare("SELECT can_execute FROM neon_budget.budget_check(campaign_id => $1, agent_type => $2, estimated_tokens => $3)")
+                .map_err(|e| format!("prepare budget_check: {e}"))?;
+            let track = client
+                .prepare(
+                    "SELECT (neon_budget.track_cost(agent_type => $1, tokens => $2, campaign_id => $3, task => 'chat completion',
+                             execution_id => $4, metadata => $5::text::jsonb)).id",
+                )
+                .map_err(|e| format!("prepare track_cost: {e}"))?;
+            for req in requests.iter().skip(k).step_by(clients) {
+                if speed > 0.0 {
+                    let due = req.offset.div_f64(speed);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                let tokens = req.context_tokens + req.generated_tokens;
+                let agent = &agents[req.row % agents.len()];
+                let campaign = (campaigns > 0).then(|| format!("campaign-{}", req.row % campaigns + 1));
+                let can: bool = client
+                    .query_one(&check, &[&campaign, agent, &tokens])
+                    .map_err(|e| format!("budget_check failed at row {}: {e}", req.row))?
+                    .get(0);
+                if !can {
+                    totals.blocked.fetch_add(1, Ordering::Relaxed);
+                    let mut first = totals.first_blocked_row.lock().unwrap();
+                    if first.is_none_or(|r| req.row < r) {
+                        *first = Some(req.row);
+                    }
+                    continue;
+                }
+                let metadata = serde_json::json!({
+                    "trace_timestamp": req.timestamp,
+                    "context_tokens": req.context_tokens,
+                    "generated_tokens": req.generated_tokens,
+                })
+                .to_string();
+                let execution_id = format!("{prefix}-{}", req.row);
+                client
+                    .query_one(&track, &[agent, &tokens, &campaign, &execution_id, &metadata])
+                    .map_err(|e| format!("track_cost failed at row {}: {e}", req.row))?;
+                totals.admitted.fetch_add(1, Ordering::Relaxed);
+                totals.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+    }
+
+    // Progress: periodic counts until every worker is done.
+    let mut last = Instant::now();
+    while workers.iter().any(|w| !w.is_finished()) {
+        std::thread::sleep(Duration::from_millis(100));
+        if !quiet && last.elapsed() >= Duration::from_secs(2) {
+            last = Instant::now();
+            let a = totals.admitted.load(Ordering::Relaxed);
+            let b = totals.blocked.load(Ordering::Relaxed);
+            println!(
+                "progress: {}/{} requests ({} recorded, {} blocked), {:.0} req/s",
+                a + b,
+                total,
+                a,
+                b,
+                (a + b) as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let mut failed = None;
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some("a replay client panicked".to_string()),
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let _listener_done = listen_thread.join();
+    if let Some(e) = failed {
+        eprintln!("neon-budget replay: {e}");
+        return 1;
+    }
+
+    let a = totals.admitted.load(Ordering::Relaxed);
+    let b = totals.blocked.load(Ordering::Relaxed);
+    let first_blocked = *totals.first_blocked_row.lock().unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "requests": total, "recorded": a, "blocked": b, "tokens_recorded": totals.tokens.load(Ordering::Relaxed),
+                "first_blocked_row": first_blocked, "alerts_received": alerts.load(Ordering::Relaxed),
+                "clients": clients, "seconds": secs,
+            })
+        );
+    } else {
+        println!(
+            "replay: {total} requests from {clients} clients in {secs:.1} s: {a} recorded ({} tokens), {b} blocked by budget_check{}; {} alerts received",
+            totals.tokens.load(Ordering::Relaxed),
+            first_blocked.map(|r| format!(" (first blocked: request {r})")).unwrap_or_default(),
+            alerts.load(Ordering::Relaxed)
+        );
+    }
+    0
+}
+
+/// One line for an alert payload, with the seed's emoji per level.
+pub fn describe_alert(payload: &str) -> String {
+    let v: serde_json::Value = match serde_json::from_str(payload) {
+        Ok(v) => v,
+        Err(_) => return format!("alert (unparsed): {payload}"),
+    };
+    let level = v["level"].as_str().unwrap_or("?");
+    let emoji = match level {
+        "warning" => "🟡",
+        "critical" => "🟠",
+        "exceeded" => "🔴",
+        _ => "❔",
+    };
+    let scope = match v["campaign_id"].as_str() {
+        Some(c) => format!("campaign {c}"),
+        None => "monthly budget".to_string(),
+    };
+    format!(
+        "{emoji} ALERT {} {level}: {scope} spent ${} of ${} ({}%)",
+        v["month"].as_str().unwrap_or("?"),
+        v["spent"],
+        v["budget"],
+        v["utilization"]
+    )
+}

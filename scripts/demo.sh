@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The neon_budget demo: replays a real LLM workload (the Azure LLM inference trace 2023, 19,366
+# requests, demo/data/) through budget_check() and track_cost() from several concurrent
+# connections against a throwaway PostgreSQL cluster, prints every NOTIFY alert as it arrives,
+# then the Markdown budget_report() and the final budget_check().
+# Installs what is missing first (scripts/setup.sh). Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+DIR=${NEON_BUDGET_DEMO_DIR:-/tmp/nbdemo}
+PORT=${NEON_BUDGET_DEMO_PORT:-5497}
+CLIENTS=${NEON_BUDGET_DEMO_CLIENTS:-4}
+TRACE=demo/data/AzureLLMInferenceTrace_conv.csv
+
+bash scripts/setup.sh
+echo "== building and installing the extension and the neon-budget client (release)"
+cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null 2>&1 || cargo pgrx install --release --pg-config "$PG_CONFIG"
+cargo build --release -q -p neon-budget
+
+echo "== starting a throwaway PostgreSQL 15 cluster in $DIR (port $PORT)"
+scripts/cluster.sh stop "$DIR"
+scripts/cluster.sh start "$DIR" "$PORT"
+trap 'scripts/cluster.sh stop "$DIR"' EXIT
+psql() { command psql -X -q -v ON_ERROR_STOP=1 -h "$DIR" -p "$PORT" -U postgres "$@"; }
+psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS neon_budget_demo WITH (FORCE)" -c "CREATE DATABASE neon_budget_demo"
+
+echo "== setting budgets: \$600.00 for this month (warning at 80%), four campaigns"
+psql -d neon_budget_demo <<'SQL'
+CREATE EXTENSION neon_budget;
+\o /dev/null
+SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 600.00, 0.8);
+SELECT neon_budget.set_campaign('campaign-1', 'Content Marketing', 'CONTENT_GENERATION', 250.00);
+SELECT neon_budget.set_campaign('campaign-2', 'Ad Optimization', 'AD_OPTIMIZATION', 120.00);
+SELECT neon_budget.set_campaign('campaign-3', 'Email Campaigns', 'EMAIL_MARKETING', 200.00);
+SELECT neon_budget.set_campaign('campaign-4', 'Social Media', 'SOCIAL', NULL);
+SQL
+
+echo "== replaying every request of $TRACE with $CLIENTS clients (alerts print as they arrive)"
+target/release/neon-budget replay "$TRACE" --clients "$CLIENTS" --campaigns 4 \
+  --database-url "host=$DIR port=$PORT user=postgres dbname=neon_budget_demo"
+
+echo
+echo "== budget_report()"
+psql -d neon_budget_demo -At -c "SELECT neon_budget.budget_report()"
+echo "== budget_check() now (the month's budget is spent: executions are blocked)"
+psql -d neon_budget_demo -x -c "SELECT * FROM neon_budget.budget_check()"
+echo "== alerts logged"
+psql -d neon_budget_demo -c "SELECT id, scope, campaign_id, month, level, spent, budget, utilization FROM neon_budget.alert_log ORDER BY id"
