@@ -92,23 +92,29 @@ fn rearm_month(month: &str) {
             SELECT s.month, s.total_budget AS budget, s.alert_threshold AS threshold,
                    (SELECT COALESCE(sum(m.cost), 0) FROM neon_budget._month_spend m
                      WHERE m.billing_month OPERATOR(pg_catalog.=) s.month) AS spent
-              FROM neon_budget.monthly_budget_setting s WHERE s.month OPERATOR(pg_catalog.=) $1),
-         rearm AS (
-            UPDATE neon_budget.alert_state a
-               SET levels_sent = ARRAY(SELECT l FROM pg_catalog.unnest(a.levels_sent) l
-                    WHERE l OPERATOR(pg_catalog.=) ANY (neon_budget._reached_levels(cur.spent, cur.budget, cur.threshold)))
-              FROM cur
-             WHERE a.scope = 'month' AND a.scope_key = '' AND a.month OPERATOR(pg_catalog.=) cur.month)
-         SELECT neon_budget._check_alerts('month', '', cur.month, cur.spent, cur.budget, cur.threshold) FROM cur",
+              FROM neon_budget.monthly_budget_setting s WHERE s.month OPERATOR(pg_catalog.=) $1)
+         UPDATE neon_budget.alert_state a
+            SET levels_sent = ARRAY(SELECT l FROM pg_catalog.unnest(a.levels_sent) l
+                 WHERE l OPERATOR(pg_catalog.=) ANY (neon_budget._reached_levels(cur.spent, cur.budget, cur.threshold)))
+           FROM cur
+          WHERE a.scope = 'month' AND a.scope_key = '' AND a.month OPERATOR(pg_catalog.=) cur.month",
+        &[month.into()],
+    ));
+    // A separate statement: it must see the re-armed row, and may claim it.
+    spi(Spi::run_with_args(
+        "SELECT neon_budget._check_alerts('month', '', s.month,
+                (SELECT COALESCE(sum(m.cost), 0) FROM neon_budget._month_spend m
+                  WHERE m.billing_month OPERATOR(pg_catalog.=) s.month),
+                s.total_budget, s.alert_threshold)
+           FROM neon_budget.monthly_budget_setting s WHERE s.month OPERATOR(pg_catalog.=) $1",
         &[month.into()],
     ));
 }
 
 /// Campaign counterpart of [`rearm_month`].
 fn rearm_campaign(campaign_id: &str) {
-    // Re-arm every month the campaign has alert state for; check the months it has spend in.
-    spi(Spi::run_with_args(
-        "WITH cur AS (
+    // The months the campaign has spend or alert state in, with its budget and spend there.
+    const CUR: &str = "WITH cur AS (
             SELECT s.month, c.monthly_budget AS budget, s.alert_threshold AS threshold,
                    (SELECT COALESCE(sum(cs.cost), 0) FROM neon_budget._campaign_spend cs
                      WHERE cs.campaign_id OPERATOR(pg_catalog.=) c.campaign_id
@@ -119,16 +125,24 @@ fn rearm_campaign(campaign_id: &str) {
                                 WHERE cs.campaign_id OPERATOR(pg_catalog.=) c.campaign_id
                                UNION SELECT a.month FROM neon_budget.alert_state a
                                 WHERE a.scope = 'campaign' AND a.scope_key OPERATOR(pg_catalog.=) c.campaign_id)
-             WHERE c.campaign_id OPERATOR(pg_catalog.=) $1),
-         rearm AS (
-            UPDATE neon_budget.alert_state a
-               SET levels_sent = CASE WHEN cur.budget IS NULL THEN '{}'::text[] ELSE ARRAY(
+             WHERE c.campaign_id OPERATOR(pg_catalog.=) $1) ";
+    spi(Spi::run_with_args(
+        &format!(
+            "{CUR} UPDATE neon_budget.alert_state a
+               SET levels_sent = CASE WHEN cur.budget IS NULL THEN '{{}}'::text[] ELSE ARRAY(
                     SELECT l FROM pg_catalog.unnest(a.levels_sent) l
                      WHERE l OPERATOR(pg_catalog.=) ANY (neon_budget._reached_levels(cur.spent, cur.budget, cur.threshold))) END
               FROM cur
-             WHERE a.scope = 'campaign' AND a.scope_key OPERATOR(pg_catalog.=) $1 AND a.month OPERATOR(pg_catalog.=) cur.month)
-         SELECT neon_budget._check_alerts('campaign', $1, cur.month, cur.spent, cur.budget, cur.threshold)
-           FROM cur WHERE cur.budget IS NOT NULL",
+             WHERE a.scope = 'campaign' AND a.scope_key OPERATOR(pg_catalog.=) $1 AND a.month OPERATOR(pg_catalog.=) cur.month"
+        ),
+        &[campaign_id.into()],
+    ));
+    // A separate statement: it must see the re-armed rows, and may claim them.
+    spi(Spi::run_with_args(
+        &format!(
+            "{CUR} SELECT neon_budget._check_alerts('campaign', $1, cur.month, cur.spent, cur.budget, cur.threshold)
+               FROM cur WHERE cur.budget IS NOT NULL"
+        ),
         &[campaign_id.into()],
     ));
 }

@@ -4,8 +4,14 @@
 //! (default 80%), `critical` at 95%, `exceeded` at 100% of the budget. The triggers in
 //! `sql/aggregates.sql` ask [`reached_levels`] which levels a spend has reached and send each one
 //! not yet sent, once per scope and month, on the channel `neon_budget_alerts`.
+use crate::error::{spi, spi_opt};
+use crate::money;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use pgrx::AnyNumeric;
+
+/// The NOTIFY channel alerts are sent on.
+pub const CHANNEL: &str = "neon_budget_alerts";
 
 
 /// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; payloads stay below this.
@@ -151,6 +157,102 @@ fn payload_sql(
     utilization: AnyNumeric,
 ) -> String {
     payload(alert_id, scope, campaign_id, month, level, &spent, &budget, &utilization)
+}
+
+/// An alert level that a scope has reached and that was not sent when last looked at.
+pub struct Due {
+    /// `month` or `campaign`.
+    pub scope: String,
+    /// `''` for the month scope, else the campaign id.
+    pub scope_key: String,
+    /// Billing month, `YYYY-MM`.
+    pub month: String,
+    /// `warning`, `critical` or `exceeded`.
+    pub level: String,
+    /// Spend in dollars when it was found due.
+    pub spent: AnyNumeric,
+    /// Budget in dollars.
+    pub budget: AnyNumeric,
+}
+
+/// Sends a due level exactly once: claims it in `alert_state` with a conditional upsert (a
+/// concurrent claimant of the same level waits for this transaction and then finds it sent),
+/// and when this transaction won the claim, writes `alert_log` and sends
+/// `NOTIFY neon_budget_alerts` with [`payload`]. All in the caller's transaction: a rollback
+/// sends nothing and un-claims the level.
+pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
+    let claimed: Option<bool> = spi_opt(
+        client
+            .update(
+                "INSERT INTO neon_budget.alert_state AS s (scope, scope_key, month, levels_sent)
+                 VALUES ($1, $2, $3, ARRAY[$4])
+                 ON CONFLICT (scope, scope_key, month) DO UPDATE
+                    SET levels_sent = s.levels_sent OPERATOR(pg_catalog.||) EXCLUDED.levels_sent
+                  WHERE NOT ($4 OPERATOR(pg_catalog.=) ANY (s.levels_sent))
+                 RETURNING true",
+                None,
+                &[d.scope.as_str().into(), d.scope_key.as_str().into(), d.month.as_str().into(), d.level.as_str().into()],
+            )
+            .and_then(|t| t.first().get_one()),
+    );
+    if claimed != Some(true) {
+        return;
+    }
+    let utilization = money::round(d.spent.clone() / d.budget.clone() * AnyNumeric::from(100), 2);
+    let campaign_id = (d.scope == "campaign").then_some(d.scope_key.as_str());
+    let id: i64 = spi(
+        client
+            .update(
+                "INSERT INTO neon_budget.alert_log (scope, campaign_id, month, level, spent, budget, utilization)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                None,
+                &[
+                    d.scope.as_str().into(),
+                    campaign_id.into(),
+                    d.month.as_str().into(),
+                    d.level.as_str().into(),
+                    d.spent.clone().into(),
+                    d.budget.clone().into(),
+                    utilization.clone().into(),
+                ],
+            )
+            .and_then(|t| t.first().get_one()),
+    )
+    .expect("INSERT ... RETURNING id returns the id");
+    let body = payload(id, &d.scope, campaign_id, &d.month, &d.level, &d.spent, &d.budget, &utilization);
+    spi(client.update("SELECT pg_catalog.pg_notify($1, $2)", None, &[CHANNEL.into(), body.into()]));
+}
+
+/// `neon_budget._check_alerts(scope text, scope_key text, month text, spent numeric, budget numeric,
+/// threshold numeric) -> void`: sends every level that `spent` reaches against `budget` (dollars)
+/// and that was not sent yet for this scope and month. A NULL budget never alerts.
+#[pg_extern(volatile, parallel_unsafe, name = "_check_alerts")]
+fn check_alerts_sql(
+    scope: &str,
+    scope_key: &str,
+    month: &str,
+    spent: AnyNumeric,
+    budget: Option<AnyNumeric>,
+    threshold: AnyNumeric,
+) {
+    let Some(budget) = budget else { return };
+    let levels = reached_levels(&spent, &budget, &threshold);
+    if levels.is_empty() {
+        return;
+    }
+    Spi::connect_mut(|client| {
+        for level in levels {
+            let due = Due {
+                scope: scope.to_string(),
+                scope_key: scope_key.to_string(),
+                month: month.to_string(),
+                level: level.as_str().to_string(),
+                spent: spent.clone(),
+                budget: budget.clone(),
+            };
+            claim_and_send(client, &due);
+        }
+    });
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -9,17 +9,36 @@ use pgrx::prelude::*;
 mod admin;
 mod alerts;
 mod api;
+mod budget;
 mod error;
 mod gucs;
 mod money;
 mod month;
+mod plans;
 mod report;
+mod reservations;
 mod slots;
+mod triggers;
 
 ::pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/aggregates.sql", name = "aggregates", finalize);
+extension_sql_file!(
+    "../sql/comments.sql",
+    name = "comments",
+    requires = [
+        api::track_cost,
+        budget::budget_check,
+        reservations::budget_reserve,
+        reservations::budget_release,
+        report::budget_report,
+        admin::set_monthly_budget,
+        admin::set_campaign,
+        admin::set_agent_rate,
+        admin::set_budget_override
+    ]
+);
 
 /// Called by PostgreSQL when the library is loaded: registers the `neon_budget.*` GUCs.
 #[pg_guard]

@@ -31,10 +31,14 @@ pub fn require_month(arg: &str, text: &str) -> String {
 /// The current billing month (`YYYY-MM` of `now()` in `neon_budget.timezone`).
 pub fn current_month() -> String {
     let tz = gucs::timezone();
-    spi(Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.to_char(pg_catalog.now() AT TIME ZONE $1, 'YYYY-MM')",
-        &[tz.as_str().into()],
-    ))
+    Spi::connect(|client| {
+        let p = crate::plans::plan(
+            client,
+            "SELECT pg_catalog.to_char(pg_catalog.now() AT TIME ZONE $1, 'YYYY-MM')",
+            &[crate::plans::oid::TEXT],
+        );
+        spi(client.select(&*p, Some(1), &[tz.as_str().into()]).and_then(|t| t.first().get_one::<String>()))
+    })
     .expect("to_char of now() is never NULL")
 }
 

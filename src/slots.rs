@@ -4,9 +4,8 @@
 //! reused after a backend exits, so a key has at most `max_connections` slot rows.
 use pgrx::prelude::*;
 
-/// `neon_budget._slot() -> integer`: this backend's aggregate slot (its backend id, 1..MaxBackends).
-#[pg_extern(volatile, parallel_unsafe, name = "_slot")]
-fn slot() -> i32 {
+/// This backend's aggregate slot: its backend id, 1..MaxBackends.
+pub fn current() -> i32 {
     #[cfg(any(feature = "pg15", feature = "pg16"))]
     unsafe {
         pg_sys::MyBackendId
@@ -15,4 +14,10 @@ fn slot() -> i32 {
     unsafe {
         pg_sys::MyProcNumber
     }
+}
+
+/// `neon_budget._slot() -> integer`: this backend's aggregate slot (see [`current`]).
+#[pg_extern(volatile, parallel_unsafe, name = "_slot")]
+fn slot_sql() -> i32 {
+    current()
 }

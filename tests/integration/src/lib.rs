@@ -132,3 +132,70 @@ pub fn alerts_received(listener: &mut Client, wait: Duration) -> Vec<serde_json:
     }
     out
 }
+
+/// Like [`alerts_received`], but the raw payload texts (so that exact decimals can be checked
+/// by PostgreSQL, e.g. `SELECT ($1::jsonb->>'spent')::numeric = 80`).
+pub fn raw_alerts_received(listener: &mut Client, wait: Duration) -> Vec<String> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut out = Vec::new();
+    let mut notifications = listener.notifications();
+    let mut it = notifications.timeout_iter(wait);
+    while let Some(n) = it.next().unwrap() {
+        assert_eq!(n.channel(), "neon_budget_alerts");
+        out.push(n.payload().to_string());
+    }
+    out
+}
+
+/// A connection to this test's database that ran `LISTEN neon_budget_alerts`.
+pub fn listener(db: &TestDb) -> Client {
+    let mut l = db.connect();
+    l.batch_execute("LISTEN neon_budget_alerts").unwrap();
+    l
+}
+
+/// A single boolean value of a query.
+pub fn boolean(c: &mut Client, sql: &str) -> bool {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// Asserts that a boolean query returns true, naming the query when it does not.
+#[track_caller]
+pub fn assert_sql(c: &mut Client, sql: &str) {
+    let v: Option<bool> = c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0);
+    assert_eq!(v, Some(true), "not true: {sql}");
+}
+
+/// Row counts of every table the extension writes, for "nothing was written" checks.
+pub fn table_counts(c: &mut Client) -> Vec<(String, i64)> {
+    [
+        "billing_log",
+        "audit_log",
+        "alert_log",
+        "alert_state",
+        "campaign",
+        "monthly_budget_setting",
+        "agent_rate",
+    ]
+    .iter()
+    .map(|t| (t.to_string(), int(c, &format!("SELECT count(*) FROM neon_budget.{t}"))))
+    .collect()
+}
+
+/// Every maintained aggregate and alert state, as text lines, for "nothing changed" checks.
+pub fn aggregates_snapshot(c: &mut Client) -> Vec<String> {
+    c.query(
+        "SELECT 'month ' || (m.month, m.total_budget, m.total_spent, m.total_tokens, m.executions,
+                             m.alert_threshold, m.alert_levels_sent, m.override_enabled)::text
+           FROM neon_budget.monthly_budget m
+         UNION ALL SELECT 'campaign ' || (cc.*)::text FROM neon_budget.campaign_cost cc
+         UNION ALL SELECT 'agent ' || (ac.*)::text FROM neon_budget.agent_cost ac
+         UNION ALL SELECT 'state ' || (s.*)::text FROM neon_budget.alert_state s
+         ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}

@@ -1,0 +1,40 @@
+-- neon_budget: COMMENT ON FUNCTION for the public SQL API (\df+ shows them). They mirror the
+-- Rust doc comments in src/api.rs, src/admin.rs and src/report.rs.
+
+COMMENT ON FUNCTION track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint) IS
+$$Records one agent execution and returns its billing_log row.
+Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's current rate, exact), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction).
+The same execution_id twice records once and returns the first row. Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
+Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate (see set_agent_rate).$$;
+
+COMMENT ON FUNCTION budget_check(text, text, bigint) IS
+$$May an execution run now? Arguments: campaign_id, agent_type, estimated_tokens (priced at the agent type's current rate).
+Returns one row: can_execute, status (ok, warning, critical, exceeded), month (YYYY-MM), total_budget, total_spent, remaining (dollars, after live reservations), utilization_percentage, override_enabled, campaign_id, campaign_budget (NULL = no limit), campaign_spent, estimated_cost, reserved, campaign_reserved (dollars).
+can_execute is false when the current month's or the campaign's spend plus live reservations has reached its budget or would pass it with the estimate, unless the override is on. Reads only the maintained aggregates and live reservations.
+Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_type; 42704 unknown agent type.$$;
+
+COMMENT ON FUNCTION budget_report(text) IS
+$$Markdown cost report of a billing month (YYYY-MM; NULL = current month): monthly overview, campaign breakdown, agent usage, cost optimization suggestions. Money in dollars. Errors: 22007 malformed month.$$;
+
+COMMENT ON FUNCTION set_monthly_budget(text, numeric, numeric) IS
+$$Sets a month's (YYYY-MM) total budget in dollars and, when given, its alert threshold in (0,1]. Raising the budget re-arms alert levels no longer reached. Writes audit_log.
+Errors: 22007 malformed month; 22023 budget <= 0 or threshold outside (0,1]; 22004 NULL month or budget.$$;
+
+COMMENT ON FUNCTION set_campaign(text, text, text, numeric) IS
+$$Creates or updates a campaign: campaign_id, name, campaign_type, monthly_budget in dollars (NULL = no limit). Writes audit_log.
+Errors: 22004 NULL campaign_id or name; 22023 empty campaign_id or budget <= 0.$$;
+
+COMMENT ON FUNCTION set_agent_rate(text, numeric) IS
+$$Sets an agent type's rate in dollars per 1,000 tokens, effective now; recorded costs never change. Writes audit_log.
+Errors: 22004 NULL argument; 22023 empty agent type or negative rate.$$;
+
+COMMENT ON FUNCTION set_budget_override(boolean, text) IS
+$$Turns the emergency override of the current month on (a reason is required) or off. While on, budget_check allows executions past every budget; alerts still fire. Writes audit_log.
+Errors: 22004 NULL enabled; 22023 on without a reason.$$;
+
+COMMENT ON FUNCTION budget_reserve(text, bigint, text, interval, numeric) IS
+$$Reserves an execution's estimated cost (estimated_cost dollars, or estimated_tokens at the agent type's rate) against the current month's and the campaign's budget for ttl (default 15 minutes); returns the reservation id for track_cost(reservation_id => id) or budget_release(id). Reservations of a month are decided one at a time, so concurrent ones never jointly pass a budget.
+Errors: 53000 the budget cannot cover it (figures in the detail); 22003 negative tokens or cost; 22023 ttl not positive; 42704 unknown agent type; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction.$$;
+
+COMMENT ON FUNCTION budget_release(bigint) IS
+$$Cancels a reservation. Returns true when it was live, false when unknown, settled, released or expired.$$;

@@ -1,0 +1,279 @@
+//! Budget state and `budget_check`: what a month and a campaign may still spend, read from the
+//! maintained aggregates and the live reservations only (never from `billing_log`).
+use crate::alerts;
+use crate::api::current_rate;
+use crate::error::{raise, spi, Code};
+use crate::gucs;
+use crate::money;
+use crate::month;
+use crate::plans::{self, oid};
+use pgrx::prelude::*;
+use pgrx::AnyNumeric;
+
+/// Budget, committed spend and live reservations of a month ($1) and optionally a campaign ($2).
+const SELECT_BUDGET_STATE: &str = "SELECT s.total_budget, s.alert_threshold, s.override_enabled,
+        (SELECT COALESCE(sum(m.cost), 0) FROM neon_budget._month_spend m
+          WHERE m.billing_month OPERATOR(pg_catalog.=) $1),
+        (SELECT COALESCE(sum(r.estimated_cost), 0) FROM neon_budget.reservation r
+          WHERE r.month OPERATOR(pg_catalog.=) $1 AND r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()),
+        c.monthly_budget,
+        CASE WHEN $2 IS NOT NULL THEN
+          (SELECT COALESCE(sum(cs.cost), 0) FROM neon_budget._campaign_spend cs
+            WHERE cs.campaign_id OPERATOR(pg_catalog.=) $2
+              AND cs.billing_month OPERATOR(pg_catalog.=) $1) END,
+        CASE WHEN $2 IS NOT NULL THEN
+          (SELECT COALESCE(sum(r.estimated_cost), 0) FROM neon_budget.reservation r
+            WHERE r.campaign_id OPERATOR(pg_catalog.=) $2 AND r.month OPERATOR(pg_catalog.=) $1
+              AND r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()) END,
+        (SELECT a.levels_sent FROM neon_budget.alert_state a
+          WHERE a.scope = 'month' AND a.scope_key = '' AND a.month OPERATOR(pg_catalog.=) $1),
+        (SELECT a.levels_sent FROM neon_budget.alert_state a
+          WHERE a.scope = 'campaign' AND a.scope_key OPERATOR(pg_catalog.=) $2 AND a.month OPERATOR(pg_catalog.=) $1)
+   FROM (SELECT 1) one
+   LEFT JOIN neon_budget.monthly_budget_setting s ON s.month OPERATOR(pg_catalog.=) $1
+   LEFT JOIN neon_budget.campaign c ON c.campaign_id OPERATOR(pg_catalog.=) $2";
+
+/// Budget, committed spend and live reservations of one scope, in dollars.
+pub struct Scope {
+    pub budget: AnyNumeric,
+    pub spent: AnyNumeric,
+    pub reserved: AnyNumeric,
+}
+
+impl Scope {
+    /// Blocked when committed spend plus live reservations has reached the budget, or would pass
+    /// it with `estimate` added. Spend exactly equal to the budget blocks (SCENARIOS.md 9).
+    pub fn blocks(&self, estimate: &AnyNumeric) -> bool {
+        let held = self.spent.clone() + self.reserved.clone();
+        held >= self.budget || held + estimate.clone() > self.budget
+    }
+}
+
+/// The budget state of a month and, when asked, a campaign (None when the campaign has no
+/// budget or none was asked for).
+pub struct State {
+    pub month: String,
+    pub month_scope: Scope,
+    pub threshold: AnyNumeric,
+    pub override_enabled: bool,
+    pub campaign_budget: Option<AnyNumeric>,
+    pub campaign_spent: Option<AnyNumeric>,
+    pub campaign_reserved: Option<AnyNumeric>,
+    /// Alert levels already sent for the month, and for the campaign.
+    pub month_levels_sent: Vec<String>,
+    pub campaign_levels_sent: Vec<String>,
+}
+
+impl State {
+    /// Reads the state of `month` (and `campaign_id`). A month not used yet has the budget and
+    /// threshold it would get (the GUCs).
+    pub fn read(month: &str, campaign_id: Option<&str>) -> State {
+        type Row = (
+            Option<AnyNumeric>,
+            Option<AnyNumeric>,
+            Option<bool>,
+            Option<AnyNumeric>,
+            Option<AnyNumeric>,
+            Option<AnyNumeric>,
+            Option<AnyNumeric>,
+            Option<AnyNumeric>,
+            Option<Vec<String>>,
+            Option<Vec<String>>,
+        );
+        let (budget, threshold, month_override, spent, reserved, campaign_budget, campaign_spent, campaign_reserved, month_sent, campaign_sent): Row =
+            spi(Spi::connect(|client| {
+                let p = plans::plan(client, SELECT_BUDGET_STATE, &[oid::TEXT, oid::TEXT]);
+                let t = client.select(&*p, Some(1), &[month.into(), campaign_id.into()])?.first();
+                Ok::<Row, pgrx::spi::Error>((
+                    t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?, t.get(5)?, t.get(6)?, t.get(7)?, t.get(8)?, t.get(9)?, t.get(10)?,
+                ))
+            }));
+        State {
+            month: month.to_string(),
+            month_scope: Scope {
+                budget: budget.unwrap_or_else(gucs::max_monthly_budget),
+                spent: spent.unwrap_or_default(),
+                reserved: reserved.unwrap_or_default(),
+            },
+            threshold: threshold.unwrap_or_else(gucs::default_alert_threshold),
+            override_enabled: gucs::override_all_months() || month_override.unwrap_or(false),
+            campaign_budget,
+            campaign_spent,
+            campaign_reserved,
+            month_levels_sent: month_sent.unwrap_or_default(),
+            campaign_levels_sent: campaign_sent.unwrap_or_default(),
+        }
+    }
+
+    /// Alert levels reached by committed spend and not sent yet (month first, then the
+    /// campaign): levels that concurrent transactions reached together, none of which saw the
+    /// other's spend when it wrote.
+    pub fn missed_alerts(&self, campaign_id: Option<&str>) -> Vec<alerts::Due> {
+        let mut due = Vec::new();
+        let m = &self.month_scope;
+        for level in alerts::reached_levels(&m.spent, &m.budget, &self.threshold) {
+            if !self.month_levels_sent.iter().any(|l| l == level.as_str()) {
+                due.push(alerts::Due {
+                    scope: "month".into(),
+                    scope_key: String::new(),
+                    month: self.month.clone(),
+                    level: level.as_str().into(),
+                    spent: m.spent.clone(),
+                    budget: m.budget.clone(),
+                });
+            }
+        }
+        if let (Some(c), Some(id)) = (self.campaign_scope(), campaign_id) {
+            for level in alerts::reached_levels(&c.spent, &c.budget, &self.threshold) {
+                if !self.campaign_levels_sent.iter().any(|l| l == level.as_str()) {
+                    due.push(alerts::Due {
+                        scope: "campaign".into(),
+                        scope_key: id.to_string(),
+                        month: self.month.clone(),
+                        level: level.as_str().into(),
+                        spent: c.spent.clone(),
+                        budget: c.budget.clone(),
+                    });
+                }
+            }
+        }
+        due
+    }
+
+    /// The campaign's scope, when it has a budget.
+    pub fn campaign_scope(&self) -> Option<Scope> {
+        match (&self.campaign_budget, &self.campaign_spent) {
+            (Some(b), Some(s)) => Some(Scope {
+                budget: b.clone(),
+                spent: s.clone(),
+                reserved: self.campaign_reserved.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the month or the campaign blocks an execution of `estimate` dollars
+    /// (before the override is taken into account).
+    pub fn blocks(&self, estimate: &AnyNumeric) -> bool {
+        self.month_scope.blocks(estimate) || self.campaign_scope().is_some_and(|c| c.blocks(estimate))
+    }
+}
+
+/// Whether this transaction may write: not in recovery (a standby) and not READ ONLY.
+fn can_write() -> bool {
+    unsafe { !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly }
+}
+
+fn worse(a: &'static str, b: &'static str) -> &'static str {
+    let rank = |s: &str| ["ok", "warning", "critical", "exceeded"].iter().position(|x| *x == s).unwrap_or(0);
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Raises 22003 for a negative estimate.
+pub(crate) fn require_estimate(arg: &str, negative: bool, shown: impl std::fmt::Display) {
+    if negative {
+        raise(
+            Code::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("{arg} must not be negative, not {shown}"),
+            format!("{arg} is what the execution is expected to use."),
+        );
+    }
+}
+
+/// `budget_check(campaign_id text DEFAULT NULL, agent_type text DEFAULT NULL, estimated_tokens bigint DEFAULT 0)`
+/// returns one row: `can_execute`, `status` (`ok`, `warning`, `critical`, `exceeded`: the worse of
+/// the month's and the campaign's, from committed spend), `month` (`YYYY-MM`), `total_budget`,
+/// `total_spent`, `remaining` (budget − spent − reserved), `utilization_percentage` (committed
+/// spend, percent, 2 decimals), `override_enabled`, `campaign_id`, `campaign_budget` (NULL = no
+/// limit), `campaign_spent`, `estimated_cost` (dollars, from `estimated_tokens` at the agent
+/// type's current rate), `reserved` and `campaign_reserved` (live reservations, dollars).
+///
+/// `can_execute` is false when the current month's or the campaign's committed spend plus live
+/// reservations has reached its budget, or would pass it with the estimated cost added, unless
+/// the override is on (`set_budget_override` for the month or the GUC
+/// `neon_budget.enable_override`). When `neon_budget.enabled` is off it is always true. Reads
+/// only the aggregates and live reservations: its cost does not grow with `billing_log`.
+/// It also sends an alert level that committed spend has reached but no write sent (concurrent
+/// transactions that crossed it together, each without seeing the other's spend), unless the
+/// transaction is read-only or on a standby.
+///
+/// Errors: 22003 for negative `estimated_tokens`; 22023 when `estimated_tokens` is positive and
+/// no `agent_type` is given; 42704 for an agent type with no rate.
+#[pg_extern(volatile, parallel_unsafe)]
+#[allow(clippy::type_complexity)]
+fn budget_check(
+    campaign_id: default!(Option<&str>, "NULL"),
+    agent_type: default!(Option<&str>, "NULL"),
+    estimated_tokens: default!(Option<i64>, "0"),
+) -> TableIterator<
+    'static,
+    (
+        name!(can_execute, bool),
+        name!(status, String),
+        name!(month, String),
+        name!(total_budget, AnyNumeric),
+        name!(total_spent, AnyNumeric),
+        name!(remaining, AnyNumeric),
+        name!(utilization_percentage, AnyNumeric),
+        name!(override_enabled, bool),
+        name!(campaign_id, Option<String>),
+        name!(campaign_budget, Option<AnyNumeric>),
+        name!(campaign_spent, Option<AnyNumeric>),
+        name!(estimated_cost, AnyNumeric),
+        name!(reserved, AnyNumeric),
+        name!(campaign_reserved, Option<AnyNumeric>),
+    ),
+> {
+    let estimated_tokens = estimated_tokens.unwrap_or(0);
+    require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
+    let estimate = match agent_type {
+        Some(a) => money::cost_for_tokens(estimated_tokens, current_rate(a)),
+        None if estimated_tokens > 0 => raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            "estimated_tokens needs an agent_type to price them",
+            "Call budget_check(agent_type => 'CONTENT', estimated_tokens => 1000).",
+        ),
+        None => AnyNumeric::from(0),
+    };
+    let state = State::read(&month::current_month(), campaign_id);
+    // A level that concurrent writers reached together (each saw only its own spend) is sent
+    // here, by the next budget_check, when this transaction may write (not on a standby, not in
+    // a READ ONLY transaction).
+    let missed = state.missed_alerts(campaign_id);
+    if !missed.is_empty() && can_write() {
+        Spi::connect_mut(|client| {
+            for d in &missed {
+                alerts::claim_and_send(client, d);
+            }
+        });
+    }
+    let m = &state.month_scope;
+    let mut status = alerts::status(&m.spent, &m.budget, &state.threshold);
+    if let Some(c) = state.campaign_scope() {
+        status = worse(status, alerts::status(&c.spent, &c.budget, &state.threshold));
+    }
+    let can_execute = !gucs::enabled() || state.override_enabled || !state.blocks(&estimate);
+    let remaining = m.budget.clone() - m.spent.clone() - m.reserved.clone();
+    let utilization = money::round(m.spent.clone() / m.budget.clone() * AnyNumeric::from(100), 2);
+
+    TableIterator::once((
+        can_execute,
+        status.to_string(),
+        state.month.clone(),
+        m.budget.clone(),
+        m.spent.clone(),
+        remaining,
+        utilization,
+        state.override_enabled,
+        campaign_id.map(str::to_string),
+        state.campaign_budget.clone(),
+        state.campaign_spent.clone(),
+        estimate,
+        m.reserved.clone(),
+        state.campaign_reserved.clone(),
+    ))
+}

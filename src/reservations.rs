@@ -1,0 +1,146 @@
+//! Reservations (pre-authorization): hard caps that concurrency cannot break.
+//!
+//! `budget_check` followed by `track_cost` lets N agents that all checked at 99% spend past the
+//! cap together. `budget_reserve` instead holds the estimated cost against the month's and the
+//! campaign's budget; reservations of one month are decided one at a time (a transaction-level
+//! advisory lock per month), each against committed spend plus live reservations, so
+//! concurrent reservations can never jointly pass a budget. `track_cost(reservation_id => id)`
+//! settles a reservation (the actual cost replaces the estimate, atomically, in the same
+//! transaction), `budget_release(id)` cancels it, and an expired reservation stops counting at
+//! once, without any job.
+use crate::api::{current_rate, required};
+use crate::budget::{require_estimate, State};
+use crate::error::{raise, spi, spi_opt, Code};
+use crate::gucs;
+use crate::money;
+use crate::month;
+use pgrx::prelude::*;
+use pgrx::datetime::Interval;
+use pgrx::AnyNumeric;
+
+/// Advisory-lock key space of neon_budget (the first key of `pg_advisory_xact_lock(int, int)`).
+const LOCK_CLASS: i32 = 0x4e42_0001; // "NB" + 1
+
+/// Takes the transaction-level advisory lock that serializes reservations of `month`.
+/// Waits like any lock (and so respects `lock_timeout`).
+fn lock_month(month: &str) {
+    spi(Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext('neon_budget.month:' OPERATOR(pg_catalog.||) $2))",
+        &[LOCK_CLASS.into(), month.into()],
+    ));
+}
+
+/// `budget_reserve(agent_type text, estimated_tokens bigint, campaign_id text DEFAULT NULL,
+/// ttl interval DEFAULT '15 minutes', estimated_cost numeric DEFAULT NULL) -> bigint`
+///
+/// Reserves the estimated cost of an execution against the current month's budget and, when
+/// given, the campaign's, and returns the reservation id; pass it to
+/// `track_cost(..., reservation_id => id)` to settle it, or to `budget_release(id)` to cancel.
+/// The estimate is `estimated_cost` (dollars) when given, else `estimated_tokens` at the agent
+/// type's current rate. The reservation stops counting `ttl` after it was made.
+/// Refused when committed spend plus live reservations plus this estimate would pass the
+/// month's or the campaign's budget (or has reached it), unless the override is on. Returns
+/// NULL and holds nothing when `neon_budget.enabled` is off.
+///
+/// Errors: 53000 (insufficient_resources) when the budget cannot cover the estimate, with the
+/// figures in the detail; 22003 negative tokens or cost; 22023 a ttl that is not positive;
+/// 42704 unknown agent type; 0A000 inside a REPEATABLE READ or SERIALIZABLE transaction (its
+/// snapshot could not see reservations committed while it waited).
+#[pg_extern(volatile, parallel_unsafe)]
+fn budget_reserve(
+    agent_type: Option<&str>,
+    estimated_tokens: Option<i64>,
+    campaign_id: default!(Option<&str>, "NULL"),
+    ttl: default!(Option<Interval>, "'15 minutes'"),
+    estimated_cost: default!(Option<AnyNumeric>, "NULL"),
+) -> Option<i64> {
+    let agent_type = required("agent_type", agent_type);
+    let estimated_tokens = required("estimated_tokens", estimated_tokens);
+    require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
+    if let Some(c) = &estimated_cost {
+        require_estimate("estimated_cost", c.is_nan() || *c < AnyNumeric::from(0), c);
+    }
+    let ttl = ttl.unwrap_or_else(|| Interval::new(0, 0, 15 * 60 * 1_000_000).expect("15 minutes"));
+    let positive: bool = spi(Spi::get_one_with_args("SELECT $1 OPERATOR(pg_catalog.>) interval '0'", &[ttl.into()]))
+        .unwrap_or(false);
+    if !positive {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            "ttl must be a positive interval",
+            "Pass how long the reservation may wait for its execution, e.g. '15 minutes'.",
+        );
+    }
+    let rate = current_rate(agent_type);
+    if !gucs::enabled() {
+        return None;
+    }
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        raise(
+            Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "budget_reserve needs a READ COMMITTED transaction",
+            "Reserve in its own READ COMMITTED transaction (the default isolation level), before the work.",
+        );
+    }
+    let estimate = estimated_cost.unwrap_or_else(|| money::cost_for_tokens(estimated_tokens, rate));
+    let month = month::current_month();
+    crate::admin::ensure_month(&month);
+    lock_month(&month);
+    // Read after the lock: every reservation committed before it was granted is visible now.
+    let state = State::read(&month, campaign_id);
+    if !state.override_enabled && state.blocks(&estimate) {
+        let m = &state.month_scope;
+        let mut detail = format!(
+            "month {month}: budget {}, spent {}, reserved {}; estimate {}",
+            money::dollars(&m.budget, 2),
+            money::dollars(&m.spent, 2),
+            money::dollars(&m.reserved, 2),
+            money::dollars(&estimate, 4)
+        );
+        if let Some(c) = state.campaign_scope() {
+            detail.push_str(&format!(
+                "; campaign {}: budget {}, spent {}, reserved {}",
+                campaign_id.unwrap_or(""),
+                money::dollars(&c.budget, 2),
+                money::dollars(&c.spent, 2),
+                money::dollars(&c.reserved, 2)
+            ));
+        }
+        pgrx::pg_sys::panic::ErrorReport::new(
+            Code::ERRCODE_INSUFFICIENT_RESOURCES,
+            "budget exceeded: the reservation does not fit in the remaining budget",
+            "neon_budget",
+        )
+        .set_detail(detail)
+        .set_hint("Wait for reservations to settle or expire, lower the estimate, raise the budget, or turn on the override.")
+        .report(PgLogLevel::ERROR);
+    }
+    // Expired reservations of this month no longer count; remove them while holding the lock.
+    spi(Spi::run_with_args(
+        "DELETE FROM neon_budget.reservation r
+          WHERE r.month OPERATOR(pg_catalog.=) $1 AND r.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()",
+        &[month.as_str().into()],
+    ));
+    spi_opt(Spi::get_one_with_args::<i64>(
+        "INSERT INTO neon_budget.reservation (month, campaign_id, agent_type, estimated_tokens, estimated_cost, expires_at)
+         VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $6)
+         RETURNING id",
+        &[month.as_str().into(), campaign_id.into(), agent_type.into(), estimated_tokens.into(), estimate.into(), ttl.into()],
+    ))
+}
+
+/// `budget_release(reservation_id bigint) -> boolean`: cancels a reservation; true when it was
+/// live (held budget), false when it was unknown, settled, released or expired.
+#[pg_extern(volatile, parallel_unsafe)]
+fn budget_release(reservation_id: i64) -> bool {
+    settle(reservation_id)
+}
+
+/// Removes a reservation (settled by track_cost or released); true when it was live.
+pub(crate) fn settle(reservation_id: i64) -> bool {
+    spi_opt(Spi::get_one_with_args::<bool>(
+        "DELETE FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1
+         RETURNING r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
+        &[reservation_id.into()],
+    ))
+    .unwrap_or(false)
+}

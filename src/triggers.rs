@@ -1,0 +1,178 @@
+//! Aggregate maintenance: one statement-level AFTER trigger on `billing_log` for INSERT
+//! (single-row, multi-row, COPY), UPDATE, DELETE and TRUNCATE.
+//!
+//! Each statement's rows (its transition tables) are grouped by (month, campaign, agent type)
+//! and added (+1 for new rows, -1 for old rows) to the per-slot aggregate tables
+//! `_month_spend`, `_campaign_spend` and `_agent_spend` in ONE statement, so a statement touches
+//! each aggregate row once whatever its row count; the writer's slot is its backend id, so
+//! concurrent writers never update the same row (see `slots.rs`). Everything happens in the
+//! writing transaction: a ROLLBACK (or ROLLBACK TO SAVEPOINT) undoes the aggregates with the rows.
+//! The same statement returns the alert levels that became due (see `alerts.rs`); it is
+//! prepared once per backend (`plans.rs`).
+use crate::alerts;
+use crate::error::{raise, spi, Code};
+use crate::plans::{self, oid};
+use crate::slots;
+use pgrx::prelude::*;
+
+/// The statement that applies a statement's rows to the aggregates; `{src}` yields the signed
+/// rows (`s` = +1 or -1, then every billing_log column). Returns the alert levels due: reached
+/// by a month or budgeted campaign whose spend this statement raised, and not yet sent (month
+/// scope first, then campaigns; levels in order). It is one statement so that the common case,
+/// nothing due, costs one plan execution.
+const APPLY_TEMPLATE: &str = "
+WITH d AS MATERIALIZED (
+    SELECT r.billing_month, r.campaign_id, r.agent_type,
+           sum(r.s * r.cost) AS cost, sum(r.s * r.tokens) AS tokens, sum(r.s)::bigint AS executions,
+           COALESCE(sum(r.s) FILTER (WHERE r.conversion_achieved), 0)::bigint AS successes,
+           COALESCE(sum(r.s) FILTER (WHERE NOT r.conversion_achieved), 0)::bigint AS failures,
+           COALESCE(sum(r.s * r.quality_score::numeric), 0) AS quality_sum,
+           COALESCE(sum(r.s) FILTER (WHERE r.quality_score IS NOT NULL), 0)::bigint AS quality_count,
+           COALESCE(sum(r.s * r.retry_count), 0)::numeric AS retry_sum,
+           COALESCE(sum(r.s * r.execution_time_ms), 0)::numeric AS execution_time_sum,
+           COALESCE(sum(r.s) FILTER (WHERE r.execution_time_ms IS NOT NULL), 0)::bigint AS execution_time_count
+      FROM ({src}) r
+     GROUP BY r.billing_month, r.campaign_id, r.agent_type),
+dz AS MATERIALIZED (
+    SELECT * FROM d
+     WHERE (d.cost, d.tokens, d.executions, d.successes, d.failures, d.quality_sum, d.quality_count,
+            d.retry_sum, d.execution_time_sum, d.execution_time_count)
+           OPERATOR(pg_catalog.<>) (0, 0, 0, 0, 0, 0, 0, 0, 0, 0)),
+new_months AS (
+    INSERT INTO neon_budget.monthly_budget_setting (month, total_budget, alert_threshold)
+    SELECT DISTINCT dz.billing_month, neon_budget._default_monthly_budget(), neon_budget._default_alert_threshold()
+      FROM dz
+     WHERE NOT EXISTS (SELECT 1 FROM neon_budget.monthly_budget_setting s
+                        WHERE s.month OPERATOR(pg_catalog.=) dz.billing_month)
+    ON CONFLICT (month) DO NOTHING),
+m AS (
+    INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
+    SELECT dz.billing_month, $1, sum(dz.cost), sum(dz.tokens), sum(dz.executions)::bigint
+      FROM dz GROUP BY dz.billing_month
+    ON CONFLICT (billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
+           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions),
+c AS (
+    INSERT INTO neon_budget._campaign_spend AS t (campaign_id, billing_month, slot, cost, tokens, executions)
+    SELECT dz.campaign_id, dz.billing_month, $1, sum(dz.cost), sum(dz.tokens), sum(dz.executions)::bigint
+      FROM dz WHERE dz.campaign_id IS NOT NULL GROUP BY dz.campaign_id, dz.billing_month
+    ON CONFLICT (campaign_id, billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
+           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions),
+a AS (
+    INSERT INTO neon_budget._agent_spend AS t (agent_type, billing_month, slot, cost, tokens, executions,
+           successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
+    SELECT dz.agent_type, dz.billing_month, $1, sum(dz.cost), sum(dz.tokens), sum(dz.executions)::bigint,
+           sum(dz.successes)::bigint, sum(dz.failures)::bigint, sum(dz.quality_sum), sum(dz.quality_count)::bigint,
+           sum(dz.retry_sum), sum(dz.execution_time_sum), sum(dz.execution_time_count)::bigint
+      FROM dz GROUP BY dz.agent_type, dz.billing_month
+    ON CONFLICT (agent_type, billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
+           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions,
+           successes = t.successes OPERATOR(pg_catalog.+) EXCLUDED.successes,
+           failures = t.failures OPERATOR(pg_catalog.+) EXCLUDED.failures,
+           quality_sum = t.quality_sum OPERATOR(pg_catalog.+) EXCLUDED.quality_sum,
+           quality_count = t.quality_count OPERATOR(pg_catalog.+) EXCLUDED.quality_count,
+           retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
+           execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
+           execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count),
+-- Alerts: spend after this statement = what this statement's snapshot sees (committed spend and
+-- this transaction's earlier statements) + this statement's delta. Only scopes whose spend went up.
+grown_months AS (
+    SELECT dz.billing_month, sum(dz.cost) AS delta FROM dz GROUP BY dz.billing_month
+    HAVING sum(dz.cost) OPERATOR(pg_catalog.>) 0),
+grown_campaigns AS (
+    SELECT dz.campaign_id, dz.billing_month, sum(dz.cost) AS delta FROM dz
+     WHERE dz.campaign_id IS NOT NULL GROUP BY dz.campaign_id, dz.billing_month
+    HAVING sum(dz.cost) OPERATOR(pg_catalog.>) 0),
+scopes AS (
+    SELECT 'month'::text AS scope, ''::text AS scope_key, g.billing_month AS month,
+           COALESCE(s.total_budget, neon_budget._default_monthly_budget()) AS budget,
+           COALESCE(s.alert_threshold, neon_budget._default_alert_threshold()) AS threshold,
+           g.delta OPERATOR(pg_catalog.+) (SELECT COALESCE(sum(x.cost), 0) FROM neon_budget._month_spend x
+                       WHERE x.billing_month OPERATOR(pg_catalog.=) g.billing_month) AS spent
+      FROM grown_months g
+      LEFT JOIN neon_budget.monthly_budget_setting s ON s.month OPERATOR(pg_catalog.=) g.billing_month
+    UNION ALL
+    SELECT 'campaign', g.campaign_id, g.billing_month, c.monthly_budget,
+           COALESCE(s.alert_threshold, neon_budget._default_alert_threshold()),
+           g.delta OPERATOR(pg_catalog.+) (SELECT COALESCE(sum(x.cost), 0) FROM neon_budget._campaign_spend x
+                       WHERE x.campaign_id OPERATOR(pg_catalog.=) g.campaign_id
+                         AND x.billing_month OPERATOR(pg_catalog.=) g.billing_month)
+      FROM grown_campaigns g
+      JOIN neon_budget.campaign c ON c.campaign_id OPERATOR(pg_catalog.=) g.campaign_id
+      LEFT JOIN neon_budget.monthly_budget_setting s ON s.month OPERATOR(pg_catalog.=) g.billing_month
+     WHERE c.monthly_budget IS NOT NULL)
+SELECT sc.scope, sc.scope_key, sc.month, l.level, sc.spent, sc.budget
+  FROM scopes sc
+ CROSS JOIN LATERAL pg_catalog.unnest(neon_budget._reached_levels(sc.spent, sc.budget, sc.threshold))
+       WITH ORDINALITY AS l(level, ord)
+  LEFT JOIN neon_budget.alert_state a
+         ON a.scope OPERATOR(pg_catalog.=) sc.scope AND a.scope_key OPERATOR(pg_catalog.=) sc.scope_key
+        AND a.month OPERATOR(pg_catalog.=) sc.month
+ WHERE a.levels_sent IS NULL OR NOT (l.level OPERATOR(pg_catalog.=) ANY (a.levels_sent))
+ ORDER BY sc.scope DESC, sc.scope_key, sc.month, l.ord";
+
+const INSERT_SRC: &str = "SELECT 1 AS s, n.* FROM new_rows n";
+const DELETE_SRC: &str = "SELECT -1 AS s, o.* FROM old_rows o";
+const UPDATE_SRC: &str = "SELECT 1 AS s, n.* FROM new_rows n UNION ALL SELECT -1 AS s, o.* FROM old_rows o";
+
+thread_local! {
+    static APPLY_SQL: [String; 3] = [
+        APPLY_TEMPLATE.replace("{src}", INSERT_SRC),
+        APPLY_TEMPLATE.replace("{src}", DELETE_SRC),
+        APPLY_TEMPLATE.replace("{src}", UPDATE_SRC),
+    ];
+}
+
+/// The trigger function `neon_budget._billing_log_changed()` (statement level, AFTER INSERT /
+/// UPDATE / DELETE with transition tables `new_rows` / `old_rows`, and AFTER TRUNCATE).
+#[pg_trigger]
+fn _billing_log_changed<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let op = trigger.op()?;
+    let which = match op {
+        PgTriggerOperation::Insert => 0,
+        PgTriggerOperation::Delete => 1,
+        PgTriggerOperation::Update => 2,
+        PgTriggerOperation::Truncate => {
+            spi(Spi::run(
+                "DELETE FROM neon_budget._month_spend; DELETE FROM neon_budget._campaign_spend; DELETE FROM neon_budget._agent_spend",
+            ));
+            return Ok(None);
+        }
+    };
+    Spi::connect_mut(|client| {
+        // Makes the transition tables visible to the statements below under their names.
+        let rc = unsafe {
+            pg_sys::SPI_register_trigger_data(trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData)
+        };
+        if rc < 0 {
+            raise(Code::ERRCODE_INTERNAL_ERROR, format!("SPI_register_trigger_data failed: {rc}"), "This is a bug in neon_budget.");
+        }
+        let sql = APPLY_SQL.with(|s| s[which].clone());
+        let apply = plans::plan(client, &sql, &[oid::INT4]);
+        let due: Vec<alerts::Due> = spi(client.update(&*apply, None, &[slots::current().into()]).and_then(|table| {
+            table
+                .map(|row| {
+                    Ok(alerts::Due {
+                        scope: row.get::<String>(1)?.unwrap_or_default(),
+                        scope_key: row.get::<String>(2)?.unwrap_or_default(),
+                        month: row.get::<String>(3)?.unwrap_or_default(),
+                        level: row.get::<String>(4)?.unwrap_or_default(),
+                        spent: row.get(5)?.unwrap_or_default(),
+                        budget: row.get(6)?.unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        }));
+        for d in &due {
+            alerts::claim_and_send(client, d);
+        }
+    });
+    Ok(None)
+}
