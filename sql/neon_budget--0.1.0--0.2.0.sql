@@ -1,0 +1,4 @@
+-- neon_budget 0.1.0 -> 0.2.0 (ALTER EXTENSION neon_budget UPDATE TO '0.2.0').
+-- 0.1.0 is the schema of commit 2b5d858 (the foundation). Every schema change since then is
+-- here, in the order it was made; a fresh install of 0.2.0 and 0.1.0 + this script give the
+-- same objects.
