@@ -156,6 +156,7 @@ COMMENT ON TABLE audit_log IS
 -- Maintained aggregates, one row per (key, month, slot).
 -- A slot is the writing backend's id (unique among running backends), so concurrent writers
 -- never update the same row and never wait on each other; readers sum the slots of a key.
+-- fillfactor 50 leaves room on each page for the HOT updates every write makes.
 -- ---------------------------------------------------------------------------------------------
 
 CREATE TABLE _month_spend (
@@ -165,7 +166,7 @@ CREATE TABLE _month_spend (
     tokens        numeric NOT NULL,
     executions    bigint  NOT NULL,
     PRIMARY KEY (billing_month, slot)
-);
+) WITH (fillfactor = 50);
 
 CREATE TABLE _campaign_spend (
     campaign_id   text    NOT NULL,
@@ -175,7 +176,7 @@ CREATE TABLE _campaign_spend (
     tokens        numeric NOT NULL,
     executions    bigint  NOT NULL,
     PRIMARY KEY (campaign_id, billing_month, slot)
-);
+) WITH (fillfactor = 50);
 
 CREATE TABLE _agent_spend (
     agent_type           text    NOT NULL,
@@ -192,7 +193,7 @@ CREATE TABLE _agent_spend (
     execution_time_sum   numeric NOT NULL,
     execution_time_count bigint  NOT NULL,
     PRIMARY KEY (agent_type, billing_month, slot)
-);
+) WITH (fillfactor = 50);
 
 SELECT pg_catalog.pg_extension_config_dump('agent_rate', 'WHERE effective_from <> ''-infinity''');
 SELECT pg_catalog.pg_extension_config_dump('campaign', '');

@@ -175,6 +175,33 @@ pub struct Due {
     pub budget: AnyNumeric,
 }
 
+/// Adds to `due` the levels that `spent` reaches against `budget` (warning at `threshold`) and
+/// that are not in `sent`.
+#[allow(clippy::too_many_arguments)]
+pub fn collect_due(
+    due: &mut Vec<Due>,
+    scope: &str,
+    scope_key: &str,
+    month: &str,
+    spent: &AnyNumeric,
+    budget: &AnyNumeric,
+    threshold: &AnyNumeric,
+    sent: &[String],
+) {
+    for level in reached_levels(spent, budget, threshold) {
+        if !sent.iter().any(|l| l == level.as_str()) {
+            due.push(Due {
+                scope: scope.to_string(),
+                scope_key: scope_key.to_string(),
+                month: month.to_string(),
+                level: level.as_str().to_string(),
+                spent: spent.clone(),
+                budget: budget.clone(),
+            });
+        }
+    }
+}
+
 /// Sends a due level exactly once: claims it in `alert_state` with a conditional upsert (a
 /// concurrent claimant of the same level waits for this transaction and then finds it sent),
 /// and when this transaction won the claim, writes `alert_log` and sends

@@ -1,7 +1,6 @@
 //! The hot-path SQL API: `track_cost` and `budget_check`.
 use crate::error::{raise, spi_opt, Code};
 use crate::gucs;
-use crate::money;
 use crate::plans::{self, oid};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB};
@@ -59,13 +58,21 @@ const SELECT_RATE: &str = "SELECT r.cost_per_1k_tokens FROM neon_budget.agent_ra
   WHERE r.agent_type OPERATOR(pg_catalog.=) $1
   ORDER BY r.effective_from DESC LIMIT 1";
 
+/// Records one execution, pricing it in the same statement (cost = tokens × rate × 0.001 when
+/// `$4` is NULL, as [`crate::money::cost_for_tokens`]). Inserts nothing when the agent type has no rate
+/// or the execution_id is already recorded.
 const INSERT_EXECUTION: &str = "INSERT INTO neon_budget.billing_log AS b
     (agent_type, campaign_id, tokens, cost, task, execution_id, impact_score,
      conversion_achieved, quality_score, retry_count, execution_time_ms, metadata,
      created_at, billing_month)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-         COALESCE($13, pg_catalog.now()),
-         pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM'))
+ SELECT $1, $2, $3,
+        COALESCE($4, pg_catalog.trim_scale($3::numeric OPERATOR(pg_catalog.*) r.cost_per_1k_tokens OPERATOR(pg_catalog.*) 0.001)),
+        $5, $6, $7, $8, $9, $10, $11, $12,
+        COALESCE($13, pg_catalog.now()),
+        pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM')
+   FROM (SELECT x.cost_per_1k_tokens FROM neon_budget.agent_rate x
+          WHERE x.agent_type OPERATOR(pg_catalog.=) $1
+          ORDER BY x.effective_from DESC LIMIT 1) r
  ON CONFLICT (execution_id) WHERE execution_id IS NOT NULL DO NOTHING
  RETURNING b";
 
@@ -131,8 +138,6 @@ fn track_cost(
     require_non_negative("retry_count", retry_count.is_some_and(|r| r < 0), retry_count.unwrap_or(0));
     require_non_negative("execution_time_ms", execution_time_ms.is_some_and(|t| t < 0), execution_time_ms.unwrap_or(0));
 
-    let rate = current_rate(agent_type);
-    let cost = cost.unwrap_or_else(|| money::cost_for_tokens(tokens, rate));
     // The actual cost replaces the reservation's estimate in this same transaction.
     if let Some(id) = reservation_id {
         crate::reservations::settle(id);
@@ -176,9 +181,16 @@ fn track_cost(
         );
         match inserted {
             Some(row) => Some(row),
+            // The agent type has no rate: 42704 (the reservation settled above is undone with
+            // the rest of the failing transaction).
+            None if execution_id.is_none() => {
+                current_rate(agent_type);
+                unreachable!("current_rate raises for an agent type without a rate")
+            }
             // The execution_id was recorded before (a retry), or by a concurrent call that
             // committed first: return that row, write nothing.
             None => {
+                current_rate(agent_type);
                 let existing = plans::plan(client, SELECT_BY_EXECUTION_ID, &[oid::TEXT]);
                 spi_opt(client.select(&*existing, None, &[execution_id.into()]).and_then(|t| t.first().get_one()))
             }

@@ -8,18 +8,22 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 thread_local! {
-    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    // Keyed by the address of the SQL text: every statement is a `'static` constant (or lives in
+    // a thread-local for the backend's life), so the address identifies it without hashing it.
+    static PLANS: RefCell<HashMap<usize, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
 }
 
 /// The kept plan of `sql` with argument types `args`, prepared on first use in this backend.
-/// A prepare error (e.g. a missing object) is raised as the ERROR PostgreSQL reports.
+/// `sql` must live as long as the backend (a constant). A prepare error (e.g. a missing object)
+/// is raised as the ERROR PostgreSQL reports.
 pub fn plan(client: &SpiClient<'_>, sql: &str, args: &[PgOid]) -> Rc<OwnedPreparedStatement> {
-    if let Some(p) = PLANS.with(|p| p.borrow().get(sql).cloned()) {
+    let key = sql.as_ptr() as usize;
+    if let Some(p) = PLANS.with(|p| p.borrow().get(&key).cloned()) {
         return p;
     }
     let prepared = crate::error::spi(client.prepare_mut(sql, args)).keep();
     let prepared = Rc::new(prepared);
-    PLANS.with(|p| p.borrow_mut().insert(sql.to_string(), prepared.clone()));
+    PLANS.with(|p| p.borrow_mut().insert(key, prepared.clone()));
     prepared
 }
 

@@ -14,6 +14,7 @@ use crate::error::{raise, spi, Code};
 use crate::plans::{self, oid};
 use crate::slots;
 use pgrx::prelude::*;
+use pgrx::{AnyNumeric, PgTupleDesc};
 
 /// The statement that applies a statement's rows to the aggregates; `{src}` yields the signed
 /// rows (`s` = +1 or -1, then every billing_log column). Returns the alert levels due: reached
@@ -128,6 +129,191 @@ thread_local! {
     ];
 }
 
+/// The single-row INSERT fast path (every `track_cost`): the row's values are read straight from
+/// the transition table in Rust and applied with one prepared statement of three single-row
+/// upserts, which also returns what the alert check needs: the month's and the campaign's
+/// budget, the spend the statement's snapshot sees before this row (plus this row's cost = after),
+/// and the levels already sent.
+const APPLY_ONE: &str = "
+WITH m AS (
+    INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
+    VALUES ($1, $2, $3, $4, 1)
+    ON CONFLICT (billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
+           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) 1),
+c AS (
+    INSERT INTO neon_budget._campaign_spend AS t (campaign_id, billing_month, slot, cost, tokens, executions)
+    SELECT $5, $1, $2, $3, $4, 1 WHERE $5 IS NOT NULL
+    ON CONFLICT (campaign_id, billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
+           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) 1),
+a AS (
+    INSERT INTO neon_budget._agent_spend AS t (agent_type, billing_month, slot, cost, tokens, executions,
+           successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
+    VALUES ($6, $1, $2, $3, $4, 1, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (agent_type, billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
+           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) 1,
+           successes = t.successes OPERATOR(pg_catalog.+) EXCLUDED.successes,
+           failures = t.failures OPERATOR(pg_catalog.+) EXCLUDED.failures,
+           quality_sum = t.quality_sum OPERATOR(pg_catalog.+) EXCLUDED.quality_sum,
+           quality_count = t.quality_count OPERATOR(pg_catalog.+) EXCLUDED.quality_count,
+           retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
+           execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
+           execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count)
+SELECT s.total_budget, s.alert_threshold,
+       (SELECT COALESCE(sum(x.cost), 0) FROM neon_budget._month_spend x WHERE x.billing_month OPERATOR(pg_catalog.=) $1),
+       ma.levels_sent,
+       cp.monthly_budget,
+       (SELECT COALESCE(sum(x.cost), 0) FROM neon_budget._campaign_spend x
+         WHERE x.campaign_id OPERATOR(pg_catalog.=) $5 AND x.billing_month OPERATOR(pg_catalog.=) $1),
+       ca.levels_sent
+  FROM (SELECT 1) one
+  LEFT JOIN neon_budget.monthly_budget_setting s ON s.month OPERATOR(pg_catalog.=) $1
+  LEFT JOIN neon_budget.alert_state ma ON ma.scope = 'month' AND ma.scope_key = '' AND ma.month OPERATOR(pg_catalog.=) $1
+  LEFT JOIN neon_budget.campaign cp ON cp.campaign_id OPERATOR(pg_catalog.=) $5
+  LEFT JOIN neon_budget.alert_state ca ON ca.scope = 'campaign' AND ca.scope_key OPERATOR(pg_catalog.=) $5
+                                      AND ca.month OPERATOR(pg_catalog.=) $1";
+
+/// The values of one billing_log row that the aggregates use.
+struct OneRow {
+    billing_month: String,
+    campaign_id: Option<String>,
+    agent_type: String,
+    cost: AnyNumeric,
+    tokens: i64,
+    conversion_achieved: Option<bool>,
+    quality_score: Option<f64>,
+    retry_count: Option<i32>,
+    execution_time_ms: Option<i64>,
+}
+
+/// Reads the only row of a one-row transition table, without SQL.
+///
+/// # Safety
+/// `store` must be the statement's NEW transition table of `rel` (a tuplestore of its rows).
+unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestorestate) -> Option<OneRow> {
+    let tupdesc = (*rel).rd_att;
+    let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
+    pg_sys::tuplestore_rescan(store);
+    let found = pg_sys::tuplestore_gettupleslot(store, true, false, slot);
+    let row = if found {
+        let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
+        let attnum = |name: &str| -> i32 {
+            desc.iter()
+                .position(|a| !a.is_dropped() && a.name() == name)
+                .map(|i| i as i32 + 1)
+                .unwrap_or_else(|| raise(Code::ERRCODE_UNDEFINED_COLUMN, format!("billing_log has no column {name}"), "Reinstall neon_budget."))
+        };
+        let get = |name: &str| -> (pg_sys::Datum, bool) {
+            let mut isnull = false;
+            let d = pg_sys::slot_getattr(slot, attnum(name), &mut isnull);
+            (d, isnull)
+        };
+        macro_rules! val {
+            ($t:ty, $name:expr) => {{
+                let (d, n) = get($name);
+                <$t as FromDatum>::from_datum(d, n)
+            }};
+        }
+        Some(OneRow {
+            billing_month: val!(String, "billing_month").unwrap_or_default(),
+            campaign_id: val!(String, "campaign_id"),
+            agent_type: val!(String, "agent_type").unwrap_or_default(),
+            cost: val!(AnyNumeric, "cost").unwrap_or_default(),
+            tokens: val!(i64, "tokens").unwrap_or(0),
+            conversion_achieved: val!(bool, "conversion_achieved"),
+            quality_score: val!(f64, "quality_score"),
+            retry_count: val!(i32, "retry_count"),
+            execution_time_ms: val!(i64, "execution_time_ms"),
+        })
+    } else {
+        None
+    };
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    pg_sys::tuplestore_rescan(store);
+    row
+}
+
+/// Applies one inserted row to the aggregates and sends the alert levels it makes due.
+fn apply_one(client: &mut pgrx::spi::SpiClient<'_>, r: &OneRow) {
+    let p = plans::plan(
+        client,
+        APPLY_ONE,
+        &[
+            oid::TEXT, oid::INT4, oid::NUMERIC, oid::INT8, oid::TEXT, oid::TEXT, oid::INT8, oid::INT8,
+            oid::NUMERIC, oid::INT8, oid::INT8, oid::INT8, oid::INT8,
+        ],
+    );
+    let successes: i64 = (r.conversion_achieved == Some(true)).into();
+    let failures: i64 = (r.conversion_achieved == Some(false)).into();
+    // quality_score is a double precision column; the aggregate sums it as numeric, converted
+    // by PostgreSQL's own float8 -> numeric cast, exactly as the statement path does.
+    let quality_sum = match r.quality_score {
+        Some(q) => unsafe { pgrx::direct_function_call::<AnyNumeric>(pg_sys::float8_numeric, &[q.into_datum()]) }
+            .unwrap_or_default(),
+        None => AnyNumeric::from(0),
+    };
+    type Row = (
+        Option<AnyNumeric>,
+        Option<AnyNumeric>,
+        Option<AnyNumeric>,
+        Option<Vec<String>>,
+        Option<AnyNumeric>,
+        Option<AnyNumeric>,
+        Option<Vec<String>>,
+    );
+    let (budget, threshold, month_before, month_sent, campaign_budget, campaign_before, campaign_sent): Row = spi(
+        client
+            .update(
+                &*p,
+                None,
+                &[
+                    r.billing_month.as_str().into(),
+                    slots::current().into(),
+                    r.cost.clone().into(),
+                    r.tokens.into(),
+                    r.campaign_id.as_deref().into(),
+                    r.agent_type.as_str().into(),
+                    successes.into(),
+                    failures.into(),
+                    quality_sum.into(),
+                    i64::from(r.quality_score.is_some()).into(),
+                    i64::from(r.retry_count.unwrap_or(0)).into(),
+                    r.execution_time_ms.unwrap_or(0).into(),
+                    i64::from(r.execution_time_ms.is_some()).into(),
+                ],
+            )
+            .and_then(|t| {
+                let t = t.first();
+                Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?, t.get(5)?, t.get(6)?, t.get(7)?))
+            }),
+    );
+    let (budget, threshold) = match (budget, threshold) {
+        (Some(b), Some(t)) => (b, t),
+        _ => {
+            crate::admin::ensure_month(&r.billing_month);
+            (crate::gucs::max_monthly_budget(), crate::gucs::default_alert_threshold())
+        }
+    };
+    if r.cost <= AnyNumeric::from(0) {
+        return;
+    }
+    let mut due = Vec::new();
+    let month_spent = month_before.unwrap_or_default() + r.cost.clone();
+    alerts::collect_due(&mut due, "month", "", &r.billing_month, &month_spent, &budget, &threshold, &month_sent.unwrap_or_default());
+    if let (Some(cb), Some(cid)) = (campaign_budget, &r.campaign_id) {
+        let spent = campaign_before.unwrap_or_default() + r.cost.clone();
+        alerts::collect_due(&mut due, "campaign", cid, &r.billing_month, &spent, &cb, &threshold, &campaign_sent.unwrap_or_default());
+    }
+    for d in &due {
+        alerts::claim_and_send(client, d);
+    }
+}
+
 /// The trigger function `neon_budget._billing_log_changed()` (statement level, AFTER INSERT /
 /// UPDATE / DELETE with transition tables `new_rows` / `old_rows`, and AFTER TRUNCATE).
 #[pg_trigger]
@@ -146,6 +332,16 @@ fn _billing_log_changed<'a>(
             return Ok(None);
         }
     };
+    if which == 0 {
+        let td = trigger.trigger_data();
+        let store = td.tg_newtable;
+        if !store.is_null() && unsafe { pg_sys::tuplestore_tuple_count(store) } == 1 {
+            if let Some(row) = unsafe { read_single_row(td.tg_relation, store) } {
+                Spi::connect_mut(|client| apply_one(client, &row));
+                return Ok(None);
+            }
+        }
+    }
     Spi::connect_mut(|client| {
         // Makes the transition tables visible to the statements below under their names.
         let rc = unsafe {
@@ -154,8 +350,7 @@ fn _billing_log_changed<'a>(
         if rc < 0 {
             raise(Code::ERRCODE_INTERNAL_ERROR, format!("SPI_register_trigger_data failed: {rc}"), "This is a bug in neon_budget.");
         }
-        let sql = APPLY_SQL.with(|s| s[which].clone());
-        let apply = plans::plan(client, &sql, &[oid::INT4]);
+        let apply = APPLY_SQL.with(|s| plans::plan(client, &s[which], &[oid::INT4]));
         let due: Vec<alerts::Due> = spi(client.update(&*apply, None, &[slots::current().into()]).and_then(|table| {
             table
                 .map(|row| {

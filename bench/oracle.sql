@@ -1,0 +1,10 @@
+-- true when every maintained aggregate equals a fresh GROUP BY over billing_log (EXCEPT ALL both ways)
+WITH fm AS (SELECT billing_month, sum(cost) c, count(*)::numeric n FROM neon_budget.billing_log GROUP BY 1),
+     km AS (SELECT month, total_spent, executions::numeric FROM neon_budget.monthly_budget WHERE executions <> 0),
+     fc AS (SELECT campaign_id, billing_month, sum(cost) c, count(*)::numeric n FROM neon_budget.billing_log WHERE campaign_id IS NOT NULL GROUP BY 1, 2),
+     kc AS (SELECT campaign_id, month, total_cost, executions::numeric FROM neon_budget.campaign_cost),
+     fa AS (SELECT agent_type, billing_month, sum(cost) c, count(*)::numeric n FROM neon_budget.billing_log GROUP BY 1, 2),
+     ka AS (SELECT agent_type, month, total_cost, executions::numeric FROM neon_budget.agent_cost)
+SELECT NOT EXISTS (SELECT * FROM fm EXCEPT ALL SELECT * FROM km) AND NOT EXISTS (SELECT * FROM km EXCEPT ALL SELECT * FROM fm)
+   AND NOT EXISTS (SELECT * FROM fc EXCEPT ALL SELECT * FROM kc) AND NOT EXISTS (SELECT * FROM kc EXCEPT ALL SELECT * FROM fc)
+   AND NOT EXISTS (SELECT * FROM fa EXCEPT ALL SELECT * FROM ka) AND NOT EXISTS (SELECT * FROM ka EXCEPT ALL SELECT * FROM fa);
