@@ -23,7 +23,7 @@ mod triggers;
 ::pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
-extension_sql_file!("../sql/aggregates.sql", name = "aggregates", finalize);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",

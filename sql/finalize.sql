@@ -115,3 +115,83 @@ SELECT ac.month, ac.agent_type, ac.total_cost, ac.executions,
   FROM agent_cost ac;
 COMMENT ON VIEW agent_analytics IS
   'Admin dashboard, agent analytics per month and agent type: cost (dollars), executions, success rate (% of executions that report conversion_achieved), average cost per execution, tokens, average quality, retries and execution time (ms).';
+
+-- ---------------------------------------------------------------------------------------------
+-- Roles and privileges. Three NOLOGIN roles (created if missing; roles are cluster-wide and
+-- outlive DROP EXTENSION): neon_budget_reader (views, budget_check, budget_report),
+-- neon_budget_writer (reader + track_cost and reservations), neon_budget_admin (writer + the
+-- admin functions, alert_log, audit_log and the tables). PUBLIC gets nothing.
+-- Functions that write run SECURITY DEFINER with search_path pinned to
+-- pg_catalog, neon_budget, pg_temp, so a caller's objects can never shadow what they call.
+-- ---------------------------------------------------------------------------------------------
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'neon_budget_reader') THEN
+        CREATE ROLE neon_budget_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'neon_budget_writer') THEN
+        CREATE ROLE neon_budget_writer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'neon_budget_admin') THEN
+        CREATE ROLE neon_budget_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+GRANT neon_budget_reader TO neon_budget_writer;
+GRANT neon_budget_writer TO neon_budget_admin;
+
+DO $definer$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'neon_budget'::regnamespace
+           AND p.proname IN ('track_cost', 'budget_check', 'budget_report', 'budget_reserve', 'budget_release',
+                             'set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override',
+                             '_ensure_month', '_check_alerts', '_billing_log_changed', '_billing_log_set_month')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp', f);
+    END LOOP;
+END
+$definer$;
+
+REVOKE ALL ON SCHEMA neon_budget FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA neon_budget FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA neon_budget FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA neon_budget FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
+GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost,
+                neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
+                neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting
+   TO neon_budget_reader;
+DO $reader$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'neon_budget'::regnamespace
+           AND p.proname IN ('budget_check', 'budget_report', '_status', '_current_month', '_timezone')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_reader', f);
+    END LOOP;
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'neon_budget'::regnamespace
+           AND p.proname IN ('track_cost', 'budget_reserve', 'budget_release')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_writer', f);
+    END LOOP;
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'neon_budget'::regnamespace
+           AND p.proname IN ('set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_admin', f);
+    END LOOP;
+END
+$reader$;
+GRANT SELECT ON ALL TABLES IN SCHEMA neon_budget TO neon_budget_admin;
+GRANT INSERT ON neon_budget.billing_log TO neon_budget_admin;
