@@ -195,6 +195,28 @@ CREATE TABLE _agent_spend (
     PRIMARY KEY (agent_type, billing_month, slot)
 ) WITH (fillfactor = 50);
 
+-- What purge_before removed from billing_log, per month, campaign ('' = none) and agent type:
+-- the maintained aggregates keep these sums, so reports of purged months do not change.
+CREATE TABLE purged_spend (
+    billing_month        text    NOT NULL,
+    campaign_id          text    NOT NULL DEFAULT '',
+    agent_type           text    NOT NULL,
+    cost                 numeric NOT NULL,
+    tokens               numeric NOT NULL,
+    executions           bigint  NOT NULL,
+    successes            bigint  NOT NULL,
+    failures             bigint  NOT NULL,
+    quality_sum          numeric NOT NULL,
+    quality_count        bigint  NOT NULL,
+    retry_sum            numeric NOT NULL,
+    execution_time_sum   numeric NOT NULL,
+    execution_time_count bigint  NOT NULL,
+    PRIMARY KEY (billing_month, campaign_id, agent_type)
+);
+COMMENT ON TABLE purged_spend IS
+  'Sums (dollars, tokens, executions, ...) of billing_log rows deleted by purge_before(), per month, campaign and agent type; the maintained aggregates still include them.';
+
+SELECT pg_catalog.pg_extension_config_dump('purged_spend', '');
 SELECT pg_catalog.pg_extension_config_dump('agent_rate', 'WHERE effective_from <> ''-infinity''');
 SELECT pg_catalog.pg_extension_config_dump('campaign', '');
 SELECT pg_catalog.pg_extension_config_dump('monthly_budget_setting', '');

@@ -149,7 +149,8 @@ BEGIN
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('track_cost', 'budget_check', 'budget_report', 'budget_reserve', 'budget_release',
                              'set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override',
-                             '_ensure_month', '_check_alerts', '_billing_log_changed', '_billing_log_set_month')
+                             '_ensure_month', '_check_alerts', '_billing_log_changed', '_billing_log_set_month',
+                             'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp', f);
     END LOOP;
@@ -187,7 +188,8 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override')
+           AND p.proname IN ('set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override',
+                             'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_admin', f);
     END LOOP;

@@ -12,6 +12,7 @@ mod api;
 mod budget;
 mod error;
 mod gucs;
+mod maintenance;
 mod money;
 mod month;
 mod plans;

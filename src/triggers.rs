@@ -321,6 +321,10 @@ fn _billing_log_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let op = trigger.op()?;
+    // purge_before keeps the totals: the purged rows' sums already moved to purged_spend.
+    if matches!(op, PgTriggerOperation::Delete) && crate::maintenance::purging() {
+        return Ok(None);
+    }
     let which = match op {
         PgTriggerOperation::Insert => 0,
         PgTriggerOperation::Delete => 1,

@@ -1,0 +1,260 @@
+//! Verification, repair and data retention (GDPR): `budget_verify`, `budget_rebuild`,
+//! `anonymize_before` and `purge_before`.
+//!
+//! The maintained aggregates always equal a fresh `GROUP BY` over `billing_log` plus what
+//! `purge_before` removed from the log (kept per month, campaign and agent type in
+//! `purged_spend`), so that purging detail rows never changes a total that reports show.
+use crate::error::{raise, spi, spi_opt, Code};
+use crate::month;
+use pgrx::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    static PURGING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this backend is deleting rows for `purge_before` (the aggregate trigger then keeps
+/// the totals: `purged_spend` holds the purged rows' share).
+pub fn purging() -> bool {
+    PURGING.with(|p| p.get())
+}
+
+/// Sets the purge flag for its lifetime (also when an ERROR unwinds through it).
+struct PurgeGuard;
+impl PurgeGuard {
+    fn new() -> PurgeGuard {
+        PURGING.with(|p| p.set(true));
+        PurgeGuard
+    }
+}
+impl Drop for PurgeGuard {
+    fn drop(&mut self) {
+        PURGING.with(|p| p.set(false));
+    }
+}
+
+/// The expected aggregates (log + purged) and the stored ones, as JSON per key, for one month
+/// (`$1`, NULL = all months).
+const COMPARE: &str = "
+WITH exp_month AS (
+    SELECT m AS month, sum(c) AS cost, sum(t) AS tokens, sum(n) AS executions FROM (
+        SELECT billing_month AS m, sum(cost) c, sum(tokens)::numeric t, count(*)::numeric n FROM neon_budget.billing_log GROUP BY 1
+        UNION ALL SELECT billing_month, sum(cost), sum(tokens), sum(executions) FROM neon_budget.purged_spend GROUP BY 1) x
+    GROUP BY m),
+got_month AS (SELECT billing_month AS month, sum(cost) AS cost, sum(tokens) AS tokens, sum(executions)::numeric AS executions
+                FROM neon_budget._month_spend GROUP BY 1),
+exp_campaign AS (
+    SELECT k, m AS month, sum(c) AS cost, sum(t) AS tokens, sum(n) AS executions FROM (
+        SELECT campaign_id AS k, billing_month AS m, sum(cost) c, sum(tokens)::numeric t, count(*)::numeric n
+          FROM neon_budget.billing_log WHERE campaign_id IS NOT NULL GROUP BY 1, 2
+        UNION ALL SELECT campaign_id, billing_month, sum(cost), sum(tokens), sum(executions)
+          FROM neon_budget.purged_spend WHERE campaign_id <> '' GROUP BY 1, 2) x
+    GROUP BY k, m),
+got_campaign AS (SELECT campaign_id AS k, billing_month AS month, sum(cost) AS cost, sum(tokens) AS tokens,
+                        sum(executions)::numeric AS executions FROM neon_budget._campaign_spend GROUP BY 1, 2),
+exp_agent AS (
+    SELECT k, m AS month, sum(c) AS cost, sum(t) AS tokens, sum(n) AS executions, sum(su) AS successes, sum(f) AS failures,
+           sum(qs) AS quality_sum, sum(qc) AS quality_count, sum(rs) AS retry_sum, sum(es) AS execution_time_sum,
+           sum(ec) AS execution_time_count FROM (
+        SELECT agent_type AS k, billing_month AS m, sum(cost) c, sum(tokens)::numeric t, count(*)::numeric n,
+               count(*) FILTER (WHERE conversion_achieved)::numeric su, count(*) FILTER (WHERE NOT conversion_achieved)::numeric f,
+               COALESCE(sum(quality_score::numeric), 0) qs, count(quality_score)::numeric qc,
+               COALESCE(sum(retry_count), 0)::numeric rs, COALESCE(sum(execution_time_ms), 0)::numeric es,
+               count(execution_time_ms)::numeric ec
+          FROM neon_budget.billing_log GROUP BY 1, 2
+        UNION ALL SELECT agent_type, billing_month, sum(cost), sum(tokens), sum(executions), sum(successes), sum(failures),
+               sum(quality_sum), sum(quality_count), sum(retry_sum), sum(execution_time_sum), sum(execution_time_count)
+          FROM neon_budget.purged_spend GROUP BY 1, 2) x
+    GROUP BY k, m),
+got_agent AS (SELECT agent_type AS k, billing_month AS month, sum(cost) AS cost, sum(tokens) AS tokens,
+                     sum(executions)::numeric AS executions, sum(successes)::numeric AS successes, sum(failures)::numeric AS failures,
+                     sum(quality_sum) AS quality_sum, sum(quality_count)::numeric AS quality_count, sum(retry_sum) AS retry_sum,
+                     sum(execution_time_sum) AS execution_time_sum, sum(execution_time_count)::numeric AS execution_time_count
+                FROM neon_budget._agent_spend GROUP BY 1, 2),
+pairs AS (
+    SELECT 'monthly_budget'::text AS aggregate, ''::text AS key, COALESCE(e.month, g.month) AS month,
+           CASE WHEN e.month IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object('cost', e.cost, 'tokens', e.tokens, 'executions', e.executions) END AS expected,
+           CASE WHEN g.month IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object('cost', g.cost, 'tokens', g.tokens, 'executions', g.executions) END AS stored
+      FROM exp_month e FULL JOIN got_month g ON g.month = e.month
+    UNION ALL
+    SELECT 'campaign_cost', COALESCE(e.k, g.k), COALESCE(e.month, g.month),
+           CASE WHEN e.k IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object('cost', e.cost, 'tokens', e.tokens, 'executions', e.executions) END,
+           CASE WHEN g.k IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object('cost', g.cost, 'tokens', g.tokens, 'executions', g.executions) END
+      FROM exp_campaign e FULL JOIN got_campaign g ON g.k = e.k AND g.month = e.month
+    UNION ALL
+    SELECT 'agent_cost', COALESCE(e.k, g.k), COALESCE(e.month, g.month),
+           CASE WHEN e.k IS NULL THEN NULL ELSE pg_catalog.to_jsonb(e) - 'k' - 'month' END,
+           CASE WHEN g.k IS NULL THEN NULL ELSE pg_catalog.to_jsonb(g) - 'k' - 'month' END
+      FROM exp_agent e FULL JOIN got_agent g ON g.k = e.k AND g.month = e.month)
+SELECT aggregate, key, month, expected, stored FROM pairs
+ WHERE ($1 IS NULL OR month = $1)
+   AND expected IS DISTINCT FROM stored
+   -- stored sums of zero (every row of the key deleted) are the same as no row
+   AND NOT (expected IS NULL
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(stored) v WHERE v.value::numeric <> 0))
+ ORDER BY month, aggregate, key";
+
+/// `budget_verify(month text DEFAULT NULL)` returns every maintained aggregate row that differs
+/// from what `billing_log` (plus `purged_spend`) says it should be: `aggregate`
+/// (`monthly_budget`, `campaign_cost`, `agent_cost`), `key` (campaign id or agent type, `''`
+/// for the month), `month` (`YYYY-MM`), `expected` and `stored` (JSON of the sums: cost in
+/// dollars, tokens, executions, ...). Empty when all agree. Reads the whole log of the month:
+/// an admin check, not a hot path.
+///
+/// Errors: 22007 for a malformed month.
+#[pg_extern(volatile, parallel_unsafe)]
+fn budget_verify(
+    month: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(aggregate, String),
+        name!(key, String),
+        name!(month, String),
+        name!(expected, Option<pgrx::JsonB>),
+        name!(stored, Option<pgrx::JsonB>),
+    ),
+> {
+    let month = month.map(|m| month::require_month("month", m));
+    let rows = spi(Spi::connect(|client| {
+        client
+            .select(COMPARE, None, &[month.as_deref().into()])?
+            .map(|r| {
+                Ok((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                    r.get::<pgrx::JsonB>(4)?,
+                    r.get::<pgrx::JsonB>(5)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    }));
+    TableIterator::new(rows)
+}
+
+/// `budget_rebuild(month text) -> bigint`: recomputes a month's aggregates from `billing_log`
+/// (plus `purged_spend`) and returns how many aggregate rows it wrote. It locks `billing_log`
+/// in SHARE ROW EXCLUSIVE mode for the rest of the transaction, so writers wait for it and
+/// nothing is lost or counted twice. Writes `audit_log`.
+///
+/// Errors: 22007 for a malformed month; 22004 for NULL.
+#[pg_extern(volatile, parallel_unsafe)]
+fn budget_rebuild(month: Option<&str>) -> i64 {
+    let month = month::require_month("month", crate::api::required("month", month));
+    spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
+    let before: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(
+        "SELECT pg_catalog.jsonb_agg(v) FROM neon_budget.budget_verify($1) v",
+        &[month.as_str().into()],
+    ));
+    spi(Spi::run_with_args(
+        "DELETE FROM neon_budget._month_spend WHERE billing_month = $1;
+         DELETE FROM neon_budget._campaign_spend WHERE billing_month = $1;
+         DELETE FROM neon_budget._agent_spend WHERE billing_month = $1",
+        &[month.as_str().into()],
+    ));
+    let written: i64 = spi(Spi::get_one_with_args::<i64>(
+        "WITH src AS (
+            SELECT billing_month, campaign_id, agent_type, sum(cost) cost, sum(tokens)::numeric tokens, count(*) executions,
+                   count(*) FILTER (WHERE conversion_achieved) successes, count(*) FILTER (WHERE NOT conversion_achieved) failures,
+                   COALESCE(sum(quality_score::numeric), 0) quality_sum, count(quality_score) quality_count,
+                   COALESCE(sum(retry_count), 0)::numeric retry_sum, COALESCE(sum(execution_time_ms), 0)::numeric execution_time_sum,
+                   count(execution_time_ms) execution_time_count
+              FROM neon_budget.billing_log WHERE billing_month = $1 GROUP BY 1, 2, 3
+            UNION ALL
+            SELECT billing_month, NULLIF(campaign_id, ''), agent_type, cost, tokens, executions, successes, failures,
+                   quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count
+              FROM neon_budget.purged_spend WHERE billing_month = $1),
+         m AS (INSERT INTO neon_budget._month_spend (billing_month, slot, cost, tokens, executions)
+               SELECT billing_month, 0, sum(cost), sum(tokens), sum(executions) FROM src GROUP BY 1 RETURNING 1),
+         c AS (INSERT INTO neon_budget._campaign_spend (campaign_id, billing_month, slot, cost, tokens, executions)
+               SELECT campaign_id, billing_month, 0, sum(cost), sum(tokens), sum(executions) FROM src
+                WHERE campaign_id IS NOT NULL GROUP BY 1, 2 RETURNING 1),
+         a AS (INSERT INTO neon_budget._agent_spend (agent_type, billing_month, slot, cost, tokens, executions, successes,
+                      failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
+               SELECT agent_type, billing_month, 0, sum(cost), sum(tokens), sum(executions), sum(successes), sum(failures),
+                      sum(quality_sum), sum(quality_count), sum(retry_sum), sum(execution_time_sum), sum(execution_time_count)
+                 FROM src GROUP BY 1, 2 RETURNING 1)
+         SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM c) + (SELECT count(*) FROM a)",
+        &[month.as_str().into()],
+    ))
+    .unwrap_or(0);
+    spi(Spi::run_with_args(
+        "INSERT INTO neon_budget.audit_log (action, target, old_value, new_value)
+         VALUES ('budget_rebuild', $1, pg_catalog.jsonb_build_object('differences', $2),
+                 pg_catalog.jsonb_build_object('rows_written', $3))",
+        &[month.as_str().into(), before.into(), written.into()],
+    ));
+    written
+}
+
+fn require_cutoff(cutoff: Option<TimestampWithTimeZone>) -> TimestampWithTimeZone {
+    crate::api::required("cutoff", cutoff)
+}
+
+/// `anonymize_before(cutoff timestamptz) -> bigint`: clears `task`, `metadata` and
+/// `execution_id` of every `billing_log` row created before `cutoff`, and returns how many rows
+/// it changed. Totals do not change. Writes `audit_log`.
+///
+/// Errors: 22004 for NULL.
+#[pg_extern(volatile, parallel_unsafe)]
+fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
+    let cutoff = require_cutoff(cutoff);
+    let n: i64 = spi(Spi::get_one_with_args::<i64>(
+        "WITH u AS (UPDATE neon_budget.billing_log SET task = NULL, metadata = NULL, execution_id = NULL
+                     WHERE created_at < $1 AND (task IS NOT NULL OR metadata IS NOT NULL OR execution_id IS NOT NULL)
+                     RETURNING 1)
+         SELECT count(*) FROM u",
+        &[cutoff.into()],
+    ))
+    .unwrap_or(0);
+    audit_retention("anonymize_before", cutoff, n);
+    n
+}
+
+/// `purge_before(cutoff timestamptz) -> bigint`: deletes every `billing_log` row created before
+/// `cutoff` and returns how many. Monthly, campaign and agent totals do not change: the purged
+/// rows' sums move to `purged_spend`. Writes `audit_log`.
+///
+/// Errors: 22004 for NULL.
+#[pg_extern(volatile, parallel_unsafe)]
+fn purge_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
+    let cutoff = require_cutoff(cutoff);
+    spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
+    spi(Spi::run_with_args(
+        "INSERT INTO neon_budget.purged_spend AS p (billing_month, campaign_id, agent_type, cost, tokens, executions,
+                successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
+         SELECT billing_month, COALESCE(campaign_id, ''), agent_type, sum(cost), sum(tokens), count(*),
+                count(*) FILTER (WHERE conversion_achieved), count(*) FILTER (WHERE NOT conversion_achieved),
+                COALESCE(sum(quality_score::numeric), 0), count(quality_score), COALESCE(sum(retry_count), 0),
+                COALESCE(sum(execution_time_ms), 0), count(execution_time_ms)
+           FROM neon_budget.billing_log WHERE created_at < $1
+          GROUP BY billing_month, COALESCE(campaign_id, ''), agent_type
+         ON CONFLICT (billing_month, campaign_id, agent_type) DO UPDATE SET
+            cost = p.cost + EXCLUDED.cost, tokens = p.tokens + EXCLUDED.tokens, executions = p.executions + EXCLUDED.executions,
+            successes = p.successes + EXCLUDED.successes, failures = p.failures + EXCLUDED.failures,
+            quality_sum = p.quality_sum + EXCLUDED.quality_sum, quality_count = p.quality_count + EXCLUDED.quality_count,
+            retry_sum = p.retry_sum + EXCLUDED.retry_sum, execution_time_sum = p.execution_time_sum + EXCLUDED.execution_time_sum,
+            execution_time_count = p.execution_time_count + EXCLUDED.execution_time_count",
+        &[cutoff.into()],
+    ));
+    let _guard = PurgeGuard::new();
+    let n: i64 = spi(Spi::get_one_with_args::<i64>(
+        "WITH d AS (DELETE FROM neon_budget.billing_log WHERE created_at < $1 RETURNING 1) SELECT count(*) FROM d",
+        &[cutoff.into()],
+    ))
+    .unwrap_or(0);
+    audit_retention("purge_before", cutoff, n);
+    n
+}
+
+fn audit_retention(action: &str, cutoff: TimestampWithTimeZone, rows: i64) {
+    spi(Spi::run_with_args(
+        "INSERT INTO neon_budget.audit_log (action, target, old_value, new_value)
+         VALUES ($1, $2::text, NULL, pg_catalog.jsonb_build_object('rows', $3))",
+        &[action.into(), cutoff.into(), rows.into()],
+    ));
+    if rows < 0 {
+        raise(Code::ERRCODE_INTERNAL_ERROR, "negative row count", "This is a bug in neon_budget.");
+    }
+}
