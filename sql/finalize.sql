@@ -39,6 +39,51 @@ CREATE TRIGGER billing_log_after_truncate
     AFTER TRUNCATE ON billing_log
     FOR EACH STATEMENT EXECUTE FUNCTION _billing_log_changed();
 
+-- pg_restore loads purged_spend after billing_log; the aggregate trigger rebuilt the
+-- aggregates from the log alone, so the purged sums are added back as they arrive. Outside a
+-- restore (purge_before) the aggregates already hold them.
+CREATE FUNCTION _purged_spend_restored() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, neon_budget, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.<>) 'pg_restore' THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
+    SELECT r.billing_month, 0, sum(r.cost), sum(r.tokens), sum(r.executions) FROM new_rows r GROUP BY r.billing_month
+    ON CONFLICT (billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost, tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions;
+    INSERT INTO neon_budget._campaign_spend AS t (campaign_id, billing_month, slot, cost, tokens, executions)
+    SELECT r.campaign_id, r.billing_month, 0, sum(r.cost), sum(r.tokens), sum(r.executions) FROM new_rows r
+     WHERE r.campaign_id OPERATOR(pg_catalog.<>) '' GROUP BY r.campaign_id, r.billing_month
+    ON CONFLICT (campaign_id, billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost, tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions;
+    INSERT INTO neon_budget._agent_spend AS t (agent_type, billing_month, slot, cost, tokens, executions, successes, failures,
+           quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
+    SELECT r.agent_type, r.billing_month, 0, sum(r.cost), sum(r.tokens), sum(r.executions), sum(r.successes), sum(r.failures),
+           sum(r.quality_sum), sum(r.quality_count), sum(r.retry_sum), sum(r.execution_time_sum), sum(r.execution_time_count)
+      FROM new_rows r GROUP BY r.agent_type, r.billing_month
+    ON CONFLICT (agent_type, billing_month, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost, tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions,
+           successes = t.successes OPERATOR(pg_catalog.+) EXCLUDED.successes,
+           failures = t.failures OPERATOR(pg_catalog.+) EXCLUDED.failures,
+           quality_sum = t.quality_sum OPERATOR(pg_catalog.+) EXCLUDED.quality_sum,
+           quality_count = t.quality_count OPERATOR(pg_catalog.+) EXCLUDED.quality_count,
+           retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
+           execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
+           execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER purged_spend_restored
+    AFTER INSERT ON purged_spend REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION _purged_spend_restored();
+
 -- ---------------------------------------------------------------------------------------------
 -- Views: the maintained aggregates and the admin dashboard's panels
 -- ---------------------------------------------------------------------------------------------
@@ -150,7 +195,8 @@ BEGIN
            AND p.proname IN ('track_cost', 'budget_check', 'budget_report', 'budget_reserve', 'budget_release',
                              'set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override',
                              '_ensure_month', '_check_alerts', '_billing_log_changed', '_billing_log_set_month',
-                             'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before')
+                             'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
+                             '_purged_spend_restored')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp', f);
     END LOOP;

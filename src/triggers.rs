@@ -43,8 +43,8 @@ new_months AS (
     INSERT INTO neon_budget.monthly_budget_setting (month, total_budget, alert_threshold)
     SELECT DISTINCT dz.billing_month, neon_budget._default_monthly_budget(), neon_budget._default_alert_threshold()
       FROM dz
-     WHERE NOT EXISTS (SELECT 1 FROM neon_budget.monthly_budget_setting s
-                        WHERE s.month OPERATOR(pg_catalog.=) dz.billing_month)
+     WHERE $2 AND NOT EXISTS (SELECT 1 FROM neon_budget.monthly_budget_setting s
+                               WHERE s.month OPERATOR(pg_catalog.=) dz.billing_month)
     ON CONFLICT (month) DO NOTHING),
 m AS (
     INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
@@ -292,6 +292,9 @@ fn apply_one(client: &mut pgrx::spi::SpiClient<'_>, r: &OneRow) {
                 Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?, t.get(5)?, t.get(6)?, t.get(7)?))
             }),
     );
+    if restoring() {
+        return;
+    }
     let (budget, threshold) = match (budget, threshold) {
         (Some(b), Some(t)) => (b, t),
         _ => {
@@ -312,6 +315,15 @@ fn apply_one(client: &mut pgrx::spi::SpiClient<'_>, r: &OneRow) {
     for d in &due {
         alerts::claim_and_send(client, d);
     }
+}
+
+/// Whether this session is `pg_restore` loading a dump (its `application_name`). It then loads
+/// `billing_log` before `monthly_budget_setting`, `campaign` and the alert state of the dump
+/// are complete, so the trigger only rebuilds the aggregates: it creates no month rows (the
+/// dump's own rows follow) and sends no alerts (the dump's alert state is restored as it was).
+fn restoring() -> bool {
+    let name = unsafe { pg_sys::application_name };
+    !name.is_null() && unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes() == b"pg_restore"
 }
 
 /// The trigger function `neon_budget._billing_log_changed()` (statement level, AFTER INSERT /
@@ -354,8 +366,9 @@ fn _billing_log_changed<'a>(
         if rc < 0 {
             raise(Code::ERRCODE_INTERNAL_ERROR, format!("SPI_register_trigger_data failed: {rc}"), "This is a bug in neon_budget.");
         }
-        let apply = APPLY_SQL.with(|s| plans::plan(client, &s[which], &[oid::INT4]));
-        let due: Vec<alerts::Due> = spi(client.update(&*apply, None, &[slots::current().into()]).and_then(|table| {
+        let apply = APPLY_SQL.with(|s| plans::plan(client, &s[which], &[oid::INT4, oid::BOOL]));
+        let restoring = restoring();
+        let due: Vec<alerts::Due> = spi(client.update(&*apply, None, &[slots::current().into(), (!restoring).into()]).and_then(|table| {
             table
                 .map(|row| {
                     Ok(alerts::Due {
@@ -369,8 +382,10 @@ fn _billing_log_changed<'a>(
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
         }));
-        for d in &due {
-            alerts::claim_and_send(client, d);
+        if !restoring {
+            for d in &due {
+                alerts::claim_and_send(client, d);
+            }
         }
     });
     Ok(None)
