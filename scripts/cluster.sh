@@ -15,7 +15,7 @@ case "$cmd" in
       as_pg "$BIN/initdb" -D "$dir/data" --auth=trust -U postgres -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log"
     fi
     if ! as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-      as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
+      as_pg env -u RUST_BACKTRACE -u RUST_LOG "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
         "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=512MB -c fsync=on" start >/dev/null
     fi
     ;;

@@ -14,7 +14,7 @@
 -- collides with the defaults that CREATE EXTENSION inserts again.
 CREATE TABLE agent_rate (
     agent_type          text        NOT NULL CHECK (agent_type <> ''),
-    cost_per_1k_tokens  numeric     NOT NULL CHECK (cost_per_1k_tokens >= 0),
+    cost_per_1k_tokens  numeric     NOT NULL CHECK (cost_per_1k_tokens >= 0 AND cost_per_1k_tokens < 'Infinity'),
     effective_from      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     set_by              text        NOT NULL DEFAULT session_user,
     PRIMARY KEY (agent_type, effective_from)
@@ -42,7 +42,7 @@ CREATE TABLE campaign (
     campaign_id     text PRIMARY KEY,
     name            text    NOT NULL,
     campaign_type   text,
-    monthly_budget  numeric CHECK (monthly_budget > 0),
+    monthly_budget  numeric CHECK (monthly_budget > 0 AND monthly_budget < 'Infinity'),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -54,7 +54,7 @@ COMMENT ON TABLE campaign IS
 -- Spend is not stored here (see the monthly_budget view): writers never update this row.
 CREATE TABLE monthly_budget_setting (
     month            text    PRIMARY KEY CHECK (month ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'),
-    total_budget     numeric NOT NULL CHECK (total_budget > 0),
+    total_budget     numeric NOT NULL CHECK (total_budget > 0 AND total_budget < 'Infinity'),
     alert_threshold  numeric NOT NULL CHECK (alert_threshold > 0 AND alert_threshold <= 1),
     override_enabled boolean NOT NULL DEFAULT false,
     override_reason  text,
@@ -83,7 +83,7 @@ CREATE TABLE billing_log (
     agent_type          text    NOT NULL,
     campaign_id         text,
     tokens              bigint  NOT NULL CHECK (tokens >= 0),
-    cost                numeric NOT NULL CHECK (cost >= 0),
+    cost                numeric NOT NULL CHECK (cost >= 0 AND cost < 'Infinity'),
     task                text,
     execution_id        text,
     impact_score        double precision CHECK (impact_score >= 0 AND impact_score <= 1),
@@ -112,7 +112,7 @@ CREATE TABLE reservation (
     campaign_id      text,
     agent_type       text        NOT NULL,
     estimated_tokens bigint      NOT NULL CHECK (estimated_tokens >= 0),
-    estimated_cost   numeric     NOT NULL CHECK (estimated_cost >= 0),
+    estimated_cost   numeric     NOT NULL CHECK (estimated_cost >= 0 AND estimated_cost < 'Infinity'),
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     expires_at       timestamptz NOT NULL,
     created_by       text        NOT NULL DEFAULT session_user

@@ -13,8 +13,10 @@ Returns one row: can_execute, status (ok, warning, critical, exceeded), month (Y
 can_execute is false when the current month's or the campaign's spend plus live reservations has reached its budget or would pass it with the estimate, unless the override is on. Reads only the maintained aggregates and live reservations.
 Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_type; 42704 unknown agent type.$$;
 
-COMMENT ON FUNCTION budget_report(text) IS
-$$Markdown cost report of a billing month (YYYY-MM; NULL = current month): monthly overview, campaign breakdown, agent usage, cost optimization suggestions. Money in dollars. Errors: 22007 malformed month.$$;
+COMMENT ON FUNCTION budget_report(text, text) IS
+$$Cost report of a billing month (YYYY-MM; NULL = current month): monthly overview, campaign breakdown, agent usage, cost optimization suggestions. Money in dollars.
+format (default 'md'): 'md' the Markdown report (figures rounded); 'json' one object {month, timezone, overview, campaigns, agents, suggestions, daily} with exact JSON numbers and the spend of every day of the month; 'csv' a flat table with a header, columns section (overview, campaign, agent, day, suggestion), key, name, type, cost, budget, remaining, utilization_percentage, status, alert_threshold, tokens, executions, avg_cost_per_execution, successes, failures, success_rate_percentage, retries (exact decimals, empty where not applicable).
+Errors: 22007 malformed month; 22023 unknown format.$$;
 
 COMMENT ON FUNCTION set_monthly_budget(text, numeric, numeric) IS
 $$Sets a month's (YYYY-MM) total budget in dollars and, when given, its alert threshold in (0,1]. Raising the budget re-arms alert levels no longer reached. Writes audit_log.
@@ -38,3 +40,15 @@ Errors: 53000 the budget cannot cover it (figures in the detail); 22003 negative
 
 COMMENT ON FUNCTION budget_release(bigint) IS
 $$Cancels a reservation. Returns true when it was live, false when unknown, settled, released or expired.$$;
+
+COMMENT ON FUNCTION budget_verify(text) IS
+$$Every maintained aggregate row that differs from billing_log plus purged_spend: aggregate (monthly_budget, campaign_cost, agent_cost), key, month (YYYY-MM; NULL argument = all months), expected and stored sums as JSON (dollars, tokens, executions, ...). Empty when all agree. Admin only. Errors: 22007 malformed month.$$;
+
+COMMENT ON FUNCTION budget_rebuild(text) IS
+$$Recomputes a month's (YYYY-MM) aggregates from billing_log plus purged_spend under a SHARE ROW EXCLUSIVE lock on billing_log (writers wait); returns the aggregate rows written. Writes audit_log. Admin only. Errors: 22007 malformed month; 22004 NULL.$$;
+
+COMMENT ON FUNCTION anonymize_before(timestamptz) IS
+$$Clears task, metadata and execution_id of billing_log rows created before the cutoff; returns the rows changed. Totals do not change. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+
+COMMENT ON FUNCTION purge_before(timestamptz) IS
+$$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign and agent totals do not change (the purged sums move to purged_spend). Writes audit_log. Admin only. Errors: 22004 NULL.$$;

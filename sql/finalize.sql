@@ -12,6 +12,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, neon_budget, pg_temp
 AS $$
 BEGIN
+    IF NEW.created_at IN ('infinity', '-infinity')
+       OR pg_catalog.date_part('year', NEW.created_at AT TIME ZONE neon_budget._timezone()) < 1 THEN
+        RAISE EXCEPTION 'created_at % has no billing month', NEW.created_at
+              USING ERRCODE = '22008',
+                    HINT = 'Use a finite time from the year 1 to 9999, or leave created_at out for now().';
+    END IF;
     NEW.billing_month := pg_catalog.to_char(NEW.created_at AT TIME ZONE neon_budget._timezone(), 'YYYY-MM');
     RETURN NEW;
 END

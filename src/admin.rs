@@ -9,10 +9,10 @@ use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 
 fn require_positive_money(arg: &str, value: &AnyNumeric) {
-    if value.is_nan() || *value <= AnyNumeric::from(0) {
+    if !crate::money::is_finite(value) || *value <= AnyNumeric::from(0) {
         raise(
             Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("{arg} must be a dollar amount greater than zero, not {value}"),
+            format!("{arg} must be a finite dollar amount greater than zero, not {value}"),
             "Budgets are in dollars, e.g. 1000 or 250.50; to remove a campaign's limit pass NULL.",
         );
     }
@@ -52,6 +52,7 @@ fn set_monthly_budget(
     total_budget: Option<AnyNumeric>,
     alert_threshold: default!(Option<AnyNumeric>, "NULL"),
 ) {
+    crate::error::require_writable("set_monthly_budget()");
     let month = month::require_month("month", required("month", month));
     let total_budget = required("total_budget", total_budget);
     require_positive_money("total_budget", &total_budget);
@@ -161,9 +162,10 @@ fn set_campaign(
     campaign_type: default!(Option<&str>, "NULL"),
     monthly_budget: default!(Option<AnyNumeric>, "NULL"),
 ) {
+    crate::error::require_writable("set_campaign()");
     let campaign_id = required("campaign_id", campaign_id);
     let name = required("name", name);
-    if campaign_id.is_empty() {
+    if campaign_id.trim().is_empty() {
         raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, "campaign_id must not be empty", "Pass the id your agents send as campaign_id.");
     }
     if let Some(b) = &monthly_budget {
@@ -200,12 +202,13 @@ fn set_campaign(
 /// Errors: 22004 for NULL arguments; 22023 for an empty agent type or a negative rate.
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_agent_rate(agent_type: Option<&str>, cost_per_1k_tokens: Option<AnyNumeric>) {
+    crate::error::require_writable("set_agent_rate()");
     let agent_type = required("agent_type", agent_type);
     let rate = required("cost_per_1k_tokens", cost_per_1k_tokens);
     if agent_type.trim().is_empty() {
         raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, "agent_type must not be empty", "Pass a name such as 'CONTENT'.");
     }
-    if rate.is_nan() || rate < AnyNumeric::from(0) {
+    if !crate::money::is_finite(&rate) || rate < AnyNumeric::from(0) {
         raise(
             Code::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("cost_per_1k_tokens must be zero or more dollars, not {rate}"),
@@ -247,6 +250,7 @@ fn set_agent_rate(agent_type: Option<&str>, cost_per_1k_tokens: Option<AnyNumeri
 /// Errors: 22004 for a NULL `enabled`; 22023 when turning it on without a reason.
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_budget_override(enabled: Option<bool>, reason: default!(Option<&str>, "NULL")) {
+    crate::error::require_writable("set_budget_override()");
     let enabled = required("enabled", enabled);
     if enabled && reason.map(str::trim).unwrap_or("").is_empty() {
         raise(

@@ -10,6 +10,9 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::AnyNumeric;
 
+/// Advisory-lock key space of alert claims (first key of `pg_advisory_xact_lock(int, int)`).
+pub const ALERT_LOCK_CLASS: i32 = 0x4e42_0002; // "NB" + 2
+
 /// The NOTIFY channel alerts are sent on.
 pub const CHANNEL: &str = "neon_budget_alerts";
 
@@ -89,15 +92,21 @@ fn status_sql(spent: AnyNumeric, budget: AnyNumeric, threshold: AnyNumeric) -> &
 }
 
 fn json_number(n: &AnyNumeric) -> serde_json::Value {
-    // arbitrary_precision keeps the exact decimal text of the numeric.
-    serde_json::Value::Number(n.to_string().parse().expect("numeric text is a JSON number"))
+    // arbitrary_precision keeps the exact decimal text of the numeric; a non-finite value
+    // (which the tables' CHECKs keep out) would be sent as a string rather than fail.
+    let text = n.to_string();
+    match text.parse() {
+        Ok(number) => serde_json::Value::Number(number),
+        Err(_) => serde_json::Value::String(text),
+    }
 }
 
 /// The JSON payload of an alert: `{"alert_id", "scope", "campaign_id", "month", "level",
 /// "spent", "budget", "utilization"}`, money in dollars and utilization in percent, as exact
 /// JSON numbers. It never carries `task` or `metadata`. A campaign id too long for PostgreSQL's
 /// 8000-byte NOTIFY limit is cut (on a character boundary) and `"campaign_id_truncated": true`
-/// is added; `alert_id` finds the whole row in `alert_log`.
+/// is added; amounts too long for the limit (thousands of digits) are sent as null with
+/// `"figures_in_alert_log": true`. `alert_id` finds the whole row in `alert_log`.
 pub fn payload(
     alert_id: i64,
     scope: &str,
@@ -108,23 +117,27 @@ pub fn payload(
     budget: &AnyNumeric,
     utilization: &AnyNumeric,
 ) -> String {
-    let build = |campaign: Option<&str>, truncated: bool| {
+    let build = |campaign: Option<&str>, truncated: bool, no_figures: bool| {
+        let figure = |n: &AnyNumeric| if no_figures { serde_json::Value::Null } else { json_number(n) };
         let mut obj = serde_json::json!({
             "alert_id": alert_id,
             "scope": scope,
             "campaign_id": campaign,
             "month": month,
             "level": level,
-            "spent": json_number(spent),
-            "budget": json_number(budget),
-            "utilization": json_number(utilization),
+            "spent": figure(spent),
+            "budget": figure(budget),
+            "utilization": figure(utilization),
         });
         if truncated {
             obj["campaign_id_truncated"] = serde_json::Value::Bool(true);
         }
+        if no_figures {
+            obj["figures_in_alert_log"] = serde_json::Value::Bool(true);
+        }
         obj.to_string()
     };
-    let full = build(campaign_id, false);
+    let full = build(campaign_id, false, false);
     if full.len() <= MAX_PAYLOAD_BYTES {
         return full;
     }
@@ -135,9 +148,14 @@ pub fn payload(
         while !id.is_char_boundary(keep) {
             keep -= 1;
         }
-        let candidate = build(Some(&id[..keep]), true);
-        if candidate.len() <= MAX_PAYLOAD_BYTES || keep == 0 {
+        let candidate = build(campaign_id.map(|_| &id[..keep]), keep < id.len(), false);
+        if candidate.len() <= MAX_PAYLOAD_BYTES {
             return candidate;
+        }
+        if keep == 0 {
+            // Even the figures are too long (amounts of thousands of digits): send them as
+            // null; alert_log holds them in full.
+            return build(campaign_id.map(|_| ""), !id.is_empty(), true);
         }
         keep /= 2;
     }
@@ -208,6 +226,22 @@ pub fn collect_due(
 /// `NOTIFY neon_budget_alerts` with [`payload`]. All in the caller's transaction: a rollback
 /// sends nothing and un-claims the level.
 pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
+    // Only one transaction at a time claims levels of a scope and month; the others skip rather
+    // than wait (waiting on each other's claims in different orders could deadlock). A skipped
+    // level is sent by the transaction holding the claim, or, if that one rolls back or was
+    // claiming another level, by the next write or budget_check that finds it due.
+    let got: Option<bool> = spi_opt(
+        client
+            .update(
+                "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) $3 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) $4))",
+                None,
+                &[ALERT_LOCK_CLASS.into(), d.scope.as_str().into(), d.scope_key.as_str().into(), d.month.as_str().into()],
+            )
+            .and_then(|t| t.first().get_one()),
+    );
+    if got != Some(true) {
+        return;
+    }
     let claimed: Option<bool> = spi_opt(
         client
             .update(

@@ -38,6 +38,19 @@ fn require_non_negative(arg: &str, negative: bool, shown: impl std::fmt::Display
     }
 }
 
+/// Raises 22008 (datetime_field_overflow) for a `created_at` that has no billing month:
+/// infinite, or before the year 1 (a `YYYY` month cannot say BC).
+pub(crate) fn require_created_at(ts: &TimestampWithTimeZone) {
+    let bad = ts.is_infinity() || ts.is_neg_infinity() || ts.to_utc().year() < 1;
+    if bad {
+        raise(
+            Code::ERRCODE_DATETIME_FIELD_OVERFLOW,
+            format!("created_at {ts} has no billing month"),
+            "Pass a finite time from the year 1 to 9999, or leave created_at out for now().",
+        );
+    }
+}
+
 /// The current rate of `agent_type` in dollars per 1,000 tokens, or SQLSTATE 42704
 /// (undefined_object) when the agent type has no rate.
 pub(crate) fn current_rate(agent_type: &str) -> AnyNumeric {
@@ -114,6 +127,7 @@ fn track_cost(
     created_at: default!(Option<TimestampWithTimeZone>, "now()"),
     reservation_id: default!(Option<i64>, "NULL"),
 ) -> Option<pgrx::composite_type!('static, "billing_log")> {
+    crate::error::require_writable("track_cost()");
     let agent_type = required("agent_type", agent_type);
     let tokens = required("tokens", tokens);
     if !gucs::enabled() {
@@ -128,10 +142,26 @@ fn track_cost(
     }
     require_non_negative("tokens", tokens < 0, tokens);
     if let Some(c) = &cost {
-        if c.is_nan() {
-            raise(Code::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "cost must be a number, not NaN", "Pass the cost in dollars, e.g. 0.0123.");
+        if !crate::money::is_finite(c) {
+            raise(
+                Code::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                format!("cost must be a finite number of dollars, not {c}"),
+                "Pass the cost in dollars, e.g. 0.0123.",
+            );
         }
         require_non_negative("cost", *c < AnyNumeric::from(0), c);
+    }
+    if let Some(id) = campaign_id {
+        if id.trim().is_empty() {
+            raise(
+                Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                "campaign_id must not be empty or blank",
+                "Pass NULL for an execution that belongs to no campaign.",
+            );
+        }
+    }
+    if let Some(ts) = &created_at {
+        require_created_at(ts);
     }
     require_score("impact_score", impact_score);
     require_score("quality_score", quality_score);

@@ -39,3 +39,21 @@ pub fn spi_opt<T>(r: Result<Option<T>, pgrx::spi::Error>) -> Option<T> {
         other => spi(other),
     }
 }
+
+/// Raises 25006 (read_only_sql_transaction) when this transaction cannot write: on a standby
+/// (recovery) or in a READ ONLY transaction. Called first by every function that writes, so the
+/// caller gets the standard read-only error instead of an internal one.
+pub fn require_writable(function: &str) {
+    let (recovery, read_only) = unsafe { (pgrx::pg_sys::RecoveryInProgress(), pgrx::pg_sys::XactReadOnly) };
+    if recovery || read_only {
+        raise(
+            Code::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            format!("cannot execute {function} in a read-only transaction"),
+            if recovery {
+                "This server is a standby: record spend and change budgets on the primary."
+            } else {
+                "Run it in a read-write transaction."
+            },
+        );
+    }
+}

@@ -141,6 +141,7 @@ fn budget_verify(
 /// Errors: 22007 for a malformed month; 22004 for NULL.
 #[pg_extern(volatile, parallel_unsafe)]
 fn budget_rebuild(month: Option<&str>) -> i64 {
+    crate::error::require_writable("budget_rebuild()");
     let month = month::require_month("month", crate::api::required("month", month));
     spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
     let before: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(
@@ -199,6 +200,7 @@ fn require_cutoff(cutoff: Option<TimestampWithTimeZone>) -> TimestampWithTimeZon
 /// Errors: 22004 for NULL.
 #[pg_extern(volatile, parallel_unsafe)]
 fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
+    crate::error::require_writable("anonymize_before()");
     let cutoff = require_cutoff(cutoff);
     let n: i64 = spi(Spi::get_one_with_args::<i64>(
         "WITH u AS (UPDATE neon_budget.billing_log SET task = NULL, metadata = NULL, execution_id = NULL
@@ -219,6 +221,7 @@ fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
 /// Errors: 22004 for NULL.
 #[pg_extern(volatile, parallel_unsafe)]
 fn purge_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
+    crate::error::require_writable("purge_before()");
     let cutoff = require_cutoff(cutoff);
     spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
     spi(Spi::run_with_args(

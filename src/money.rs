@@ -18,6 +18,12 @@ pub fn trim_scale(n: AnyNumeric) -> AnyNumeric {
         .expect("trim_scale of a non-NULL numeric is not NULL")
 }
 
+/// Whether `n` is a finite number (not NaN, Infinity or -Infinity, which PostgreSQL 14+
+/// numeric can hold but no amount of money is).
+pub fn is_finite(n: &AnyNumeric) -> bool {
+    !n.is_nan() && !n.to_string().contains("Infinity")
+}
+
 /// Rounds `n` to `scale` decimal places, half away from zero (PostgreSQL's `round(numeric, int)`).
 pub fn round(n: AnyNumeric, scale: i32) -> AnyNumeric {
     unsafe {

@@ -1,9 +1,10 @@
-//! `budget_report`: the seed's Markdown cost report ("Report Contents"), read from the
-//! maintained aggregates only.
+//! `budget_report`: the seed's cost report ("Report Contents") in Markdown, JSON or CSV, read
+//! from the maintained aggregates (and, for the JSON and CSV daily spend, one indexed query on
+//! `billing_log.billing_month`).
 use crate::alerts;
-use crate::error::spi;
+use crate::error::{raise, spi, Code};
 use crate::gucs;
-use crate::money::{dollars, group_thousands, percent};
+use crate::money::{dollars, group_thousands, percent, trim_scale};
 use crate::month;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
@@ -29,6 +30,11 @@ pub fn escape_markdown(text: &str) -> String {
     out
 }
 
+/// Text as it is, for the JSON and CSV formats (their encoders do the escaping).
+fn plain(text: &str) -> String {
+    text.to_string()
+}
+
 fn n(s: &str) -> AnyNumeric {
     AnyNumeric::try_from(s).expect("constant numeric")
 }
@@ -37,12 +43,53 @@ fn pct_of(part: &AnyNumeric, whole: &AnyNumeric) -> AnyNumeric {
     part.clone() / whole.clone() * AnyNumeric::from(100)
 }
 
-struct CampaignLine {
-    label: String,
-    cost: AnyNumeric,
-    budget: Option<AnyNumeric>,
+/// The output formats of `budget_report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The seed's Markdown report.
+    Markdown,
+    /// One JSON object (see [`render_json`]).
+    Json,
+    /// A flat CSV table with a header (see [`CSV_COLUMNS`]).
+    Csv,
 }
 
+impl Format {
+    /// Parses a format name: `md` (or `markdown`), `json` or `csv`, case-insensitive, surrounding
+    /// blanks ignored. `None` for anything else.
+    pub fn parse(name: &str) -> Option<Format> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "md" | "markdown" => Some(Format::Markdown),
+            "json" => Some(Format::Json),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// One campaign with spend in the month.
+struct CampaignLine {
+    campaign_id: String,
+    /// The campaign's name, or its id when it has no `campaign` row.
+    name: String,
+    kind: Option<String>,
+    cost: AnyNumeric,
+    budget: Option<AnyNumeric>,
+    tokens: AnyNumeric,
+    executions: i64,
+}
+
+impl CampaignLine {
+    /// `Name (TYPE)`, each part passed through `esc`.
+    fn label(&self, esc: fn(&str) -> String) -> String {
+        match &self.kind {
+            Some(k) => format!("{} ({})", esc(&self.name), esc(k)),
+            None => esc(&self.name),
+        }
+    }
+}
+
+/// One agent type with executions in the month.
 struct AgentLine {
     agent_type: String,
     cost: AnyNumeric,
@@ -53,29 +100,67 @@ struct AgentLine {
     retry_sum: AnyNumeric,
 }
 
-/// Renders the report of `month` (`YYYY-MM`).
-pub fn render(month: &str) -> String {
-    type Overview = (Option<AnyNumeric>, Option<AnyNumeric>, Option<AnyNumeric>, Option<i64>);
-    let (budget, threshold, spent, executions): Overview = spi(Spi::connect(|client| {
+impl AgentLine {
+    /// Average cost per execution in dollars, unrounded.
+    fn avg_cost(&self) -> AnyNumeric {
+        self.cost.clone() / AnyNumeric::from(self.executions.max(1))
+    }
+
+    /// Percent of the executions that report `conversion_achieved` that succeeded; `None` when
+    /// none reports it.
+    fn success_rate(&self) -> Option<AnyNumeric> {
+        (self.successes + self.failures > 0)
+            .then(|| pct_of(&AnyNumeric::from(self.successes), &AnyNumeric::from(self.successes + self.failures)))
+    }
+}
+
+/// Spend of one calendar day (`YYYY-MM-DD` in `neon_budget.timezone`).
+struct DayLine {
+    date: String,
+    cost: AnyNumeric,
+    tokens: AnyNumeric,
+    executions: i64,
+}
+
+/// Everything a report shows, read once.
+struct ReportData {
+    month: String,
+    budget: AnyNumeric,
+    threshold: AnyNumeric,
+    spent: AnyNumeric,
+    tokens: AnyNumeric,
+    executions: i64,
+    campaigns: Vec<CampaignLine>,
+    agents: Vec<AgentLine>,
+    /// Empty for the Markdown format, which does not show it.
+    days: Vec<DayLine>,
+}
+
+impl ReportData {
+    fn status(&self) -> &'static str {
+        alerts::status(&self.spent, &self.budget, &self.threshold)
+    }
+}
+
+fn read(month: &str, with_days: bool) -> ReportData {
+    type Overview = (Option<AnyNumeric>, Option<AnyNumeric>, Option<AnyNumeric>, Option<AnyNumeric>, Option<i64>);
+    let (budget, threshold, spent, tokens, executions): Overview = spi(Spi::connect(|client| {
         let t = client
             .select(
-                "SELECT mb.total_budget, mb.alert_threshold, mb.total_spent, mb.executions
+                "SELECT mb.total_budget, mb.alert_threshold, mb.total_spent, mb.total_tokens, mb.executions
                    FROM (SELECT 1) one LEFT JOIN neon_budget.monthly_budget mb ON mb.month OPERATOR(pg_catalog.=) $1",
                 Some(1),
                 &[month.into()],
             )?
             .first();
-        Ok::<Overview, pgrx::spi::Error>((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?))
+        Ok::<Overview, pgrx::spi::Error>((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?, t.get(5)?))
     }));
-    let budget = budget.unwrap_or_else(gucs::max_monthly_budget);
-    let threshold = threshold.unwrap_or_else(gucs::default_alert_threshold);
-    let spent = spent.unwrap_or_default();
-    let executions = executions.unwrap_or(0);
 
     let campaigns: Vec<CampaignLine> = spi(Spi::connect(|client| {
         client
             .select(
-                "SELECT COALESCE(c.name, cc.campaign_id), c.campaign_type, cc.total_cost, c.monthly_budget
+                "SELECT cc.campaign_id, COALESCE(c.name, cc.campaign_id), c.campaign_type, cc.total_cost, c.monthly_budget,
+                        cc.total_tokens, cc.executions
                    FROM neon_budget.campaign_cost cc
                    LEFT JOIN neon_budget.campaign c ON c.campaign_id OPERATOR(pg_catalog.=) cc.campaign_id
                   WHERE cc.month OPERATOR(pg_catalog.=) $1
@@ -84,13 +169,15 @@ pub fn render(month: &str) -> String {
                 &[month.into()],
             )?
             .map(|row| {
-                let name: String = row.get(1)?.unwrap_or_default();
-                let kind: Option<String> = row.get(2)?;
-                let label = match kind {
-                    Some(k) => format!("{} ({})", escape_markdown(&name), escape_markdown(&k)),
-                    None => escape_markdown(&name),
-                };
-                Ok(CampaignLine { label, cost: row.get(3)?.unwrap_or_default(), budget: row.get(4)? })
+                Ok(CampaignLine {
+                    campaign_id: row.get(1)?.unwrap_or_default(),
+                    name: row.get(2)?.unwrap_or_default(),
+                    kind: row.get(3)?,
+                    cost: row.get(4)?.unwrap_or_default(),
+                    budget: row.get(5)?,
+                    tokens: row.get(6)?.unwrap_or_default(),
+                    executions: row.get(7)?.unwrap_or(0),
+                })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     }));
@@ -119,22 +206,86 @@ pub fn render(month: &str) -> String {
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     }));
 
+    let days = if with_days { read_days(month) } else { Vec::new() };
+    ReportData {
+        month: month.to_string(),
+        budget: budget.unwrap_or_else(gucs::max_monthly_budget),
+        threshold: threshold.unwrap_or_else(gucs::default_alert_threshold),
+        spent: spent.unwrap_or_default(),
+        tokens: tokens.unwrap_or_default(),
+        executions: executions.unwrap_or(0),
+        campaigns,
+        agents,
+        days,
+    }
+}
+
+/// Spend per calendar day of `month`: every day of the month, in order, with zeros for days
+/// without spend. One query; `billing_log` is read through its `(billing_month, campaign_id)`
+/// index. A row is counted on its day in the current `neon_budget.timezone`; if the time zone
+/// changed since the row was written, its day may fall outside the month (the month of a row is
+/// fixed when it is written): such days are listed too, in order, so that the days always add up
+/// to the month's spend.
+fn read_days(month: &str) -> Vec<DayLine> {
+    let tz = gucs::timezone();
+    spi(Spi::connect(|client| {
+        client
+            .select(
+                "WITH spend AS (
+                     SELECT pg_catalog.to_char(b.created_at AT TIME ZONE $2, 'YYYY-MM-DD') AS day,
+                            pg_catalog.sum(b.cost) AS cost, pg_catalog.sum(b.tokens) AS tokens,
+                            pg_catalog.count(*) AS executions
+                       FROM neon_budget.billing_log b
+                      WHERE b.billing_month OPERATOR(pg_catalog.=) $1
+                      GROUP BY 1),
+                 first AS (SELECT pg_catalog.to_date($1, 'YYYY-MM') AS d),
+                 days AS (
+                     SELECT pg_catalog.to_char(g.d, 'YYYY-MM-DD') AS day
+                       FROM first, pg_catalog.generate_series(first.d::timestamp,
+                                (first.d OPERATOR(pg_catalog.+) interval '1 month' OPERATOR(pg_catalog.-) interval '1 day')::timestamp,
+                                interval '1 day') AS g(d))
+                 SELECT COALESCE(days.day, spend.day), COALESCE(spend.cost, 0), COALESCE(spend.tokens, 0),
+                        COALESCE(spend.executions, 0)
+                   FROM days FULL JOIN spend ON spend.day OPERATOR(pg_catalog.=) days.day
+                  ORDER BY 1",
+                None,
+                &[month.into(), tz.as_str().into()],
+            )?
+            .map(|row| {
+                Ok(DayLine {
+                    date: row.get(1)?.unwrap_or_default(),
+                    cost: row.get(2)?.unwrap_or_default(),
+                    tokens: row.get(3)?.unwrap_or_default(),
+                    executions: row.get(4)?.unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    }))
+}
+
+/// Renders the Markdown report of `month` (`YYYY-MM`).
+pub fn render(month: &str) -> String {
+    render_markdown(&read(month, false))
+}
+
+fn render_markdown(d: &ReportData) -> String {
+    let (budget, spent, month) = (&d.budget, &d.spent, &d.month);
     let mut md = String::new();
     let _ = writeln!(md, "# Budget Report - {month}\n");
     let _ = writeln!(md, "## 📊 Monthly Overview\n");
-    let _ = writeln!(md, "- Total Budget: {}", dollars(&budget, 2));
-    let _ = writeln!(md, "- Total Spent: {}", dollars(&spent, 2));
-    let _ = writeln!(md, "- Utilization: {}", percent(&pct_of(&spent, &budget)));
+    let _ = writeln!(md, "- Total Budget: {}", dollars(budget, 2));
+    let _ = writeln!(md, "- Total Spent: {}", dollars(spent, 2));
+    let _ = writeln!(md, "- Utilization: {}", percent(&pct_of(spent, budget)));
     let _ = writeln!(md, "- Remaining: {}", dollars(&(budget.clone() - spent.clone()), 2));
-    let _ = writeln!(md, "- Total Executions: {}", group_thousands(&executions.to_string()));
-    let _ = writeln!(md, "- Status: {}\n", alerts::status(&spent, &budget, &threshold));
+    let _ = writeln!(md, "- Total Executions: {}", group_thousands(&d.executions.to_string()));
+    let _ = writeln!(md, "- Status: {}\n", d.status());
 
     let _ = writeln!(md, "## 🎯 Campaign Breakdown\n");
-    if campaigns.is_empty() {
+    if d.campaigns.is_empty() {
         let _ = writeln!(md, "No campaign spend this month.\n");
     }
-    for c in &campaigns {
-        let _ = writeln!(md, "### {}\n", c.label);
+    for c in &d.campaigns {
+        let _ = writeln!(md, "### {}\n", c.label(escape_markdown));
         let _ = writeln!(md, "- Cost: {}", dollars(&c.cost, 2));
         match &c.budget {
             Some(b) => {
@@ -148,27 +299,25 @@ pub fn render(month: &str) -> String {
     }
 
     let _ = writeln!(md, "## 🤖 Agent Usage\n");
-    if agents.is_empty() {
+    if d.agents.is_empty() {
         let _ = writeln!(md, "No executions this month.\n");
     }
-    for a in &agents {
+    for a in &d.agents {
         let _ = writeln!(md, "### {}\n", escape_markdown(&a.agent_type));
         let _ = writeln!(md, "- Total Cost: {}", dollars(&a.cost, 2));
         let _ = writeln!(md, "- Tokens Used: {}", group_thousands(&a.tokens.to_string()));
         let _ = writeln!(md, "- Executions: {}", group_thousands(&a.executions.to_string()));
-        let avg = a.cost.clone() / AnyNumeric::from(a.executions.max(1));
-        let _ = writeln!(md, "- Avg Cost/Execution: {}", dollars(&avg, 4));
-        if a.successes + a.failures > 0 {
-            let rate = pct_of(&AnyNumeric::from(a.successes), &AnyNumeric::from(a.successes + a.failures));
+        let _ = writeln!(md, "- Avg Cost/Execution: {}", dollars(&a.avg_cost(), 4));
+        if let Some(rate) = a.success_rate() {
             let _ = writeln!(md, "- Success Rate: {}", percent(&rate));
         }
         let _ = writeln!(md);
     }
 
     let _ = writeln!(md, "## 💡 Cost Optimization Suggestions\n");
-    let suggestions = suggestions(&spent, &budget, &threshold, &campaigns, &agents);
+    let suggestions = suggestions(d, escape_markdown);
     if suggestions.is_empty() {
-        let _ = writeln!(md, "- No action needed: spend is within every budget and no agent stands out.");
+        let _ = writeln!(md, "- {NO_ACTION}");
     }
     for s in suggestions {
         let _ = writeln!(md, "- {s}");
@@ -176,37 +325,40 @@ pub fn render(month: &str) -> String {
     md
 }
 
+/// The suggestion shown when there is nothing to suggest.
+const NO_ACTION: &str = "No action needed: spend is within every budget and no agent stands out.";
+
 /// Suggestions drawn from the data: budgets near their limit, agents with a high retry rate
 /// (0.5 retries or more per execution) or a low success rate (under 50% of executions that
 /// report `conversion_achieved`, at least 10 of them), and one agent type taking most spend.
-fn suggestions(
-    spent: &AnyNumeric,
-    budget: &AnyNumeric,
-    threshold: &AnyNumeric,
-    campaigns: &[CampaignLine],
-    agents: &[AgentLine],
-) -> Vec<String> {
+/// User-supplied names go through `esc` (Markdown escaping, or none for JSON and CSV).
+fn suggestions(d: &ReportData, esc: fn(&str) -> String) -> Vec<String> {
+    let (spent, budget, threshold) = (&d.spent, &d.budget, &d.threshold);
     let mut out = Vec::new();
-    let status = alerts::status(spent, budget, threshold);
+    let status = d.status();
     if status != "ok" {
         out.push(format!(
             "The month is at {} of its budget ({status}): review the top-spending campaigns and agents below, or raise the budget with set_monthly_budget.",
             percent(&pct_of(spent, budget))
         ));
     }
-    for c in campaigns {
+    for c in &d.campaigns {
         if let Some(b) = &c.budget {
             if alerts::status(&c.cost, b, threshold) != "ok" {
-                out.push(format!("Campaign {} is at {} of its budget: it will be blocked at 100%.", c.label, percent(&pct_of(&c.cost, b))));
+                out.push(format!(
+                    "Campaign {} is at {} of its budget: it will be blocked at 100%.",
+                    c.label(esc),
+                    percent(&pct_of(&c.cost, b))
+                ));
             }
         }
     }
-    for a in agents {
+    for a in &d.agents {
         let execs = AnyNumeric::from(a.executions.max(1));
         if a.retry_sum.clone() / execs >= n("0.5") {
             out.push(format!(
                 "{} retries often ({} retries over {} executions): optimize error handling; retries are paid for.",
-                escape_markdown(&a.agent_type),
+                esc(&a.agent_type),
                 group_thousands(&a.retry_sum.to_string()),
                 group_thousands(&a.executions.to_string())
             ));
@@ -215,17 +367,17 @@ fn suggestions(
         if reported >= 10 && a.successes * 2 < reported {
             out.push(format!(
                 "{} succeeds in only {} of executions: review its prompts or model choice before spending more.",
-                escape_markdown(&a.agent_type),
+                esc(&a.agent_type),
                 percent(&pct_of(&AnyNumeric::from(a.successes), &AnyNumeric::from(reported)))
             ));
         }
     }
-    if agents.len() > 1 && *spent > AnyNumeric::from(0) {
-        let top = &agents[0];
+    if d.agents.len() > 1 && *spent > AnyNumeric::from(0) {
+        let top = &d.agents[0];
         if top.cost.clone() * AnyNumeric::from(2) > spent.clone() {
             out.push(format!(
                 "{} accounts for {} of spend: use prompt optimization, caching of repeated requests and a smaller model where it fits.",
-                escape_markdown(&top.agent_type),
+                esc(&top.agent_type),
                 percent(&pct_of(&top.cost, spent))
             ));
         }
@@ -233,23 +385,289 @@ fn suggestions(
     out
 }
 
-/// `budget_report(month text DEFAULT NULL) -> text`
+/// Exact decimal text of a numeric without trailing zeros (`89.230` → `89.23`).
+fn exact(n: &AnyNumeric) -> String {
+    trim_scale(n.clone()).to_string()
+}
+
+/// A numeric as an exact JSON number (serde_json's `arbitrary_precision` keeps the decimal
+/// text; no float is involved).
+pub fn json_number(n: &AnyNumeric) -> serde_json::Value {
+    serde_json::Value::Number(exact(n).parse().expect("numeric text is a JSON number"))
+}
+
+fn json_opt(n: Option<&AnyNumeric>) -> serde_json::Value {
+    n.map(json_number).unwrap_or(serde_json::Value::Null)
+}
+
+/// The JSON report: one object
+/// `{"month", "timezone", "overview", "campaigns", "agents", "suggestions", "daily"}`.
 ///
-/// The Markdown cost report of a billing month (`YYYY-MM`; NULL = the current month in
+/// - `overview`: `total_budget`, `total_spent`, `remaining` (dollars), `utilization_percentage`
+///   (percent, unrounded), `total_executions`, `total_tokens`, `alert_threshold` (0..1],
+///   `status` (`ok`, `warning`, `critical`, `exceeded`);
+/// - `campaigns` (highest cost first): `campaign_id`, `name`, `campaign_type`, `cost`, `budget`
+///   (null = no limit), `remaining`, `utilization_percentage`, `status` (null without a budget),
+///   `tokens`, `executions`;
+/// - `agents` (highest cost first): `agent_type`, `cost`, `tokens`, `executions`,
+///   `avg_cost_per_execution` (unrounded), `successes`, `failures`, `success_rate_percentage`
+///   (null when no execution reports `conversion_achieved`), `retries`;
+/// - `suggestions`: the report's suggestions as plain text (empty when there are none);
+/// - `daily`: every day of the month in order, `{"date": "YYYY-MM-DD", "cost", "tokens",
+///   "executions"}`, days in `timezone`.
+///
+/// Money is in dollars and every figure is an exact JSON number (never a float); the
+/// Markdown report shows the same figures rounded.
+fn render_json(d: &ReportData) -> serde_json::Value {
+    use serde_json::json;
+    let remaining = d.budget.clone() - d.spent.clone();
+    let campaigns: Vec<_> = d
+        .campaigns
+        .iter()
+        .map(|c| {
+            json!({
+                "campaign_id": c.campaign_id,
+                "name": c.name,
+                "campaign_type": c.kind,
+                "cost": json_number(&c.cost),
+                "budget": json_opt(c.budget.as_ref()),
+                "remaining": json_opt(c.budget.as_ref().map(|b| b.clone() - c.cost.clone()).as_ref()),
+                "utilization_percentage": json_opt(c.budget.as_ref().map(|b| pct_of(&c.cost, b)).as_ref()),
+                "status": c.budget.as_ref().map(|b| alerts::status(&c.cost, b, &d.threshold)),
+                "tokens": json_number(&c.tokens),
+                "executions": c.executions,
+            })
+        })
+        .collect();
+    let agents: Vec<_> = d
+        .agents
+        .iter()
+        .map(|a| {
+            json!({
+                "agent_type": a.agent_type,
+                "cost": json_number(&a.cost),
+                "tokens": json_number(&a.tokens),
+                "executions": a.executions,
+                "avg_cost_per_execution": json_number(&a.avg_cost()),
+                "successes": a.successes,
+                "failures": a.failures,
+                "success_rate_percentage": json_opt(a.success_rate().as_ref()),
+                "retries": json_number(&a.retry_sum),
+            })
+        })
+        .collect();
+    let daily: Vec<_> = d
+        .days
+        .iter()
+        .map(|day| {
+            json!({
+                "date": day.date,
+                "cost": json_number(&day.cost),
+                "tokens": json_number(&day.tokens),
+                "executions": day.executions,
+            })
+        })
+        .collect();
+    json!({
+        "month": d.month,
+        "timezone": gucs::timezone(),
+        "overview": {
+            "total_budget": json_number(&d.budget),
+            "total_spent": json_number(&d.spent),
+            "remaining": json_number(&remaining),
+            "utilization_percentage": json_number(&pct_of(&d.spent, &d.budget)),
+            "total_executions": d.executions,
+            "total_tokens": json_number(&d.tokens),
+            "alert_threshold": json_number(&d.threshold),
+            "status": d.status(),
+        },
+        "campaigns": campaigns,
+        "agents": agents,
+        "suggestions": suggestions(d, plain),
+        "daily": daily,
+    })
+}
+
+/// Columns of the CSV report, in order. Every row fills `section` and `key`; the other columns
+/// are filled where they apply to the row's section and empty otherwise:
+///
+/// | section | key | filled |
+/// | --- | --- | --- |
+/// | `overview` (one row) | the month `YYYY-MM` | `cost` (total spent), `budget`, `remaining`, `utilization_percentage`, `status`, `alert_threshold`, `tokens`, `executions` |
+/// | `campaign` (highest cost first) | campaign id | `name`, `type`, `cost`, `budget`, `remaining`, `utilization_percentage`, `status` (the last four empty = no limit), `tokens`, `executions` |
+/// | `agent` (highest cost first) | agent type | `cost`, `tokens`, `executions`, `avg_cost_per_execution`, `successes`, `failures`, `success_rate_percentage` (empty = not reported), `retries` |
+/// | `day` (every day of the month) | `YYYY-MM-DD` | `cost`, `tokens`, `executions` |
+/// | `suggestion` | 1, 2, … | `name` (the suggestion's text) |
+///
+/// Money is in dollars and percentages in percent, as exact unrounded decimals (`.` as the
+/// decimal point, no thousands separators, no `$`). Fields are quoted as RFC 4180 says (a field
+/// with a comma, a quote or a line break is quoted, quotes doubled). Text that starts with `=`,
+/// `+`, `-`, `@`, a tab or a carriage return (which a spreadsheet would run as a formula) in the
+/// `key`, `name` and `type` columns is prefixed with `'`.
+pub const CSV_COLUMNS: &[&str] = &[
+    "section",
+    "key",
+    "name",
+    "type",
+    "cost",
+    "budget",
+    "remaining",
+    "utilization_percentage",
+    "status",
+    "alert_threshold",
+    "tokens",
+    "executions",
+    "avg_cost_per_execution",
+    "successes",
+    "failures",
+    "success_rate_percentage",
+    "retries",
+];
+
+/// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+pub fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+/// User-supplied text for a CSV cell: a leading `=`, `+`, `-`, `@`, tab or carriage return
+/// (a spreadsheet formula) is defused with a `'` prefix.
+pub fn csv_text(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    }
+}
+
+/// A CSV row of [`CSV_COLUMNS`] from `(column, value)` pairs; columns not given are empty.
+/// Panics on an unknown column name (a bug, caught by the tests).
+fn csv_row(out: &mut String, cells: &[(&str, String)]) {
+    let mut row = vec![String::new(); CSV_COLUMNS.len()];
+    for (col, value) in cells {
+        let i = CSV_COLUMNS.iter().position(|c| c == col).unwrap_or_else(|| panic!("unknown CSV column {col}"));
+        row[i] = csv_field(value);
+    }
+    out.push_str(&row.join(","));
+    out.push_str("\r\n");
+}
+
+fn render_csv(d: &ReportData) -> String {
+    let mut out = String::new();
+    out.push_str(&CSV_COLUMNS.join(","));
+    out.push_str("\r\n");
+    csv_row(
+        &mut out,
+        &[
+            ("section", "overview".into()),
+            ("key", d.month.clone()),
+            ("cost", exact(&d.spent)),
+            ("budget", exact(&d.budget)),
+            ("remaining", exact(&(d.budget.clone() - d.spent.clone()))),
+            ("utilization_percentage", exact(&pct_of(&d.spent, &d.budget))),
+            ("status", d.status().into()),
+            ("alert_threshold", exact(&d.threshold)),
+            ("tokens", exact(&d.tokens)),
+            ("executions", d.executions.to_string()),
+        ],
+    );
+    for c in &d.campaigns {
+        let mut cells = vec![
+            ("section", "campaign".to_string()),
+            ("key", csv_text(&c.campaign_id)),
+            ("name", csv_text(&c.name)),
+            ("type", c.kind.as_deref().map(csv_text).unwrap_or_default()),
+            ("cost", exact(&c.cost)),
+            ("tokens", exact(&c.tokens)),
+            ("executions", c.executions.to_string()),
+        ];
+        if let Some(b) = &c.budget {
+            cells.push(("budget", exact(b)));
+            cells.push(("remaining", exact(&(b.clone() - c.cost.clone()))));
+            cells.push(("utilization_percentage", exact(&pct_of(&c.cost, b))));
+            cells.push(("status", alerts::status(&c.cost, b, &d.threshold).to_string()));
+        }
+        csv_row(&mut out, &cells);
+    }
+    for a in &d.agents {
+        csv_row(
+            &mut out,
+            &[
+                ("section", "agent".into()),
+                ("key", csv_text(&a.agent_type)),
+                ("cost", exact(&a.cost)),
+                ("tokens", exact(&a.tokens)),
+                ("executions", a.executions.to_string()),
+                ("avg_cost_per_execution", exact(&a.avg_cost())),
+                ("successes", a.successes.to_string()),
+                ("failures", a.failures.to_string()),
+                ("success_rate_percentage", a.success_rate().as_ref().map(exact).unwrap_or_default()),
+                ("retries", exact(&a.retry_sum)),
+            ],
+        );
+    }
+    for day in &d.days {
+        csv_row(
+            &mut out,
+            &[
+                ("section", "day".into()),
+                ("key", day.date.clone()),
+                ("cost", exact(&day.cost)),
+                ("tokens", exact(&day.tokens)),
+                ("executions", day.executions.to_string()),
+            ],
+        );
+    }
+    for (i, s) in suggestions(d, plain).iter().enumerate() {
+        csv_row(&mut out, &[("section", "suggestion".into()), ("key", (i + 1).to_string()), ("name", csv_text(s))]);
+    }
+    out
+}
+
+/// `budget_report(month text DEFAULT NULL, format text DEFAULT 'md') -> text`
+///
+/// The cost report of a billing month (`YYYY-MM`; NULL = the current month in
 /// `neon_budget.timezone`), as the seed's "Report Contents": monthly overview (budget, spent,
 /// utilization, remaining, executions), campaign breakdown (name, type, cost, budget,
 /// utilization), agent usage (cost, tokens, executions, average cost per execution, success rate)
-/// and cost optimization suggestions drawn from the data. Money is in dollars. Reads only the
-/// maintained aggregates. User-supplied names are escaped so they cannot break the Markdown.
+/// and cost optimization suggestions drawn from the data. Money is in dollars.
 ///
-/// Errors: 22007 for a malformed month.
+/// `format` (NULL = `md`):
+/// - `md`: the Markdown report, figures rounded for reading; user-supplied names are escaped so
+///   they cannot break the Markdown. Reads only the maintained aggregates.
+/// - `json`: one JSON object with the same figures exact (see [`render_json`]) plus the spend of
+///   each day of the month.
+/// - `csv`: a flat table with a header, one row per overview, campaign, agent, day and
+///   suggestion (columns: [`CSV_COLUMNS`]).
+///
+/// The daily spend of `json` and `csv` is one query on `billing_log` by its `billing_month`
+/// index, grouped by day in `neon_budget.timezone`.
+///
+/// Errors: 22007 for a malformed month; 22023 for an unknown format.
 #[pg_extern(stable, parallel_restricted)]
-fn budget_report(month: default!(Option<&str>, "NULL")) -> String {
+fn budget_report(month: default!(Option<&str>, "NULL"), format: default!(Option<&str>, "'md'")) -> String {
+    let format = match format {
+        None => Format::Markdown,
+        Some(f) => Format::parse(f).unwrap_or_else(|| {
+            raise(
+                Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown report format \"{f}\""),
+                "Use format => 'md' (Markdown), 'json' or 'csv'.",
+            )
+        }),
+    };
     let month = match month {
         Some(m) => month::require_month("month", m),
         None => month::current_month(),
     };
-    render(&month)
+    match format {
+        Format::Markdown => render(&month),
+        Format::Json => render_json(&read(&month, true)).to_string(),
+        Format::Csv => render_csv(&read(&month, true)),
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -261,5 +679,128 @@ mod tests {
     fn markdown_escaping() {
         assert_eq!(escape_markdown("Q1 *launch*\n# x"), "Q1 \\*launch\\* \\# x");
         assert_eq!(escape_markdown("a'b\"c"), "a\\'b\\\"c");
+    }
+
+    #[pg_test]
+    fn format_names() {
+        assert_eq!(Format::parse("md"), Some(Format::Markdown));
+        assert_eq!(Format::parse(" Markdown "), Some(Format::Markdown));
+        assert_eq!(Format::parse("JSON"), Some(Format::Json));
+        assert_eq!(Format::parse("csv"), Some(Format::Csv));
+        assert_eq!(Format::parse("html"), None);
+        assert_eq!(Format::parse(""), None);
+    }
+
+    #[pg_test]
+    fn csv_quoting() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_text("=SUM(A1)"), "'=SUM(A1)");
+        assert_eq!(csv_text("-1"), "'-1");
+        assert_eq!(csv_text("Q1 launch"), "Q1 launch");
+        let mut row = String::new();
+        csv_row(&mut row, &[("section", "agent".into()), ("retries", "3".into()), ("key", "a,b".into())]);
+        assert_eq!(row, format!("agent,\"a,b\"{}3\r\n", ",".repeat(CSV_COLUMNS.len() - 2)));
+    }
+
+    fn sample() -> ReportData {
+        ReportData {
+            month: "2024-01".into(),
+            budget: n("1000"),
+            threshold: n("0.8"),
+            spent: n("247.56"),
+            tokens: n("2230750"),
+            executions: 1247,
+            campaigns: vec![
+                CampaignLine {
+                    campaign_id: "q1".into(),
+                    name: "Marketing, \"Q1\"".into(),
+                    kind: Some("CONTENT_GENERATION".into()),
+                    cost: n("189.23"),
+                    budget: Some(n("200")),
+                    tokens: n("2230750"),
+                    executions: 156,
+                },
+                CampaignLine {
+                    campaign_id: "free".into(),
+                    name: "free".into(),
+                    kind: None,
+                    cost: n("1.5"),
+                    budget: None,
+                    tokens: n("10"),
+                    executions: 1,
+                },
+            ],
+            agents: vec![AgentLine {
+                agent_type: "CONTENT".into(),
+                cost: n("89.23"),
+                tokens: n("2230750"),
+                executions: 156,
+                successes: 3,
+                failures: 1,
+                retry_sum: n("2"),
+            }],
+            days: vec![
+                DayLine { date: "2024-01-01".into(), cost: n("0"), tokens: n("0"), executions: 0 },
+                DayLine { date: "2024-01-02".into(), cost: n("247.56"), tokens: n("2230750"), executions: 1247 },
+            ],
+        }
+    }
+
+    #[pg_test]
+    fn json_is_exact() {
+        let v = render_json(&sample());
+        let text = v.to_string();
+        // Exact decimals, never floats: 89.23 / 156 keeps every digit numeric division gives.
+        assert!(text.contains("\"total_spent\":247.56"), "{text}");
+        assert!(text.contains("\"remaining\":752.44"), "{text}");
+        assert!(text.contains("\"utilization_percentage\":24.756"), "{text}");
+        assert_eq!(v["overview"]["status"], "ok");
+        assert_eq!(v["overview"]["alert_threshold"].to_string(), "0.8");
+        assert_eq!(v["campaigns"][0]["utilization_percentage"].to_string(), "94.615");
+        assert_eq!(v["campaigns"][0]["status"], "warning");
+        assert_eq!(v["campaigns"][0]["name"], "Marketing, \"Q1\"");
+        assert_eq!(v["campaigns"][1]["budget"], serde_json::Value::Null);
+        assert_eq!(v["campaigns"][1]["status"], serde_json::Value::Null);
+        assert!(v["agents"][0]["avg_cost_per_execution"].to_string().starts_with("0.57198717948717948"));
+        assert_eq!(v["agents"][0]["success_rate_percentage"].to_string(), "75");
+        assert_eq!(v["daily"].as_array().unwrap().len(), 2);
+        assert_eq!(v["daily"][1]["cost"].to_string(), "247.56");
+        // Suggestions are plain text in JSON (no Markdown escapes).
+        let s = v["suggestions"].to_string();
+        assert!(s.contains("Campaign Marketing, \\\"Q1\\\" (CONTENT_GENERATION) is at 94.6%"), "{s}");
+    }
+
+    #[pg_test]
+    fn csv_table() {
+        let csv = render_csv(&sample());
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(lines[0], CSV_COLUMNS.join(","));
+        assert_eq!(lines[1], "overview,2024-01,,,247.56,1000,752.44,24.756,ok,0.8,2230750,1247,,,,,");
+        assert_eq!(
+            lines[2],
+            "campaign,q1,\"Marketing, \"\"Q1\"\"\",CONTENT_GENERATION,189.23,200,10.77,94.615,warning,,2230750,156,,,,,"
+        );
+        assert_eq!(lines[3], "campaign,free,free,,1.5,,,,,,10,1,,,,,");
+        assert!(lines[4].starts_with("agent,CONTENT,,,89.23,,,,,,2230750,156,0.5719871794"), "{}", lines[4]);
+        assert!(lines[4].ends_with(",3,1,75,2"), "{}", lines[4]);
+        assert_eq!(lines[5], "day,2024-01-01,,,0,,,,,,0,0,,,,,");
+        assert_eq!(lines[6], "day,2024-01-02,,,247.56,,,,,,2230750,1247,,,,,");
+        assert!(lines[7].starts_with("suggestion,1,\"Campaign Marketing"), "{}", lines[7]);
+        assert_eq!(*lines.last().unwrap(), "");
+        // Every row has the header's number of fields (quoted commas aside).
+        assert_eq!(lines[3].split(',').count(), CSV_COLUMNS.len());
+    }
+
+    #[pg_test]
+    fn markdown_unchanged_by_refactor() {
+        let md = render_markdown(&sample());
+        assert!(md.starts_with("# Budget Report - 2024-01\n\n## 📊 Monthly Overview\n\n- Total Budget: $1,000.00\n"));
+        assert!(md.contains("### Marketing, \\\"Q1\\\" (CONTENT\\_GENERATION)\n\n- Cost: $189.23\n- Budget: $200.00\n- Utilization: 94.6%\n"));
+        assert!(md.contains("### free\n\n- Cost: $1.50\n- Budget: no limit\n"));
+        assert!(md.contains("- Avg Cost/Execution: $0.5720\n- Success Rate: 75.0%\n"));
+        assert!(!md.contains("2024-01-02"), "the Markdown report has no daily spend");
     }
 }

@@ -54,11 +54,19 @@ fn budget_reserve(
     ttl: default!(Option<Interval>, "'15 minutes'"),
     estimated_cost: default!(Option<AnyNumeric>, "NULL"),
 ) -> Option<i64> {
+    crate::error::require_writable("budget_reserve()");
     let agent_type = required("agent_type", agent_type);
     let estimated_tokens = required("estimated_tokens", estimated_tokens);
     require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
     if let Some(c) = &estimated_cost {
-        require_estimate("estimated_cost", c.is_nan() || *c < AnyNumeric::from(0), c);
+        require_estimate("estimated_cost", !crate::money::is_finite(c) || *c < AnyNumeric::from(0), c);
+    }
+    if campaign_id.is_some_and(|id| id.trim().is_empty()) {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            "campaign_id must not be empty or blank",
+            "Pass NULL for an execution that belongs to no campaign.",
+        );
     }
     let ttl = ttl.unwrap_or_else(|| Interval::new(0, 0, 15 * 60 * 1_000_000).expect("15 minutes"));
     let positive: bool = spi(Spi::get_one_with_args("SELECT $1 OPERATOR(pg_catalog.>) interval '0'", &[ttl.into()]))
@@ -132,6 +140,7 @@ fn budget_reserve(
 /// live (held budget), false when it was unknown, settled, released or expired.
 #[pg_extern(volatile, parallel_unsafe)]
 fn budget_release(reservation_id: i64) -> bool {
+    crate::error::require_writable("budget_release()");
     settle(reservation_id)
 }
 

@@ -5,8 +5,10 @@
 //! `ContextTokens + GeneratedTokens` tokens from several concurrent connections: it asks
 //! `budget_check(campaign, agent, tokens)` first and records the execution with `track_cost`
 //! only when it may run; otherwise the execution counts as blocked. A listener connection prints
-//! every `neon_budget_alerts` NOTIFY as it arrives.
+//! every `neon_budget_alerts` NOTIFY as it arrives. Progress prints every two seconds;
+//! `--quiet` prints only the final summary and `--json` prints it as JSON.
 use crate::conn;
+use crate::{exit, Failure, Global};
 use postgres::fallible_iterator::FallibleIterator;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,12 +34,6 @@ pub struct Args {
     /// Replay speed against the trace's own timestamps (2 = twice as fast); 0 = as fast as possible.
     #[arg(long, default_value_t = 0.0)]
     pub speed: f64,
-    /// Print nothing but the final summary.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Print the final summary as JSON.
-    #[arg(long)]
-    pub json: bool,
     /// Prefix of execution ids (an execution id makes a repeated replay record nothing twice).
     #[arg(long, default_value = "azure-conv")]
     pub execution_prefix: String,
@@ -86,42 +82,28 @@ struct Totals {
     first_blocked_row: Mutex<Option<usize>>,
 }
 
-/// Runs the replay; returns the process exit code (0 ok, 1 bad input, 3 connection problem).
-pub fn run(database_url: Option<&str>, args: Args) -> i32 {
-    let requests = match read_trace(&args.trace) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            eprintln!("neon-budget replay: {e}");
-            return 1;
-        }
-    };
+/// Runs the replay; returns 0 when every request was replayed. Fails with exit 4 for an
+/// unreadable trace or a bad `--speed`, 3 when it cannot connect or the extension is missing,
+/// 5 when a statement fails.
+pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
+    if !(args.speed.is_finite() && args.speed >= 0.0) {
+        return Err(Failure::bad_input(format!("--speed must be 0 (as fast as possible) or a positive factor, not {}.", args.speed)));
+    }
+    let requests = Arc::new(read_trace(&args.trace).map_err(Failure::bad_input)?);
+    let database_url = g.database_url.as_deref();
     let clients = args.clients.max(1);
     let mut conns = Vec::new();
     for _ in 0..clients {
-        match conn::connect(database_url) {
-            Ok(c) => conns.push(c),
-            Err(e) => {
-                eprintln!("neon-budget replay: {e}");
-                return 3;
-            }
-        }
+        conns.push(conn::connect(database_url)?);
     }
-    let mut listener = match conn::connect(database_url) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("neon-budget replay: {e}");
-            return 3;
-        }
-    };
-    if let Err(e) = listener.batch_execute("LISTEN neon_budget_alerts") {
-        eprintln!("neon-budget replay: LISTEN failed: {e}");
-        return 3;
-    }
+    let mut listener = conn::connect(database_url)?;
+    conn::require_extension(&mut listener, None)?;
+    listener.batch_execute("LISTEN neon_budget_alerts").map_err(|e| conn::db_failure("LISTEN", &e))?;
 
     let totals = Arc::new(Totals::default());
     let done = Arc::new(AtomicBool::new(false));
     let alerts = Arc::new(AtomicU64::new(0));
-    let quiet = args.quiet || args.json;
+    let quiet = g.quiet || g.json;
     let listen_thread = {
         let done = done.clone();
         let alerts = alerts.clone();
@@ -237,15 +219,14 @@ pub fn run(database_url: Option<&str>, args: Args) -> i32 {
     done.store(true, Ordering::Relaxed);
     let _listener_done = listen_thread.join();
     if let Some(e) = failed {
-        eprintln!("neon-budget replay: {e}");
-        return 1;
+        return Err(Failure::new(exit::FAILED, e));
     }
 
     let a = totals.admitted.load(Ordering::Relaxed);
     let b = totals.blocked.load(Ordering::Relaxed);
     let first_blocked = *totals.first_blocked_row.lock().unwrap();
     let secs = started.elapsed().as_secs_f64();
-    if args.json {
+    if g.json {
         println!(
             "{}",
             serde_json::json!({
@@ -262,7 +243,7 @@ pub fn run(database_url: Option<&str>, args: Args) -> i32 {
             alerts.load(Ordering::Relaxed)
         );
     }
-    0
+    Ok(exit::OK)
 }
 
 /// One line for an alert payload, with the seed's emoji per level.

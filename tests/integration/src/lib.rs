@@ -6,6 +6,8 @@
 use postgres::{Client, NoTls};
 use std::time::Duration;
 
+pub mod cluster;
+
 /// Connection string of the test cluster (without `dbname`).
 pub fn dsn() -> String {
     std::env::var("NEON_BUDGET_TEST_DSN").unwrap_or_else(|_| "host=/tmp/nbtest port=5498 user=postgres".to_string())
@@ -25,9 +27,18 @@ impl TestDb {
         let mut admin = Client::connect(&format!("{} dbname=postgres", dsn()), NoTls)
             .unwrap_or_else(|e| panic!("cannot connect to the test cluster at '{}': {e}. Run scripts/test.sh.", dsn()));
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        // NEON_BUDGET_TEST_TEMPLATE names a database whose extension was installed at an older
+        // version and upgraded (scripts/upgrade_test.sh): every test then runs on the upgraded
+        // schema instead of a fresh install.
+        let template = std::env::var("NEON_BUDGET_TEST_TEMPLATE").ok().filter(|t| !t.is_empty());
+        match &template {
+            Some(t) => admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {t}")).unwrap(),
+            None => admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap(),
+        }
         let mut client = Client::connect(&format!("{} dbname={name}", dsn()), NoTls).unwrap();
-        client.batch_execute("CREATE EXTENSION neon_budget").unwrap();
+        if template.is_none() {
+            client.batch_execute("CREATE EXTENSION neon_budget").unwrap();
+        }
         TestDb { name, client }
     }
 
