@@ -29,7 +29,7 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 -h "$DIR" -p "$PORT" -U postgres 
 psql -d postgres -c "CREATE DATABASE upg_data" -c "CREATE DATABASE upg_template"
 for db in upg_data upg_template; do psql -d $db -c "CREATE EXTENSION neon_budget VERSION '0.1.0'"; done
 echo "-- writing data with 0.1.0"
-psql -d upg_data <<'SQL'
+psql -d upg_data -o /dev/null <<'SQL'
 SELECT neon_budget.set_agent_rate('CONTENT', 0.05);
 SELECT neon_budget.set_monthly_budget('2024-01', 10, 0.5);
 SELECT neon_budget.set_campaign('c1', 'Campaign one', 'CONTENT_GENERATION', 4);
