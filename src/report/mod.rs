@@ -10,6 +10,13 @@ use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 use std::fmt::Write;
 
+mod csv;
+mod json;
+use csv::render_csv;
+use json::render_json;
+#[cfg(any(test, feature = "pg_test"))]
+use csv::{csv_field, csv_text};
+
 /// Escapes text that comes from users (campaign names, types, agent types) so that it cannot
 /// change the structure of the Markdown: line breaks become spaces and Markdown punctuation is
 /// backslash-escaped.
@@ -50,7 +57,7 @@ pub enum Format {
     Markdown,
     /// One JSON object (see [`render_json`]).
     Json,
-    /// A flat CSV table with a header (see [`CSV_COLUMNS`]).
+    /// A flat CSV table with a header (see [`csv::CSV_COLUMNS`]).
     Csv,
 }
 
@@ -390,243 +397,6 @@ fn exact(n: &AnyNumeric) -> String {
     trim_scale(n.clone()).to_string()
 }
 
-/// A numeric as an exact JSON number (serde_json's `arbitrary_precision` keeps the decimal
-/// text; no float is involved).
-pub fn json_number(n: &AnyNumeric) -> serde_json::Value {
-    serde_json::Value::Number(exact(n).parse().expect("numeric text is a JSON number"))
-}
-
-fn json_opt(n: Option<&AnyNumeric>) -> serde_json::Value {
-    n.map(json_number).unwrap_or(serde_json::Value::Null)
-}
-
-/// The JSON report: one object
-/// `{"month", "timezone", "overview", "campaigns", "agents", "suggestions", "daily"}`.
-///
-/// - `overview`: `total_budget`, `total_spent`, `remaining` (dollars), `utilization_percentage`
-///   (percent, unrounded), `total_executions`, `total_tokens`, `alert_threshold` (0..1],
-///   `status` (`ok`, `warning`, `critical`, `exceeded`);
-/// - `campaigns` (highest cost first): `campaign_id`, `name`, `campaign_type`, `cost`, `budget`
-///   (null = no limit), `remaining`, `utilization_percentage`, `status` (null without a budget),
-///   `tokens`, `executions`;
-/// - `agents` (highest cost first): `agent_type`, `cost`, `tokens`, `executions`,
-///   `avg_cost_per_execution` (unrounded), `successes`, `failures`, `success_rate_percentage`
-///   (null when no execution reports `conversion_achieved`), `retries`;
-/// - `suggestions`: the report's suggestions as plain text (empty when there are none);
-/// - `daily`: every day of the month in order, `{"date": "YYYY-MM-DD", "cost", "tokens",
-///   "executions"}`, days in `timezone`.
-///
-/// Money is in dollars and every figure is an exact JSON number (never a float); the
-/// Markdown report shows the same figures rounded.
-fn render_json(d: &ReportData) -> serde_json::Value {
-    use serde_json::json;
-    let remaining = d.budget.clone() - d.spent.clone();
-    let campaigns: Vec<_> = d
-        .campaigns
-        .iter()
-        .map(|c| {
-            json!({
-                "campaign_id": c.campaign_id,
-                "name": c.name,
-                "campaign_type": c.kind,
-                "cost": json_number(&c.cost),
-                "budget": json_opt(c.budget.as_ref()),
-                "remaining": json_opt(c.budget.as_ref().map(|b| b.clone() - c.cost.clone()).as_ref()),
-                "utilization_percentage": json_opt(c.budget.as_ref().map(|b| pct_of(&c.cost, b)).as_ref()),
-                "status": c.budget.as_ref().map(|b| alerts::status(&c.cost, b, &d.threshold)),
-                "tokens": json_number(&c.tokens),
-                "executions": c.executions,
-            })
-        })
-        .collect();
-    let agents: Vec<_> = d
-        .agents
-        .iter()
-        .map(|a| {
-            json!({
-                "agent_type": a.agent_type,
-                "cost": json_number(&a.cost),
-                "tokens": json_number(&a.tokens),
-                "executions": a.executions,
-                "avg_cost_per_execution": json_number(&a.avg_cost()),
-                "successes": a.successes,
-                "failures": a.failures,
-                "success_rate_percentage": json_opt(a.success_rate().as_ref()),
-                "retries": json_number(&a.retry_sum),
-            })
-        })
-        .collect();
-    let daily: Vec<_> = d
-        .days
-        .iter()
-        .map(|day| {
-            json!({
-                "date": day.date,
-                "cost": json_number(&day.cost),
-                "tokens": json_number(&day.tokens),
-                "executions": day.executions,
-            })
-        })
-        .collect();
-    json!({
-        "month": d.month,
-        "timezone": gucs::timezone(),
-        "overview": {
-            "total_budget": json_number(&d.budget),
-            "total_spent": json_number(&d.spent),
-            "remaining": json_number(&remaining),
-            "utilization_percentage": json_number(&pct_of(&d.spent, &d.budget)),
-            "total_executions": d.executions,
-            "total_tokens": json_number(&d.tokens),
-            "alert_threshold": json_number(&d.threshold),
-            "status": d.status(),
-        },
-        "campaigns": campaigns,
-        "agents": agents,
-        "suggestions": suggestions(d, plain),
-        "daily": daily,
-    })
-}
-
-/// Columns of the CSV report, in order. Every row fills `section` and `key`; the other columns
-/// are filled where they apply to the row's section and empty otherwise:
-///
-/// | section | key | filled |
-/// | --- | --- | --- |
-/// | `overview` (one row) | the month `YYYY-MM` | `cost` (total spent), `budget`, `remaining`, `utilization_percentage`, `status`, `alert_threshold`, `tokens`, `executions` |
-/// | `campaign` (highest cost first) | campaign id | `name`, `type`, `cost`, `budget`, `remaining`, `utilization_percentage`, `status` (the last four empty = no limit), `tokens`, `executions` |
-/// | `agent` (highest cost first) | agent type | `cost`, `tokens`, `executions`, `avg_cost_per_execution`, `successes`, `failures`, `success_rate_percentage` (empty = not reported), `retries` |
-/// | `day` (every day of the month) | `YYYY-MM-DD` | `cost`, `tokens`, `executions` |
-/// | `suggestion` | 1, 2, … | `name` (the suggestion's text) |
-///
-/// Money is in dollars and percentages in percent, as exact unrounded decimals (`.` as the
-/// decimal point, no thousands separators, no `$`). Fields are quoted as RFC 4180 says (a field
-/// with a comma, a quote or a line break is quoted, quotes doubled). Text that starts with `=`,
-/// `+`, `-`, `@`, a tab or a carriage return (which a spreadsheet would run as a formula) in the
-/// `key`, `name` and `type` columns is prefixed with `'`.
-pub const CSV_COLUMNS: &[&str] = &[
-    "section",
-    "key",
-    "name",
-    "type",
-    "cost",
-    "budget",
-    "remaining",
-    "utilization_percentage",
-    "status",
-    "alert_threshold",
-    "tokens",
-    "executions",
-    "avg_cost_per_execution",
-    "successes",
-    "failures",
-    "success_rate_percentage",
-    "retries",
-];
-
-/// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
-pub fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
-}
-
-/// User-supplied text for a CSV cell: a leading `=`, `+`, `-`, `@`, tab or carriage return
-/// (a spreadsheet formula) is defused with a `'` prefix.
-pub fn csv_text(value: &str) -> String {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    }
-}
-
-/// A CSV row of [`CSV_COLUMNS`] from `(column, value)` pairs; columns not given are empty.
-/// Panics on an unknown column name (a bug, caught by the tests).
-fn csv_row(out: &mut String, cells: &[(&str, String)]) {
-    let mut row = vec![String::new(); CSV_COLUMNS.len()];
-    for (col, value) in cells {
-        let i = CSV_COLUMNS.iter().position(|c| c == col).unwrap_or_else(|| panic!("unknown CSV column {col}"));
-        row[i] = csv_field(value);
-    }
-    out.push_str(&row.join(","));
-    out.push_str("\r\n");
-}
-
-fn render_csv(d: &ReportData) -> String {
-    let mut out = String::new();
-    out.push_str(&CSV_COLUMNS.join(","));
-    out.push_str("\r\n");
-    csv_row(
-        &mut out,
-        &[
-            ("section", "overview".into()),
-            ("key", d.month.clone()),
-            ("cost", exact(&d.spent)),
-            ("budget", exact(&d.budget)),
-            ("remaining", exact(&(d.budget.clone() - d.spent.clone()))),
-            ("utilization_percentage", exact(&pct_of(&d.spent, &d.budget))),
-            ("status", d.status().into()),
-            ("alert_threshold", exact(&d.threshold)),
-            ("tokens", exact(&d.tokens)),
-            ("executions", d.executions.to_string()),
-        ],
-    );
-    for c in &d.campaigns {
-        let mut cells = vec![
-            ("section", "campaign".to_string()),
-            ("key", csv_text(&c.campaign_id)),
-            ("name", csv_text(&c.name)),
-            ("type", c.kind.as_deref().map(csv_text).unwrap_or_default()),
-            ("cost", exact(&c.cost)),
-            ("tokens", exact(&c.tokens)),
-            ("executions", c.executions.to_string()),
-        ];
-        if let Some(b) = &c.budget {
-            cells.push(("budget", exact(b)));
-            cells.push(("remaining", exact(&(b.clone() - c.cost.clone()))));
-            cells.push(("utilization_percentage", exact(&pct_of(&c.cost, b))));
-            cells.push(("status", alerts::status(&c.cost, b, &d.threshold).to_string()));
-        }
-        csv_row(&mut out, &cells);
-    }
-    for a in &d.agents {
-        csv_row(
-            &mut out,
-            &[
-                ("section", "agent".into()),
-                ("key", csv_text(&a.agent_type)),
-                ("cost", exact(&a.cost)),
-                ("tokens", exact(&a.tokens)),
-                ("executions", a.executions.to_string()),
-                ("avg_cost_per_execution", exact(&a.avg_cost())),
-                ("successes", a.successes.to_string()),
-                ("failures", a.failures.to_string()),
-                ("success_rate_percentage", a.success_rate().as_ref().map(exact).unwrap_or_default()),
-                ("retries", exact(&a.retry_sum)),
-            ],
-        );
-    }
-    for day in &d.days {
-        csv_row(
-            &mut out,
-            &[
-                ("section", "day".into()),
-                ("key", day.date.clone()),
-                ("cost", exact(&day.cost)),
-                ("tokens", exact(&day.tokens)),
-                ("executions", day.executions.to_string()),
-            ],
-        );
-    }
-    for (i, s) in suggestions(d, plain).iter().enumerate() {
-        csv_row(&mut out, &[("section", "suggestion".into()), ("key", (i + 1).to_string()), ("name", csv_text(s))]);
-    }
-    out
-}
-
 /// `budget_report(month text DEFAULT NULL, format text DEFAULT 'md') -> text`
 ///
 /// The cost report of a billing month (`YYYY-MM`; NULL = the current month in
@@ -641,7 +411,7 @@ fn render_csv(d: &ReportData) -> String {
 /// - `json`: one JSON object with the same figures exact (see [`render_json`]) plus the spend of
 ///   each day of the month.
 /// - `csv`: a flat table with a header, one row per overview, campaign, agent, day and
-///   suggestion (columns: [`CSV_COLUMNS`]).
+///   suggestion (columns: [`csv::CSV_COLUMNS`]).
 ///
 /// The daily spend of `json` and `csv` is one query on `billing_log` by its `billing_month`
 /// index, grouped by day in `neon_budget.timezone`.
