@@ -58,7 +58,7 @@ pub(super) fn csv_text(value: &str) -> String {
 
 /// A CSV row of [`CSV_COLUMNS`] from `(column, value)` pairs; columns not given are empty.
 /// Panics on an unknown column name (a bug, caught by the tests).
-fn csv_row(out: &mut String, cells: &[(&str, String)]) {
+pub(super) fn csv_row(out: &mut String, cells: &[(&str, String)]) {
     let mut row = vec![String::new(); CSV_COLUMNS.len()];
     for (col, value) in cells {
         let i = CSV_COLUMNS.iter().position(|c| c == col).unwrap_or_else(|| panic!("unknown CSV column {col}"));

@@ -15,7 +15,7 @@ mod json;
 use csv::render_csv;
 use json::render_json;
 #[cfg(any(test, feature = "pg_test"))]
-use csv::{csv_field, csv_text};
+use csv::{csv_field, csv_row, csv_text, CSV_COLUMNS};
 
 /// Escapes text that comes from users (campaign names, types, agent types) so that it cannot
 /// change the structure of the Markdown: line breaks become spaces and Markdown punctuation is
