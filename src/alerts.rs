@@ -297,21 +297,15 @@ fn check_alerts_sql(
     threshold: AnyNumeric,
 ) {
     let Some(budget) = budget else { return };
-    let levels = reached_levels(&spent, &budget, &threshold);
-    if levels.is_empty() {
+    let mut due = Vec::new();
+    collect_due(&mut due, scope, scope_key, month, &spent, &budget, &threshold, &[]);
+    if due.is_empty() {
         return;
     }
+    // claim_and_send skips the levels already sent.
     Spi::connect_mut(|client| {
-        for level in levels {
-            let due = Due {
-                scope: scope.to_string(),
-                scope_key: scope_key.to_string(),
-                month: month.to_string(),
-                level: level.as_str().to_string(),
-                spent: spent.clone(),
-                budget: budget.clone(),
-            };
-            claim_and_send(client, &due);
+        for d in &due {
+            claim_and_send(client, d);
         }
     });
 }

@@ -111,31 +111,9 @@ impl State {
     pub fn missed_alerts(&self, campaign_id: Option<&str>) -> Vec<alerts::Due> {
         let mut due = Vec::new();
         let m = &self.month_scope;
-        for level in alerts::reached_levels(&m.spent, &m.budget, &self.threshold) {
-            if !self.month_levels_sent.iter().any(|l| l == level.as_str()) {
-                due.push(alerts::Due {
-                    scope: "month".into(),
-                    scope_key: String::new(),
-                    month: self.month.clone(),
-                    level: level.as_str().into(),
-                    spent: m.spent.clone(),
-                    budget: m.budget.clone(),
-                });
-            }
-        }
+        alerts::collect_due(&mut due, "month", "", &self.month, &m.spent, &m.budget, &self.threshold, &self.month_levels_sent);
         if let (Some(c), Some(id)) = (self.campaign_scope(), campaign_id) {
-            for level in alerts::reached_levels(&c.spent, &c.budget, &self.threshold) {
-                if !self.campaign_levels_sent.iter().any(|l| l == level.as_str()) {
-                    due.push(alerts::Due {
-                        scope: "campaign".into(),
-                        scope_key: id.to_string(),
-                        month: self.month.clone(),
-                        level: level.as_str().into(),
-                        spent: c.spent.clone(),
-                        budget: c.budget.clone(),
-                    });
-                }
-            }
+            alerts::collect_due(&mut due, "campaign", id, &self.month, &c.spent, &c.budget, &self.threshold, &self.campaign_levels_sent);
         }
         due
     }

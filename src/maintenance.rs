@@ -4,7 +4,7 @@
 //! The maintained aggregates always equal a fresh `GROUP BY` over `billing_log` plus what
 //! `purge_before` removed from the log (kept per month, campaign and agent type in
 //! `purged_spend`), so that purging detail rows never changes a total that reports show.
-use crate::error::{raise, spi, spi_opt, Code};
+use crate::error::{spi, spi_opt};
 use crate::month;
 use pgrx::prelude::*;
 use std::cell::Cell;
@@ -257,7 +257,4 @@ fn audit_retention(action: &str, cutoff: TimestampWithTimeZone, rows: i64) {
          VALUES ($1, $2::text, NULL, pg_catalog.jsonb_build_object('rows', $3))",
         &[action.into(), cutoff.into(), rows.into()],
     ));
-    if rows < 0 {
-        raise(Code::ERRCODE_INTERNAL_ERROR, "negative row count", "This is a bug in neon_budget.");
-    }
 }
