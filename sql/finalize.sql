@@ -45,6 +45,23 @@ CREATE TRIGGER billing_log_after_truncate
     AFTER TRUNCATE ON billing_log
     FOR EACH STATEMENT EXECUTE FUNCTION _billing_log_changed();
 
+-- Rates, budgets, thresholds and alert levels sent are cached by each writing backend (to price
+-- a call, and to decide when a write must read the totals: src/alert_watch.rs); any change to
+-- them tells every backend to forget its cache (a relcache invalidation of alert_state, sent at
+-- commit).
+CREATE TRIGGER monthly_budget_setting_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON monthly_budget_setting
+    FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
+CREATE TRIGGER campaign_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON campaign
+    FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
+CREATE TRIGGER alert_state_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON alert_state
+    FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
+CREATE TRIGGER agent_rate_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON agent_rate
+    FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
+
 -- pg_restore loads purged_spend after billing_log; the aggregate trigger rebuilt the
 -- aggregates from the log alone, so the purged sums are added back as they arrive. Outside a
 -- restore (purge_before) the aggregates already hold them.

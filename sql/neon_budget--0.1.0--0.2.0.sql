@@ -195,6 +195,25 @@ $roles$;
 GRANT neon_budget_reader TO neon_budget_writer;
 GRANT neon_budget_writer TO neon_budget_admin;
 
+-- Backend caches of rates, budgets and alert levels (track_cost's fast path) are told to
+-- forget what they know when those tables change.
+CREATE FUNCTION neon_budget."_budget_settings_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', '_budget_settings_changed_wrapper';
+CREATE TRIGGER monthly_budget_setting_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON neon_budget.monthly_budget_setting
+    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
+CREATE TRIGGER campaign_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON neon_budget.campaign
+    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
+CREATE TRIGGER alert_state_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON neon_budget.alert_state
+    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
+CREATE TRIGGER agent_rate_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON neon_budget.agent_rate
+    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
+
 DO $definer$
 DECLARE
     f regprocedure;

@@ -71,23 +71,55 @@ const SELECT_RATE: &str = "SELECT r.cost_per_1k_tokens FROM neon_budget.agent_ra
   WHERE r.agent_type OPERATOR(pg_catalog.=) $1
   ORDER BY r.effective_from DESC LIMIT 1";
 
-/// Records one execution, pricing it in the same statement (cost = tokens × rate × 0.001 when
-/// `$4` is NULL, as [`crate::money::cost_for_tokens`]). Inserts nothing when the agent type has no rate
-/// or the execution_id is already recorded.
+/// Records one execution priced by the caller (`$4`, dollars). Inserts nothing when the
+/// execution_id is already recorded. `{on_conflict}` is the ON CONFLICT clause for a call with
+/// an execution_id, and empty without one: such a row cannot conflict, and a plain INSERT skips
+/// the speculative insertion (and its extra WAL record) of ON CONFLICT.
 const INSERT_EXECUTION: &str = "INSERT INTO neon_budget.billing_log AS b
     (agent_type, campaign_id, tokens, cost, task, execution_id, impact_score,
      conversion_achieved, quality_score, retry_count, execution_time_ms, metadata,
      created_at, billing_month)
- SELECT $1, $2, $3,
-        COALESCE($4, pg_catalog.trim_scale($3::numeric OPERATOR(pg_catalog.*) r.cost_per_1k_tokens OPERATOR(pg_catalog.*) 0.001)),
-        $5, $6, $7, $8, $9, $10, $11, $12,
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
         COALESCE($13, pg_catalog.now()),
-        pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM')
-   FROM (SELECT x.cost_per_1k_tokens FROM neon_budget.agent_rate x
-          WHERE x.agent_type OPERATOR(pg_catalog.=) $1
-          ORDER BY x.effective_from DESC LIMIT 1) r
- ON CONFLICT (execution_id) WHERE execution_id IS NOT NULL DO NOTHING
+        pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM'))
+ {on_conflict}
  RETURNING b";
+
+thread_local! {
+    /// [`INSERT_EXECUTION`] with an execution_id (0) and without (1); they live as long as the
+    /// backend, as `plans::plan` requires.
+    static INSERTS: [String; 2] = [
+        INSERT_EXECUTION.replace("{on_conflict}", "ON CONFLICT (execution_id) WHERE execution_id IS NOT NULL DO NOTHING"),
+        INSERT_EXECUTION.replace("{on_conflict}", ""),
+    ];
+    /// Current rates by agent type, and the invalidation generation they were read in
+    /// (`slot_rows::generation`; any change to `agent_rate` invalidates them).
+    static RATES: std::cell::RefCell<(u64, std::collections::HashMap<String, AnyNumeric>)> =
+        std::cell::RefCell::new((0, std::collections::HashMap::new()));
+}
+
+/// The current rate of `agent_type` (as [`current_rate`]), from this backend's cache when no
+/// change to `agent_rate` was committed since it was read.
+fn cached_rate(agent_type: &str) -> AnyNumeric {
+    let generation = crate::slot_rows::generation();
+    let hit = RATES.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.0 != generation {
+            r.0 = generation;
+            r.1.clear();
+        }
+        r.1.get(agent_type).cloned()
+    });
+    if let Some(rate) = hit {
+        return rate;
+    }
+    let rate = current_rate(agent_type);
+    // Only if no invalidation arrived while reading it.
+    if crate::slot_rows::generation() == generation {
+        RATES.with(|r| r.borrow_mut().1.insert(agent_type.to_string(), rate.clone()));
+    }
+    rate
+}
 
 const SELECT_BY_EXECUTION_ID: &str =
     "SELECT b FROM neon_budget.billing_log b WHERE b.execution_id OPERATOR(pg_catalog.=) $1";
@@ -173,16 +205,21 @@ fn track_cost(
         crate::reservations::settle(id);
     }
     let tz = gucs::timezone();
+    // Priced here: tokens × the agent type's current rate × 0.001, unless the caller gave the
+    // cost. An agent type without a rate is refused either way (42704).
+    let rate = cached_rate(agent_type);
+    let cost = cost.unwrap_or_else(|| crate::money::cost_for_tokens(tokens, rate));
 
     Spi::connect_mut(|client| {
-        let insert = plans::plan(
+        let which = usize::from(execution_id.is_none());
+        let insert = INSERTS.with(|sql| plans::plan(
             client,
-            INSERT_EXECUTION,
+            &sql[which],
             &[
                 oid::TEXT, oid::TEXT, oid::INT8, oid::NUMERIC, oid::TEXT, oid::TEXT, oid::FLOAT8, oid::BOOL,
                 oid::FLOAT8, oid::INT4, oid::INT8, oid::JSONB, oid::TIMESTAMPTZ, oid::TEXT,
             ],
-        );
+        ));
         // No row limit: a limit stops the executor before the AFTER STATEMENT triggers that
         // maintain the aggregates are queued.
         let inserted = spi_opt(
@@ -211,16 +248,9 @@ fn track_cost(
         );
         match inserted {
             Some(row) => Some(row),
-            // The agent type has no rate: 42704 (the reservation settled above is undone with
-            // the rest of the failing transaction).
-            None if execution_id.is_none() => {
-                current_rate(agent_type);
-                unreachable!("current_rate raises for an agent type without a rate")
-            }
             // The execution_id was recorded before (a retry), or by a concurrent call that
             // committed first: return that row, write nothing.
             None => {
-                current_rate(agent_type);
                 let existing = plans::plan(client, SELECT_BY_EXECUTION_ID, &[oid::TEXT]);
                 spi_opt(client.select(&*existing, None, &[execution_id.into()]).and_then(|t| t.first().get_one()))
             }

@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 
 mod admin;
+mod alert_watch;
 mod alerts;
 mod api;
 mod budget;
@@ -18,6 +19,7 @@ mod month;
 mod plans;
 mod report;
 mod reservations;
+mod slot_rows;
 mod slots;
 mod triggers;
 

@@ -144,6 +144,8 @@ fn budget_rebuild(month: Option<&str>) -> i64 {
     crate::error::require_writable("budget_rebuild()");
     let month = month::require_month("month", crate::api::required("month", month));
     spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
+    // The month's totals may change: every backend re-reads them at its next write.
+    crate::alert_watch::invalidate_all();
     let before: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(
         "SELECT pg_catalog.jsonb_agg(v) FROM neon_budget.budget_verify($1) v",
         &[month.as_str().into()],

@@ -9,9 +9,17 @@
 //! writing transaction: a ROLLBACK (or ROLLBACK TO SAVEPOINT) undoes the aggregates with the rows.
 //! The same statement returns the alert levels that became due (see `alerts.rs`); it is
 //! prepared once per backend (`plans.rs`).
+//!
+//! A single-row INSERT (every `track_cost`) takes the fast path instead: the row is read from
+//! the transition table in Rust, added to the backend's slot rows with the heap API
+//! (`slot_rows.rs`, SQL upserts as the fallback), and the totals are read for the alert check
+//! only when `alert_watch.rs` says a level may have been reached. Every other statement tells
+//! all backends to forget their cached allowances (its spend is not in any of them).
+use crate::alert_watch;
 use crate::alerts;
 use crate::error::{raise, spi, Code};
 use crate::plans::{self, oid};
+use crate::slot_rows::{self, Delta, Key, Table};
 use crate::slots;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgTupleDesc};
@@ -129,26 +137,26 @@ thread_local! {
     ];
 }
 
-/// The single-row INSERT fast path (every `track_cost`): the row's values are read straight from
-/// the transition table in Rust and applied with one prepared statement of three single-row
-/// upserts, which also returns what the alert check needs: the month's and the campaign's
-/// budget, the spend the statement's snapshot sees before this row (plus this row's cost = after),
-/// and the levels already sent.
-const APPLY_ONE: &str = "
+/// The single-row INSERT path when the heap-API fast path (`slot_rows.rs`) cannot be used (the
+/// first write of a key in this backend, or after a rollback): three single-row upserts of
+/// this backend's slot rows, returning their new TIDs for the fast path.
+const APPLY_UPSERT: &str = "
 WITH m AS (
     INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
     VALUES ($1, $2, $3, $4, 1)
     ON CONFLICT (billing_month, slot) DO UPDATE
        SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
            tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1),
+           executions = t.executions OPERATOR(pg_catalog.+) 1
+    RETURNING t.ctid),
 c AS (
     INSERT INTO neon_budget._campaign_spend AS t (campaign_id, billing_month, slot, cost, tokens, executions)
     SELECT $5, $1, $2, $3, $4, 1 WHERE $5 IS NOT NULL
     ON CONFLICT (campaign_id, billing_month, slot) DO UPDATE
        SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
            tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1),
+           executions = t.executions OPERATOR(pg_catalog.+) 1
+    RETURNING t.ctid),
 a AS (
     INSERT INTO neon_budget._agent_spend AS t (agent_type, billing_month, slot, cost, tokens, executions,
            successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
@@ -163,19 +171,27 @@ a AS (
            quality_count = t.quality_count OPERATOR(pg_catalog.+) EXCLUDED.quality_count,
            retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
            execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
-           execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count)
+           execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count
+    RETURNING t.ctid)
+SELECT (SELECT m.ctid FROM m), (SELECT c.ctid FROM c), (SELECT a.ctid FROM a)";
+
+/// What the alert check of a single-row INSERT needs, read after the row was applied: the
+/// month's and the campaign's budget, the total spend of each (after this row) and the levels
+/// already sent. Run only when `alert_watch` says a level may have been reached.
+const ALERT_READ: &str = "
 SELECT s.total_budget, s.alert_threshold,
        (SELECT COALESCE(sum(x.cost), 0) FROM neon_budget._month_spend x WHERE x.billing_month OPERATOR(pg_catalog.=) $1),
        ma.levels_sent,
        cp.monthly_budget,
        (SELECT COALESCE(sum(x.cost), 0) FROM neon_budget._campaign_spend x
-         WHERE x.campaign_id OPERATOR(pg_catalog.=) $5 AND x.billing_month OPERATOR(pg_catalog.=) $1),
+         WHERE x.campaign_id OPERATOR(pg_catalog.=) $2 AND x.billing_month OPERATOR(pg_catalog.=) $1),
        ca.levels_sent
   FROM (SELECT 1) one
   LEFT JOIN neon_budget.monthly_budget_setting s ON s.month OPERATOR(pg_catalog.=) $1
-  LEFT JOIN neon_budget.alert_state ma ON ma.scope = 'month' AND ma.scope_key = '' AND ma.month OPERATOR(pg_catalog.=) $1
-  LEFT JOIN neon_budget.campaign cp ON cp.campaign_id OPERATOR(pg_catalog.=) $5
-  LEFT JOIN neon_budget.alert_state ca ON ca.scope = 'campaign' AND ca.scope_key OPERATOR(pg_catalog.=) $5
+  LEFT JOIN neon_budget.alert_state ma ON ma.scope OPERATOR(pg_catalog.=) 'month' AND ma.scope_key OPERATOR(pg_catalog.=) ''
+                                      AND ma.month OPERATOR(pg_catalog.=) $1
+  LEFT JOIN neon_budget.campaign cp ON cp.campaign_id OPERATOR(pg_catalog.=) $2
+  LEFT JOIN neon_budget.alert_state ca ON ca.scope OPERATOR(pg_catalog.=) 'campaign' AND ca.scope_key OPERATOR(pg_catalog.=) $2
                                       AND ca.month OPERATOR(pg_catalog.=) $1";
 
 /// The values of one billing_log row that the aggregates use.
@@ -202,13 +218,8 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
     let found = pg_sys::tuplestore_gettupleslot(store, true, false, slot);
     let row = if found {
         let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
-        let attnum = |name: &str| -> i32 {
-            desc.iter()
-                .position(|a| !a.is_dropped() && a.name() == name)
-                .map(|i| i as i32 + 1)
-                .unwrap_or_else(|| raise(Code::ERRCODE_UNDEFINED_COLUMN, format!("billing_log has no column {name}"), "Reinstall neon_budget."))
-        };
-        let get = |name: &str| -> (pg_sys::Datum, bool) {
+        let attnum = |name: &'static str| slot_rows::attnum(&desc, name);
+        let get = |name: &'static str| -> (pg_sys::Datum, bool) {
             let mut isnull = false;
             let d = pg_sys::slot_getattr(slot, attnum(name), &mut isnull);
             (d, isnull)
@@ -238,16 +249,16 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
     row
 }
 
-/// Applies one inserted row to the aggregates and sends the alert levels it makes due.
-fn apply_one(client: &mut pgrx::spi::SpiClient<'_>, r: &OneRow) {
-    let p = plans::plan(
-        client,
-        APPLY_ONE,
-        &[
-            oid::TEXT, oid::INT4, oid::NUMERIC, oid::INT8, oid::TEXT, oid::TEXT, oid::INT8, oid::INT8,
-            oid::NUMERIC, oid::INT8, oid::INT8, oid::INT8, oid::INT8,
-        ],
-    );
+/// Applies one inserted row to this backend's slot rows (heap-API fast path, else SQL) and,
+/// when `alert_watch` says a level may have been reached, reads the totals and sends the alert
+/// levels that became due.
+fn apply_one(r: &OneRow) {
+    let invalidated = slot_rows::take_invalidation();
+    if invalidated {
+        alert_watch::clear();
+    }
+    let rels = slot_rows::rels(invalidated);
+    let slot = slots::current();
     let successes: i64 = (r.conversion_achieved == Some(true)).into();
     let failures: i64 = (r.conversion_achieved == Some(false)).into();
     // quality_score is a double precision column; the aggregate sums it as numeric, converted
@@ -257,64 +268,139 @@ fn apply_one(client: &mut pgrx::spi::SpiClient<'_>, r: &OneRow) {
             .unwrap_or_default(),
         None => AnyNumeric::from(0),
     };
-    type Row = (
-        Option<AnyNumeric>,
-        Option<AnyNumeric>,
-        Option<AnyNumeric>,
-        Option<Vec<String>>,
-        Option<AnyNumeric>,
-        Option<AnyNumeric>,
-        Option<Vec<String>>,
-    );
-    let (budget, threshold, month_before, month_sent, campaign_budget, campaign_before, campaign_sent): Row = spi(
-        client
-            .update(
-                &*p,
-                None,
+    let tokens = AnyNumeric::from(r.tokens);
+    let month_cols = [("billing_month", r.billing_month.as_str())];
+    let campaign_cols = r.campaign_id.as_deref().map(|c| [("campaign_id", c), ("billing_month", r.billing_month.as_str())]);
+    let agent_cols = [("agent_type", r.agent_type.as_str()), ("billing_month", r.billing_month.as_str())];
+    let nonzero = |n: AnyNumeric| if n == AnyNumeric::from(0) { None } else { Some(n) };
+    let common = || vec![Delta::Num("cost", nonzero(r.cost.clone())), Delta::Num("tokens", nonzero(tokens.clone())), Delta::Int("executions", 1)];
+    let mut rows = vec![(Key::new(Table::Month, &month_cols), common())];
+    if let Some(cols) = &campaign_cols {
+        rows.push((Key::new(Table::Campaign, cols), common()));
+    }
+    let mut agent = common();
+    agent.extend([
+        Delta::Int("successes", successes),
+        Delta::Int("failures", failures),
+        Delta::Num("quality_sum", nonzero(quality_sum.clone())),
+        Delta::Int("quality_count", r.quality_score.is_some().into()),
+        Delta::Num("retry_sum", nonzero(AnyNumeric::from(r.retry_count.unwrap_or(0)))),
+        Delta::Num("execution_time_sum", nonzero(AnyNumeric::from(r.execution_time_ms.unwrap_or(0)))),
+        Delta::Int("execution_time_count", r.execution_time_ms.is_some().into()),
+    ]);
+    rows.push((Key::new(Table::Agent, &agent_cols), agent));
+
+    if !slot_rows::try_apply(&rels, slot, &rows) {
+        Spi::connect_mut(|client| {
+            let p = plans::plan(
+                client,
+                APPLY_UPSERT,
                 &[
-                    r.billing_month.as_str().into(),
-                    slots::current().into(),
-                    r.cost.clone().into(),
-                    r.tokens.into(),
-                    r.campaign_id.as_deref().into(),
-                    r.agent_type.as_str().into(),
-                    successes.into(),
-                    failures.into(),
-                    quality_sum.into(),
-                    i64::from(r.quality_score.is_some()).into(),
-                    i64::from(r.retry_count.unwrap_or(0)).into(),
-                    r.execution_time_ms.unwrap_or(0).into(),
-                    i64::from(r.execution_time_ms.is_some()).into(),
+                    oid::TEXT, oid::INT4, oid::NUMERIC, oid::INT8, oid::TEXT, oid::TEXT, oid::INT8, oid::INT8,
+                    oid::NUMERIC, oid::INT8, oid::INT8, oid::INT8, oid::INT8,
                 ],
-            )
-            .and_then(|t| {
-                let t = t.first();
-                Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?, t.get(5)?, t.get(6)?, t.get(7)?))
-            }),
-    );
+            );
+            type Tids = (Option<pg_sys::ItemPointerData>, Option<pg_sys::ItemPointerData>, Option<pg_sys::ItemPointerData>);
+            let (m, c, a): Tids = spi(
+                client
+                    .update(
+                        &*p,
+                        None,
+                        &[
+                            r.billing_month.as_str().into(),
+                            slot.into(),
+                            r.cost.clone().into(),
+                            r.tokens.into(),
+                            r.campaign_id.as_deref().into(),
+                            r.agent_type.as_str().into(),
+                            successes.into(),
+                            failures.into(),
+                            quality_sum.into(),
+                            i64::from(r.quality_score.is_some()).into(),
+                            i64::from(r.retry_count.unwrap_or(0)).into(),
+                            r.execution_time_ms.unwrap_or(0).into(),
+                            i64::from(r.execution_time_ms.is_some()).into(),
+                        ],
+                    )
+                    .and_then(|t| {
+                        let t = t.first();
+                        Ok((t.get(1)?, t.get(2)?, t.get(3)?))
+                    }),
+            );
+            let tids = if r.campaign_id.is_some() { vec![m, c, a] } else { vec![m, a] };
+            for ((key, _), tid) in rows.iter().zip(tids) {
+                if let Some(tid) = tid {
+                    slot_rows::remember(key, tid);
+                }
+            }
+        });
+    }
     if restoring() {
         return;
     }
-    let (budget, threshold) = match (budget, threshold) {
-        (Some(b), Some(t)) => (b, t),
-        _ => {
-            crate::admin::ensure_month(&r.billing_month);
-            (crate::gucs::max_monthly_budget(), crate::gucs::default_alert_threshold())
-        }
-    };
-    if r.cost <= AnyNumeric::from(0) {
+    // A write of no cost reaches no level, but its month must have a settings row: a month
+    // this backend has an allowance for has one (it is only remembered when the read found it);
+    // otherwise the read below creates it.
+    if r.cost <= AnyNumeric::from(0) && alert_watch::knows("month", "", &r.billing_month) {
         return;
     }
-    let mut due = Vec::new();
-    let month_spent = month_before.unwrap_or_default() + r.cost.clone();
-    alerts::collect_due(&mut due, "month", "", &r.billing_month, &month_spent, &budget, &threshold, &month_sent.unwrap_or_default());
-    if let (Some(cb), Some(cid)) = (campaign_budget, &r.campaign_id) {
-        let spent = campaign_before.unwrap_or_default() + r.cost.clone();
-        alerts::collect_due(&mut due, "campaign", cid, &r.billing_month, &spent, &cb, &threshold, &campaign_sent.unwrap_or_default());
+    let mut scopes = vec![("month", "", r.billing_month.as_str())];
+    if let Some(cid) = &r.campaign_id {
+        scopes.push(("campaign", cid.as_str(), r.billing_month.as_str()));
     }
-    for d in &due {
-        alerts::claim_and_send(client, d);
+    if r.cost > AnyNumeric::from(0) && !alert_watch::needs_read(&scopes, &r.cost) {
+        return;
     }
+    Spi::connect_mut(|client| {
+        let p = plans::plan(client, ALERT_READ, &[oid::TEXT, oid::TEXT]);
+        type Row = (
+            Option<AnyNumeric>,
+            Option<AnyNumeric>,
+            Option<AnyNumeric>,
+            Option<Vec<String>>,
+            Option<AnyNumeric>,
+            Option<AnyNumeric>,
+            Option<Vec<String>>,
+        );
+        let (budget, threshold, month_spent, month_sent, campaign_budget, campaign_spent, campaign_sent): Row = spi(
+            client.update(&*p, None, &[r.billing_month.as_str().into(), r.campaign_id.as_deref().into()]).and_then(|t| {
+                let t = t.first();
+                Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?, t.get(5)?, t.get(6)?, t.get(7)?))
+            }),
+        );
+        let (budget, threshold, month_known) = match (budget, threshold) {
+            (Some(b), Some(t)) => (b, t, true),
+            _ => {
+                crate::admin::ensure_month(&r.billing_month);
+                (crate::gucs::max_monthly_budget(), crate::gucs::default_alert_threshold(), false)
+            }
+        };
+        let mut due = Vec::new();
+        let month_spent = month_spent.unwrap_or_default();
+        let month_sent = month_sent.unwrap_or_default();
+        alerts::collect_due(&mut due, "month", "", &r.billing_month, &month_spent, &budget, &threshold, &month_sent);
+        if due.is_empty() && month_known {
+            alert_watch::record("month", "", &r.billing_month, &month_spent, Some(&budget), &threshold, &month_sent);
+        } else {
+            alert_watch::forget("month", "", &r.billing_month);
+        }
+        if let Some(cid) = &r.campaign_id {
+            let before = due.len();
+            let spent = campaign_spent.unwrap_or_default();
+            let sent = campaign_sent.unwrap_or_default();
+            if let Some(cb) = &campaign_budget {
+                alerts::collect_due(&mut due, "campaign", cid, &r.billing_month, &spent, cb, &threshold, &sent);
+            }
+            if due.len() == before && month_known {
+                alert_watch::record("campaign", cid, &r.billing_month, &spent, campaign_budget.as_ref(), &threshold, &sent);
+            } else {
+                alert_watch::forget("campaign", cid, &r.billing_month);
+            }
+        }
+        for d in &due {
+            alerts::claim_and_send(client, d);
+        }
+    });
 }
 
 /// Whether this session is `pg_restore` loading a dump (its `application_name`). It then loads
@@ -342,6 +428,7 @@ fn _billing_log_changed<'a>(
         PgTriggerOperation::Delete => 1,
         PgTriggerOperation::Update => 2,
         PgTriggerOperation::Truncate => {
+            alert_watch::invalidate_all();
             spi(Spi::run(
                 "DELETE FROM neon_budget._month_spend; DELETE FROM neon_budget._campaign_spend; DELETE FROM neon_budget._agent_spend",
             ));
@@ -353,11 +440,13 @@ fn _billing_log_changed<'a>(
         let store = td.tg_newtable;
         if !store.is_null() && unsafe { pg_sys::tuplestore_tuple_count(store) } == 1 {
             if let Some(row) = unsafe { read_single_row(td.tg_relation, store) } {
-                Spi::connect_mut(|client| apply_one(client, &row));
+                apply_one(&row);
                 return Ok(None);
             }
         }
     }
+    // Spend changed outside the fast path: every backend re-reads totals at its next write.
+    alert_watch::invalidate_all();
     Spi::connect_mut(|client| {
         // Makes the transition tables visible to the statements below under their names.
         let rc = unsafe {

@@ -1,0 +1,318 @@
+//! The write fast path of the aggregates: a backend updates its OWN slot rows (see `slots.rs`)
+//! of `_month_spend`, `_campaign_spend` and `_agent_spend` with PostgreSQL's heap API instead of
+//! an SQL upsert, the way PostgreSQL updates its own catalogs (`CatalogTupleUpdate`: a normal
+//! MVCC update, WAL-logged, HOT when it can be, index entries when it cannot). This removes the
+//! executor start-up, planning checks and index searches of three `INSERT ... ON CONFLICT DO
+//! UPDATE` statements from every `track_cost`.
+//!
+//! The backend remembers the TID (ctid) of the latest version of each of its slot rows. Before
+//! it updates one it re-reads the row at that TID under a buffer lock and uses it only if it is
+//! still the row it expects (same key and slot) and updatable now (`HeapTupleSatisfiesUpdate`
+//! is `TM_Ok`: not deleted or updated since, not locked, not from a rolled-back (sub)transaction).
+//! Anything else (first write of a key, a rollback, a `budget_rebuild`, a prepared transaction
+//! holding the row, an SQL-path write of the row) makes [`try_apply`] return `false` before it
+//! changes anything, and the caller applies the row with SQL, which also returns the new TIDs.
+//! Only the backend that owns a slot writes its rows outside `budget_rebuild`, which locks
+//! `billing_log` against writers, so a validated row cannot change before it is updated.
+use crate::error::{raise, Code};
+use pgrx::prelude::*;
+use pgrx::{AnyNumeric, PgTupleDesc};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+/// The three aggregate tables, in the order of [`Rels`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Table {
+    Month = 0,
+    Campaign = 1,
+    Agent = 2,
+}
+
+/// OIDs of the slot tables and of `alert_state` (whose relcache invalidation is the extension's
+/// "budget settings changed" signal, see `alert_watch.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Rels {
+    pub slot_tables: [pg_sys::Oid; 3],
+    pub alert_state: pg_sys::Oid,
+}
+
+/// One change to a column of a slot row.
+pub enum Delta {
+    /// Add to a `numeric` column (None: add nothing).
+    Num(&'static str, Option<AnyNumeric>),
+    /// Add to a `bigint` column.
+    Int(&'static str, i64),
+}
+
+/// The key of one of this backend's slot rows: its table, its text key columns (e.g.
+/// `("billing_month", "2026-11")`) and the cache key built from them once.
+pub struct Key<'a> {
+    pub table: Table,
+    pub columns: &'a [(&'static str, &'a str)],
+    cache_key: String,
+}
+
+impl<'a> Key<'a> {
+    pub fn new(table: Table, columns: &'a [(&'static str, &'a str)]) -> Self {
+        let mut cache_key = String::with_capacity(32);
+        cache_key.push(char::from(b'0' + table as u8));
+        for (_, v) in columns {
+            cache_key.push('\0');
+            cache_key.push_str(v);
+        }
+        Key { table, columns, cache_key }
+    }
+}
+
+thread_local! {
+    static RELS: Cell<Option<Rels>> = const { Cell::new(None) };
+    static TIDS: RefCell<HashMap<String, pg_sys::ItemPointerData>> = RefCell::new(HashMap::new());
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static GENERATION: Cell<u64> = const { Cell::new(1) };
+    static ATTNUMS: RefCell<HashMap<(u32, usize), i32>> = RefCell::new(HashMap::new());
+}
+
+/// Called by PostgreSQL for every relcache invalidation this backend processes (`relid` 0 =
+/// all). Only sets a flag: caches are cleared at the next use, never inside the callback.
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let ours = RELS.with(|r| r.get()).is_none_or(|r| relid == pg_sys::InvalidOid || relid == r.alert_state || r.slot_tables.contains(&relid));
+    if ours {
+        GENERATION.with(|g| g.set(g.get() + 1));
+    }
+}
+
+/// A number that changes whenever a relcache invalidation of the extension's tables (or of
+/// everything) arrives; registers the callback on first use. A backend cache remembers the
+/// generation it was filled in and is cleared when it differs.
+pub fn generation() -> u64 {
+    if !CALLBACK_REGISTERED.with(|c| c.get()) {
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0usize)) };
+        CALLBACK_REGISTERED.with(|c| c.set(true));
+    }
+    GENERATION.with(|g| g.get())
+}
+
+thread_local! {
+    static SEEN_BY_APPLY: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether an invalidation arrived since the last call (for the aggregate trigger's caches).
+pub fn take_invalidation() -> bool {
+    let g = generation();
+    SEEN_BY_APPLY.with(|s| s.replace(g)) != g
+}
+
+fn relid(name: &std::ffi::CStr, namespace: pg_sys::Oid) -> pg_sys::Oid {
+    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), namespace) };
+    if oid == pg_sys::InvalidOid {
+        raise(
+            Code::ERRCODE_UNDEFINED_TABLE,
+            format!("neon_budget.{} does not exist", name.to_string_lossy()),
+            "Reinstall the extension: DROP EXTENSION neon_budget; CREATE EXTENSION neon_budget;",
+        );
+    }
+    oid
+}
+
+/// The OIDs of the extension's slot tables and `alert_state`, looked up once per backend (and
+/// again after an invalidation, e.g. DROP and CREATE EXTENSION in the same session).
+pub fn rels(invalidated: bool) -> Rels {
+    if invalidated {
+        RELS.with(|r| r.set(None));
+        TIDS.with(|t| t.borrow_mut().clear());
+        ATTNUMS.with(|a| a.borrow_mut().clear());
+    }
+    if let Some(r) = RELS.with(|r| r.get()) {
+        return r;
+    }
+    let ns = unsafe { pg_sys::get_namespace_oid(c"neon_budget".as_ptr(), false) };
+    let r = Rels {
+        slot_tables: [relid(c"_month_spend", ns), relid(c"_campaign_spend", ns), relid(c"_agent_spend", ns)],
+        alert_state: relid(c"alert_state", ns),
+    };
+    RELS.with(|c| c.set(Some(r)));
+    r
+}
+
+/// Remembers the TID of the latest version of one of this backend's slot rows (from the SQL
+/// path's `RETURNING ctid`).
+pub fn remember(key: &Key<'_>, tid: pg_sys::ItemPointerData) {
+    TIDS.with(|t| t.borrow_mut().insert(key.cache_key.clone(), tid));
+}
+
+/// A validated slot row: its TID and a palloc'd copy of its current version.
+struct Fetched {
+    tid: pg_sys::ItemPointerData,
+    copy: pg_sys::HeapTuple,
+}
+
+/// Reads the row at `tid` of `rel` and returns a copy if it is the expected key of this slot
+/// and updatable by this transaction now.
+unsafe fn fetch(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, key: &Key<'_>, slot: i32) -> Option<Fetched> {
+    let blk = pgrx::itemptr::item_pointer_get_block_number(&tid);
+    let off = pgrx::itemptr::item_pointer_get_offset_number(&tid);
+    if off == 0 || blk >= pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) {
+        return None;
+    }
+    let buf = pg_sys::ReadBuffer(rel, blk);
+    pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
+    let page = pg_sys::BufferGetPage(buf);
+    let mut copy = std::ptr::null_mut();
+    if off <= pg_sys::PageGetMaxOffsetNumber(page) {
+        let lp = pg_sys::PageGetItemId(page, off);
+        if (*lp).lp_flags() == pg_sys::LP_NORMAL {
+            let mut tuple = pg_sys::HeapTupleData {
+                t_len: (*lp).lp_len(),
+                t_self: tid,
+                t_tableOid: (*rel).rd_id,
+                t_data: pg_sys::PageGetItem(page, lp) as pg_sys::HeapTupleHeader,
+            };
+            let res = pg_sys::HeapTupleSatisfiesUpdate(&mut tuple, pg_sys::GetCurrentCommandId(false), buf);
+            if res == pg_sys::TM_Result::TM_Ok {
+                copy = pg_sys::heap_copytuple(&mut tuple);
+            }
+        }
+    }
+    pg_sys::UnlockReleaseBuffer(buf);
+    if copy.is_null() {
+        return None;
+    }
+    // Same key and slot? (A TID can be reused for another row after VACUUM.)
+    let desc = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+    for (col, want) in key.columns.iter().copied().map(|(c, v)| (c, Some(v))).chain([("slot", None)]) {
+        let attnum = attnum(&desc, col);
+        let mut isnull = false;
+        let d = pg_sys::heap_getattr(copy, attnum, (*rel).rd_att, &mut isnull);
+        let same = match want {
+            Some(v) => <&str as FromDatum>::from_datum(d, isnull) == Some(v),
+            None => <i32 as FromDatum>::from_datum(d, isnull) == Some(slot),
+        };
+        if !same {
+            return None;
+        }
+    }
+    Some(Fetched { tid, copy })
+}
+
+/// The attribute number of column `name` of one of the extension's tables (looked up once per
+/// backend and table row type, and again after an invalidation). Raises 42703 if it is missing.
+pub fn attnum(desc: &PgTupleDesc<'_>, name: &'static str) -> i32 {
+    let key = (unsafe { (*desc.as_ptr()).tdtypeid }.to_u32(), name.as_ptr() as usize);
+    if let Some(n) = ATTNUMS.with(|a| a.borrow().get(&key).copied()) {
+        return n;
+    }
+    let n = desc
+        .iter()
+        .position(|a| !a.is_dropped() && a.name() == name)
+        .map(|i| i as i32 + 1)
+        .unwrap_or_else(|| raise(Code::ERRCODE_UNDEFINED_COLUMN, format!("neon_budget table has no column {name}"), "Reinstall neon_budget."));
+    ATTNUMS.with(|a| a.borrow_mut().insert(key, n));
+    n
+}
+
+/// Adds `deltas` to this backend's slot rows of `keys` (one per table) with the heap API.
+/// Returns `false`, having changed nothing, when any of the rows is not known or not
+/// updatable here (the caller then uses SQL). Raises 22003 if a bigint counter would overflow.
+pub fn try_apply(rels: &Rels, slot: i32, rows: &[(Key<'_>, Vec<Delta>)]) -> bool {
+    let tids: Vec<Option<pg_sys::ItemPointerData>> =
+        TIDS.with(|t| rows.iter().map(|(k, _)| t.borrow().get(k.cache_key.as_str()).copied()).collect());
+    if tids.iter().any(Option::is_none) {
+        return false;
+    }
+    unsafe {
+        // Rows this command wrote are not updatable by it (TM_Invisible): a new command id
+        // makes the previous statement's writes (and the SQL path's) updatable.
+        pg_sys::CommandCounterIncrement();
+        let opened: Vec<pg_sys::Relation> =
+            rows.iter().map(|(k, _)| pg_sys::table_open(rels.slot_tables[k.table as usize], pg_sys::RowExclusiveLock as i32)).collect();
+        let mut fetched = Vec::with_capacity(rows.len());
+        for ((rel, (key, _)), tid) in opened.iter().zip(rows).zip(&tids) {
+            match fetch(*rel, tid.unwrap(), key, slot) {
+                Some(f) => fetched.push(f),
+                None => break,
+            }
+        }
+        let ok = fetched.len() == rows.len();
+        if ok {
+            for ((rel, (key, deltas)), f) in opened.iter().zip(rows).zip(fetched) {
+                let new_tid = update(*rel, f, deltas);
+                TIDS.with(|t| {
+                    if let Some(tid) = t.borrow_mut().get_mut(key.cache_key.as_str()) {
+                        *tid = new_tid;
+                    }
+                });
+            }
+        }
+        for rel in opened {
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        }
+        ok
+    }
+}
+
+/// Writes the new version of a fetched row with `deltas` added; returns its TID.
+unsafe fn update(rel: pg_sys::Relation, f: Fetched, deltas: &[Delta]) -> pg_sys::ItemPointerData {
+    let tupdesc = (*rel).rd_att;
+    let natts = (*tupdesc).natts as usize;
+    let mut values = vec![pg_sys::Datum::from(0usize); natts];
+    let mut nulls = vec![false; natts];
+    pg_sys::heap_deform_tuple(f.copy, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
+    for delta in deltas {
+        match delta {
+            Delta::Num(_, None) => {}
+            Delta::Num(col, Some(add)) => {
+                let i = attnum(&desc, col) as usize - 1;
+                // numeric_add on the stored datum: PostgreSQL's exact numeric addition.
+                let add = add.clone().into_datum().expect("numeric datum");
+                values[i] = if nulls[i] {
+                    add
+                } else {
+                    pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(values[i]), Some(add)]).expect("numeric_add of two numerics")
+                };
+                nulls[i] = false;
+            }
+            Delta::Int(col, add) => {
+                let i = attnum(&desc, col) as usize - 1;
+                let old = i64::from_datum(values[i], nulls[i]).unwrap_or(0);
+                let new = old.checked_add(*add).unwrap_or_else(|| {
+                    raise(
+                        Code::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                        format!("aggregate counter {col} out of range"),
+                        "The month's counters passed 2^63; split the history with purge_before.",
+                    )
+                });
+                values[i] = new.into();
+                nulls[i] = false;
+            }
+        }
+    }
+    let newtup = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    let mut otid = f.tid;
+    pg_sys::simple_heap_update(rel, &mut otid, newtup);
+    // A HOT update (new version on the same page, no indexed column changed) needs no index
+    // entries; otherwise insert them, as PostgreSQL's CatalogTupleUpdate does.
+    if !pg_sys::HeapTupleHeaderIsHeapOnly((*newtup).t_data) {
+        insert_index_entries(rel, newtup);
+    }
+    (*newtup).t_self
+}
+
+/// Inserts the index entries of a new (non-HOT) row version `tup` of `rel` into all its
+/// indexes (the slot tables have only their primary key: plain columns, no predicate).
+unsafe fn insert_index_entries(rel: pg_sys::Relation, tup: pg_sys::HeapTuple) {
+    let indstate = pg_sys::CatalogOpenIndexes(rel);
+    let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
+    pg_sys::ExecStoreHeapTuple(tup, slot, false);
+    for i in 0..(*indstate).ri_NumIndices as usize {
+        let index = *(*indstate).ri_IndexRelationDescs.add(i);
+        let info = *(*indstate).ri_IndexRelationInfo.add(i);
+        let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+        let mut isnull = [false; pg_sys::INDEX_MAX_KEYS as usize];
+        pg_sys::FormIndexDatum(info, slot, std::ptr::null_mut(), values.as_mut_ptr(), isnull.as_mut_ptr());
+        let unique = if (*info).ii_Unique { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES } else { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO };
+        pg_sys::index_insert(index, values.as_mut_ptr(), isnull.as_mut_ptr(), &mut (*tup).t_self, rel, unique, false, info);
+    }
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    pg_sys::CatalogCloseIndexes(indstate);
+}

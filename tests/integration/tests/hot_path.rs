@@ -1,0 +1,148 @@
+//! track_cost's fast path: each backend updates its own slot rows with the heap API, remembers
+//! their TIDs, caches rates, and reads the totals only when an alert level may have been
+//! reached (src/slot_rows.rs, src/alert_watch.rs). These tests change what those caches depend
+//! on from ANOTHER session, or undo the rows they point to, and check that nothing is stale.
+use neon_budget_integration::*;
+use postgres::Client;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_millis(400);
+const AT: &str = "created_at => '2024-09-10 00:00+00'";
+
+fn track(c: &mut Client, args: &str) {
+    c.batch_execute(&format!("SELECT neon_budget.track_cost({args})")).unwrap();
+}
+
+fn levels(payloads: &[String]) -> Vec<String> {
+    payloads
+        .iter()
+        .map(|p| {
+            let v: serde_json::Value = serde_json::from_str(p).unwrap();
+            format!("{}:{}:{}", v["scope"].as_str().unwrap(), v["level"].as_str().unwrap(), v["spent"])
+        })
+        .collect()
+}
+
+/// A writer far below its budget needs no read; when an admin lowers the budget in another
+/// session, the writer's next write must read again and alert at once.
+#[test]
+fn a_budget_lowered_elsewhere_is_seen_at_the_next_write() {
+    let db = TestDb::new("hot_budget_elsewhere");
+    let mut l = listener(&db);
+    let mut admin = db.connect();
+    let mut w = db.connect();
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000000)").unwrap();
+    track(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
+    track(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
+    assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
+    // 2 + 78 = 80 of 100: the warning level, sent by this write.
+    track(&mut w, &format!("'CONTENT', 1, cost => 78, {AT}"));
+    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
+    assert_oracle(&mut w);
+}
+
+/// Same for a campaign that gets a budget after the writer cached it as unbudgeted.
+#[test]
+fn a_campaign_budget_set_elsewhere_is_seen_at_the_next_write() {
+    let db = TestDb::new("hot_campaign_elsewhere");
+    let mut l = listener(&db);
+    let mut admin = db.connect();
+    let mut w = db.connect();
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000000)").unwrap();
+    track(&mut w, &format!("'SEO', 1, campaign_id => 'cmp', cost => 5, {AT}"));
+    admin.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 10)").unwrap();
+    assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
+    track(&mut w, &format!("'SEO', 1, campaign_id => 'cmp', cost => 3.5, {AT}"));
+    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning:8.5"]);
+}
+
+/// A re-armed level (raise the budget, spend again) alerts again in a writer that had cached
+/// it as sent.
+#[test]
+fn a_level_rearmed_elsewhere_alerts_again() {
+    let db = TestDb::new("hot_rearm_elsewhere");
+    let mut l = listener(&db);
+    let mut admin = db.connect();
+    let mut w = db.connect();
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
+    track(&mut w, &format!("'CONTENT', 1, cost => 85, {AT}"));
+    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:85"]);
+    track(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000)").unwrap();
+    track(&mut w, &format!("'CONTENT', 1, cost => 714, {AT}"));
+    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:800"]);
+}
+
+/// The rate cache follows set_agent_rate in another session (exact costs).
+#[test]
+fn a_rate_changed_elsewhere_prices_the_next_call() {
+    let db = TestDb::new("hot_rate_elsewhere");
+    let mut admin = db.connect();
+    let mut w = db.connect();
+    let cost = |w: &mut Client| -> String {
+        w.query_one(&format!("SELECT (neon_budget.track_cost('CONTENT', 1500, {AT})).cost::text"), &[]).unwrap().get(0)
+    };
+    assert_eq!(cost(&mut w), "0.06");
+    admin.batch_execute("SELECT neon_budget.set_agent_rate('CONTENT', 0.123)").unwrap();
+    assert_eq!(cost(&mut w), "0.1845");
+    // An agent type that appears elsewhere is usable at once, and one with no rate is refused.
+    admin.batch_execute("SELECT neon_budget.set_agent_rate('NEW_AGENT', 2)").unwrap();
+    let c: String = w.query_one(&format!("SELECT (neon_budget.track_cost('NEW_AGENT', 10, {AT})).cost::text"), &[]).unwrap().get(0);
+    assert_eq!(c, "0.02");
+    assert_eq!(sqlstate(w.batch_execute(&format!("SELECT neon_budget.track_cost('NO_RATE', 10, cost => 1, {AT})"))), "42704");
+}
+
+/// Rolled-back writes, savepoints, SQL-path writes of the same slot rows, a rebuild and a
+/// TRUNCATE between fast-path writes: the remembered TIDs are never used stale.
+#[test]
+fn fast_path_survives_rollbacks_and_rewrites() {
+    let mut db = TestDb::new("hot_rollbacks");
+    let mut w = db.connect();
+    let args = format!("'CONTENT', 1000, campaign_id => 'c1', retry_count => 2, quality_score => 0.5, {AT}");
+    track(&mut w, &args);
+    w.batch_execute(&format!("BEGIN; SELECT neon_budget.track_cost({args}); ROLLBACK")).unwrap();
+    track(&mut w, &args);
+    w.batch_execute(&format!(
+        "BEGIN; SELECT neon_budget.track_cost({args}); SAVEPOINT s; SELECT neon_budget.track_cost({args});
+         ROLLBACK TO s; SELECT neon_budget.track_cost({args}); SELECT neon_budget.track_cost({args}); COMMIT"
+    ))
+    .unwrap();
+    // A multi-row INSERT (SQL path) from the same session rewrites its slot rows.
+    w.batch_execute(
+        "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, created_at)
+         SELECT 'CONTENT', 'c1', 10, 0.5, '2024-09-11 00:00+00' FROM generate_series(1, 3)",
+    )
+    .unwrap();
+    track(&mut w, &args);
+    db.client.batch_execute("SELECT neon_budget.budget_rebuild('2024-09')").unwrap();
+    track(&mut w, &args);
+    assert_oracle(&mut db.client);
+    // 7 committed track_cost calls of 0.04 + 3 rows of 0.5.
+    assert_eq!(text(&mut db.client, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(), Some("1.78"));
+    assert_eq!(text(&mut db.client, "SELECT retry_sum::text FROM neon_budget.agent_cost WHERE month = '2024-09'").as_deref(), Some("14"));
+    db.client.batch_execute("TRUNCATE neon_budget.billing_log").unwrap();
+    track(&mut w, &args);
+    assert_oracle(&mut db.client);
+    assert_eq!(text(&mut db.client, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(), Some("0.04"));
+}
+
+/// Two writers alternate far below the warning level, so most writes skip the read; the write
+/// that reaches the level exactly is the one that sends it, with the exact total.
+#[test]
+fn allowances_never_skip_the_write_that_reaches_a_level() {
+    let db = TestDb::new("hot_allowance_exact");
+    let mut l = listener(&db);
+    let mut a = db.connect();
+    let mut b = db.connect();
+    a.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100000)").unwrap();
+    for i in 0..799 {
+        let w = if i % 2 == 0 { &mut a } else { &mut b };
+        track(w, &format!("'CONTENT', 1, cost => 100, {AT}"));
+    }
+    assert_eq!(int(&mut a, "SELECT count(*) FROM neon_budget.alert_log"), 0);
+    assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
+    track(&mut b, &format!("'CONTENT', 1, cost => 100, {AT}"));
+    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80000"]);
+    assert_oracle(&mut a);
+}
