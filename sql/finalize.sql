@@ -48,18 +48,31 @@ CREATE TRIGGER billing_log_after_truncate
 -- Rates, budgets, thresholds and alert levels sent are cached by each writing backend (to price
 -- a call, and to decide when a write must read the totals: src/alert_watch.rs); any change to
 -- them tells every backend to forget its cache (a relcache invalidation of alert_state, sent at
--- commit).
+-- commit). Row triggers, so that a statement that changes nothing (ON CONFLICT DO NOTHING when
+-- the month exists) invalidates nothing.
 CREATE TRIGGER monthly_budget_setting_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON monthly_budget_setting
+    AFTER INSERT OR UPDATE OR DELETE ON monthly_budget_setting
+    FOR EACH ROW EXECUTE FUNCTION _budget_settings_changed();
+CREATE TRIGGER monthly_budget_setting_truncated
+    AFTER TRUNCATE ON monthly_budget_setting
     FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
 CREATE TRIGGER campaign_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON campaign
+    AFTER INSERT OR UPDATE OR DELETE ON campaign
+    FOR EACH ROW EXECUTE FUNCTION _budget_settings_changed();
+CREATE TRIGGER campaign_truncated
+    AFTER TRUNCATE ON campaign
     FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
 CREATE TRIGGER alert_state_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON alert_state
+    AFTER INSERT OR UPDATE OR DELETE ON alert_state
+    FOR EACH ROW EXECUTE FUNCTION _budget_settings_changed();
+CREATE TRIGGER alert_state_truncated
+    AFTER TRUNCATE ON alert_state
     FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
 CREATE TRIGGER agent_rate_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON agent_rate
+    AFTER INSERT OR UPDATE OR DELETE ON agent_rate
+    FOR EACH ROW EXECUTE FUNCTION _budget_settings_changed();
+CREATE TRIGGER agent_rate_truncated
+    AFTER TRUNCATE ON agent_rate
     FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
 
 -- pg_restore loads purged_spend after billing_log; the aggregate trigger rebuilt the

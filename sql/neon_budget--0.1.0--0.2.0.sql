@@ -202,16 +202,28 @@ CREATE FUNCTION neon_budget."_budget_settings_changed"()
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', '_budget_settings_changed_wrapper';
 CREATE TRIGGER monthly_budget_setting_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON neon_budget.monthly_budget_setting
+    AFTER INSERT OR UPDATE OR DELETE ON neon_budget.monthly_budget_setting
+    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
+CREATE TRIGGER monthly_budget_setting_truncated
+    AFTER TRUNCATE ON neon_budget.monthly_budget_setting
     FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
 CREATE TRIGGER campaign_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON neon_budget.campaign
+    AFTER INSERT OR UPDATE OR DELETE ON neon_budget.campaign
+    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
+CREATE TRIGGER campaign_truncated
+    AFTER TRUNCATE ON neon_budget.campaign
     FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
 CREATE TRIGGER alert_state_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON neon_budget.alert_state
+    AFTER INSERT OR UPDATE OR DELETE ON neon_budget.alert_state
+    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
+CREATE TRIGGER alert_state_truncated
+    AFTER TRUNCATE ON neon_budget.alert_state
     FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
 CREATE TRIGGER agent_rate_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON neon_budget.agent_rate
+    AFTER INSERT OR UPDATE OR DELETE ON neon_budget.agent_rate
+    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
+CREATE TRIGGER agent_rate_truncated
+    AFTER TRUNCATE ON neon_budget.agent_rate
     FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
 
 DO $definer$

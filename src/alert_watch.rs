@@ -15,13 +15,16 @@
 //! `N` such backends are alive, so the total stays below `S_j + (L - S_j) = L`. Hence the write
 //! that makes the total reach `L` is one whose writer's `u` passes its allowance, and that
 //! writer reads and sends the level. (A backend that starts has no allowance and reads first.)
-//! Spend that goes down (corrections, TRUNCATE) only makes the rule more cautious.
+//! Spend that goes down (corrections, TRUNCATE) only makes the rule more cautious. A statement
+//! that takes the trigger's SQL path (multi-row INSERT, COPY, UPDATE) reads the totals of every
+//! scope it raises, its own rows included, so it is a read in this sense: its backend forgets
+//! its allowances and the other backends' stay valid.
 //!
-//! What `S`, `L` and `N` depend on can change under a backend's feet: budgets, thresholds,
-//! levels sent or re-armed, rebuilt or rewritten aggregates. Every such change invalidates the
-//! relcache entry of `alert_state` (statement triggers on the settings tables, the aggregate
-//! trigger's SQL path, `budget_rebuild`); each backend clears its allowances when it sees that
-//! invalidation (`slot_rows::take_invalidation`), at the latest at its next transaction.
+//! What `L` depends on can change under a backend's feet: budgets, thresholds, levels sent or
+//! re-armed, and `budget_rebuild` may correct `S`. Every such change invalidates the relcache
+//! entry of `alert_state` (statement triggers on the settings tables, `budget_rebuild`); each
+//! backend clears its allowances when it sees that invalidation
+//! (`slot_rows::take_invalidation`), at the latest at its next transaction.
 //! Comparisons are exact numeric products: `N × u < L - S`.
 use crate::alerts;
 use pgrx::prelude::*;
@@ -124,9 +127,10 @@ pub fn invalidate_all() {
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(rels.alert_state) };
 }
 
-/// `neon_budget._budget_settings_changed()`: statement-level AFTER trigger on
-/// `monthly_budget_setting`, `campaign` and `alert_state` (INSERT, UPDATE, DELETE, TRUNCATE):
-/// every backend re-reads totals and levels at its next write (see [`invalidate_all`]).
+/// `neon_budget._budget_settings_changed()`: AFTER trigger on `monthly_budget_setting`,
+/// `campaign`, `alert_state` and `agent_rate` (row level for INSERT, UPDATE and DELETE, so a
+/// statement that changes no row invalidates nothing; statement level for TRUNCATE): every
+/// backend forgets its cached rates, budgets and levels (see [`invalidate_all`]).
 #[pg_trigger]
 fn _budget_settings_changed<'a>(
     _trigger: &'a pgrx::PgTrigger<'a>,

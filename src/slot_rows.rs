@@ -134,6 +134,11 @@ pub fn rels(invalidated: bool) -> Rels {
     r
 }
 
+/// Forgets the TIDs of this backend's slot rows (after it rewrote them with SQL).
+pub fn forget_tids() {
+    TIDS.with(|t| t.borrow_mut().clear());
+}
+
 /// Remembers the TID of the latest version of one of this backend's slot rows (from the SQL
 /// path's `RETURNING ctid`).
 pub fn remember(key: &Key<'_>, tid: pg_sys::ItemPointerData) {

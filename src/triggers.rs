@@ -13,8 +13,8 @@
 //! A single-row INSERT (every `track_cost`) takes the fast path instead: the row is read from
 //! the transition table in Rust, added to the backend's slot rows with the heap API
 //! (`slot_rows.rs`, SQL upserts as the fallback), and the totals are read for the alert check
-//! only when `alert_watch.rs` says a level may have been reached. Every other statement tells
-//! all backends to forget their cached allowances (its spend is not in any of them).
+//! only when `alert_watch.rs` says a level may have been reached. Every other statement reads
+//! the totals of the scopes it raises, so the writing backend just forgets its own allowances.
 use crate::alert_watch;
 use crate::alerts;
 use crate::error::{raise, spi, Code};
@@ -445,8 +445,12 @@ fn _billing_log_changed<'a>(
             }
         }
     }
-    // Spend changed outside the fast path: every backend re-reads totals at its next write.
-    alert_watch::invalidate_all();
+    // This statement reads the totals of every scope whose spend it raises and sends the
+    // levels due (a read in the sense of alert_watch.rs, which covers its own rows), so other
+    // backends' allowances stay valid; this backend re-reads at its next write, and re-checks
+    // the TIDs of the slot rows the statement rewrites.
+    alert_watch::clear();
+    slot_rows::forget_tids();
     Spi::connect_mut(|client| {
         // Makes the transition tables visible to the statements below under their names.
         let rc = unsafe {
