@@ -100,7 +100,7 @@ thread_local! {
 
 /// The current rate of `agent_type` (as [`current_rate`]), from this backend's cache when no
 /// change to `agent_rate` was committed since it was read.
-fn cached_rate(agent_type: &str) -> AnyNumeric {
+pub(crate) fn cached_rate(agent_type: &str) -> AnyNumeric {
     let generation = crate::slot_rows::generation();
     let hit = RATES.with(|r| {
         let mut r = r.borrow_mut();

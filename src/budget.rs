@@ -1,37 +1,13 @@
 //! Budget state and `budget_check`: what a month and a campaign may still spend, read from the
 //! maintained aggregates and the live reservations only (never from `billing_log`).
 use crate::alerts;
-use crate::api::current_rate;
-use crate::error::{raise, spi, Code};
+use crate::api::cached_rate;
+use crate::error::{raise, Code};
 use crate::gucs;
 use crate::money;
 use crate::month;
-use crate::plans::{self, oid};
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
-
-/// Budget, committed spend and live reservations of a month ($1) and optionally a campaign ($2).
-const SELECT_BUDGET_STATE: &str = "SELECT s.total_budget, s.alert_threshold, s.override_enabled,
-        (SELECT COALESCE(sum(m.cost), 0) FROM neon_budget._month_spend m
-          WHERE m.billing_month OPERATOR(pg_catalog.=) $1),
-        (SELECT COALESCE(sum(r.estimated_cost), 0) FROM neon_budget.reservation r
-          WHERE r.month OPERATOR(pg_catalog.=) $1 AND r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()),
-        c.monthly_budget,
-        CASE WHEN $2 IS NOT NULL THEN
-          (SELECT COALESCE(sum(cs.cost), 0) FROM neon_budget._campaign_spend cs
-            WHERE cs.campaign_id OPERATOR(pg_catalog.=) $2
-              AND cs.billing_month OPERATOR(pg_catalog.=) $1) END,
-        CASE WHEN $2 IS NOT NULL THEN
-          (SELECT COALESCE(sum(r.estimated_cost), 0) FROM neon_budget.reservation r
-            WHERE r.campaign_id OPERATOR(pg_catalog.=) $2 AND r.month OPERATOR(pg_catalog.=) $1
-              AND r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()) END,
-        (SELECT a.levels_sent FROM neon_budget.alert_state a
-          WHERE a.scope = 'month' AND a.scope_key = '' AND a.month OPERATOR(pg_catalog.=) $1),
-        (SELECT a.levels_sent FROM neon_budget.alert_state a
-          WHERE a.scope = 'campaign' AND a.scope_key OPERATOR(pg_catalog.=) $2 AND a.month OPERATOR(pg_catalog.=) $1)
-   FROM (SELECT 1) one
-   LEFT JOIN neon_budget.monthly_budget_setting s ON s.month OPERATOR(pg_catalog.=) $1
-   LEFT JOIN neon_budget.campaign c ON c.campaign_id OPERATOR(pg_catalog.=) $2";
 
 /// Budget, committed spend and live reservations of one scope, in dollars.
 pub struct Scope {
@@ -66,42 +42,76 @@ pub struct State {
 
 impl State {
     /// Reads the state of `month` (and `campaign_id`). A month not used yet has the budget and
-    /// threshold it would get (the GUCs).
+    /// threshold it would get (the GUCs). A dozen primary-key lookups without the executor
+    /// (`table_scan.rs`), with the visibility of an SQL statement run now.
     pub fn read(month: &str, campaign_id: Option<&str>) -> State {
-        type Row = (
-            Option<AnyNumeric>,
-            Option<AnyNumeric>,
-            Option<bool>,
-            Option<AnyNumeric>,
-            Option<AnyNumeric>,
-            Option<AnyNumeric>,
-            Option<AnyNumeric>,
-            Option<AnyNumeric>,
-            Option<Vec<String>>,
-            Option<Vec<String>>,
-        );
-        let (budget, threshold, month_override, spent, reserved, campaign_budget, campaign_spent, campaign_reserved, month_sent, campaign_sent): Row =
-            spi(Spi::connect(|client| {
-                let p = plans::plan(client, SELECT_BUDGET_STATE, &[oid::TEXT, oid::TEXT]);
-                let t = client.select(&*p, Some(1), &[month.into(), campaign_id.into()])?.first();
-                Ok::<Row, pgrx::spi::Error>((
-                    t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?, t.get(5)?, t.get(6)?, t.get(7)?, t.get(8)?, t.get(9)?, t.get(10)?,
-                ))
-            }));
+        use crate::table_scan::{scan_text_eq, Snapshot};
+        let snap = Snapshot::take();
+        let mut budget = None;
+        let mut threshold = None;
+        let mut month_override = None;
+        scan_text_eq(&snap, c"monthly_budget_setting", c"monthly_budget_setting_pkey", &[("month", month)], |r| {
+            budget = r.get::<AnyNumeric>("total_budget");
+            threshold = r.get::<AnyNumeric>("alert_threshold");
+            month_override = r.get::<bool>("override_enabled");
+        });
+        let sum = |table: &'static std::ffi::CStr, index: &'static std::ffi::CStr, keys: &[(&'static str, &str)]| {
+            let mut total = AnyNumeric::from(0);
+            scan_text_eq(&snap, table, index, keys, |r| {
+                if let Some(c) = r.get::<AnyNumeric>("cost") {
+                    total = total.clone() + c;
+                }
+            });
+            total
+        };
+        let spent = sum(c"_month_spend", c"_month_spend_pkey", &[("billing_month", month)]);
+        // Live reservations: not expired by the clock now (clock_timestamp()).
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        let mut reserved = AnyNumeric::from(0);
+        let mut campaign_reserved = AnyNumeric::from(0);
+        scan_text_eq(&snap, c"reservation", c"reservation_month_idx", &[("month", month)], |r| {
+            if r.get::<i64>("expires_at").is_some_and(|e| e > now) {
+                let cost = r.get::<AnyNumeric>("estimated_cost").unwrap_or_default();
+                if campaign_id.is_some() && r.get::<&str>("campaign_id") == campaign_id {
+                    campaign_reserved = campaign_reserved.clone() + cost.clone();
+                }
+                reserved = reserved.clone() + cost;
+            }
+        });
+        let levels = |scope: &str, key: &str| {
+            let mut sent = Vec::new();
+            scan_text_eq(&snap, c"alert_state", c"alert_state_pkey", &[("scope", scope), ("scope_key", key), ("month", month)], |r| {
+                sent = r.get::<Vec<String>>("levels_sent").unwrap_or_default();
+            });
+            sent
+        };
+        let month_levels_sent = levels("month", "");
+        let (campaign_budget, campaign_spent, campaign_reserved, campaign_levels_sent) = match campaign_id {
+            Some(id) => {
+                let mut cb = None;
+                scan_text_eq(&snap, c"campaign", c"campaign_pkey", &[("campaign_id", id)], |r| {
+                    cb = r.get::<AnyNumeric>("monthly_budget");
+                });
+                let spent = sum(c"_campaign_spend", c"_campaign_spend_pkey", &[("campaign_id", id), ("billing_month", month)]);
+                (cb, Some(spent), Some(campaign_reserved), levels("campaign", id))
+            }
+            None => (None, None, None, Vec::new()),
+        };
+        drop(snap);
         State {
             month: month.to_string(),
             month_scope: Scope {
                 budget: budget.unwrap_or_else(gucs::max_monthly_budget),
-                spent: spent.unwrap_or_default(),
-                reserved: reserved.unwrap_or_default(),
+                spent,
+                reserved,
             },
             threshold: threshold.unwrap_or_else(gucs::default_alert_threshold),
             override_enabled: gucs::override_all_months() || month_override.unwrap_or(false),
             campaign_budget,
             campaign_spent,
             campaign_reserved,
-            month_levels_sent: month_sent.unwrap_or_default(),
-            campaign_levels_sent: campaign_sent.unwrap_or_default(),
+            month_levels_sent,
+            campaign_levels_sent,
         }
     }
 
@@ -209,7 +219,7 @@ fn budget_check(
     let estimated_tokens = estimated_tokens.unwrap_or(0);
     require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
     let estimate = match agent_type {
-        Some(a) => money::cost_for_tokens(estimated_tokens, current_rate(a)),
+        Some(a) => money::cost_for_tokens(estimated_tokens, cached_rate(a)),
         None if estimated_tokens > 0 => raise(
             Code::ERRCODE_INVALID_PARAMETER_VALUE,
             "estimated_tokens needs an agent_type to price them",

@@ -21,6 +21,7 @@ mod report;
 mod reservations;
 mod slot_rows;
 mod slots;
+mod table_scan;
 mod triggers;
 
 ::pgrx::pg_module_magic!();

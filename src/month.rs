@@ -1,5 +1,5 @@
 //! Billing months: `YYYY-MM` text, the calendar month of a timestamp in `neon_budget.timezone`.
-use crate::error::{raise, spi, Code};
+use crate::error::{raise, Code};
 use crate::gucs;
 use pgrx::prelude::*;
 
@@ -30,16 +30,14 @@ pub fn require_month(arg: &str, text: &str) -> String {
 
 /// The current billing month (`YYYY-MM` of `now()` in `neon_budget.timezone`).
 pub fn current_month() -> String {
+    // to_char(now() AT TIME ZONE tz, 'YYYY-MM') with PostgreSQL's own functions, called directly.
     let tz = gucs::timezone();
-    Spi::connect(|client| {
-        let p = crate::plans::plan(
-            client,
-            "SELECT pg_catalog.to_char(pg_catalog.now() AT TIME ZONE $1, 'YYYY-MM')",
-            &[crate::plans::oid::TEXT],
-        );
-        spi(client.select(&*p, Some(1), &[tz.as_str().into()]).and_then(|t| t.first().get_one::<String>()))
-    })
-    .expect("to_char of now() is never NULL")
+    unsafe {
+        let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
+        let local = pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(now)]);
+        let text: Option<String> = pgrx::direct_function_call(pg_sys::timestamp_to_char, &[local, "YYYY-MM".into_datum()]);
+        text.expect("to_char of now() is never NULL")
+    }
 }
 
 /// `neon_budget._timezone() -> text`: the validated value of `neon_budget.timezone`, used by

@@ -8,7 +8,7 @@
 //! settles a reservation (the actual cost replaces the estimate, atomically, in the same
 //! transaction), `budget_release(id)` cancels it, and an expired reservation stops counting at
 //! once, without any job.
-use crate::api::{current_rate, required};
+use crate::api::{cached_rate, required};
 use crate::budget::{require_estimate, State};
 use crate::error::{raise, spi, spi_opt, Code};
 use crate::gucs;
@@ -78,7 +78,7 @@ fn budget_reserve(
             "Pass how long the reservation may wait for its execution, e.g. '15 minutes'.",
         );
     }
-    let rate = current_rate(agent_type);
+    let rate = cached_rate(agent_type);
     if !gucs::enabled() {
         return None;
     }

@@ -160,6 +160,9 @@ unsafe fn fetch(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, key: &Key<'
         return None;
     }
     let buf = pg_sys::ReadBuffer(rel, blk);
+    // Prune dead versions of the page's HOT chains when it is getting full, as an index fetch
+    // does: the update below then stays on the page (HOT, no index entry, no bloat).
+    pg_sys::heap_page_prune_opt(rel, buf);
     pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
     let page = pg_sys::BufferGetPage(buf);
     let mut copy = std::ptr::null_mut();

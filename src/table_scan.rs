@@ -1,0 +1,123 @@
+//! Reading a few rows of the extension's small tables by an index, without the executor:
+//! PostgreSQL's `systable_beginscan` (the scan it uses for its own catalogs, which works on any
+//! table with a btree index) under an MVCC snapshot. `budget_check` reads its whole state this
+//! way (a dozen index lookups), which costs a fraction of one prepared SQL statement's executor
+//! start-up.
+//!
+//! Visibility is that of a statement run through SPI at this point: a new snapshot (READ
+//! COMMITTED) or the transaction's (REPEATABLE READ and up), after a command counter increment
+//! when this transaction has written, so its own earlier writes are seen. Tables are locked
+//! ACCESS SHARE until the end of the transaction, as the executor does. No privilege checks
+//! are made: callers are the extension's own functions, which decide what they return.
+use crate::error::{raise, Code};
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+
+thread_local! {
+    /// Relation OIDs by name, and the invalidation generation they were looked up in.
+    static OIDS: RefCell<(u64, HashMap<usize, pg_sys::Oid>)> = RefCell::new((0, HashMap::new()));
+}
+
+/// The OID of relation `neon_budget.<name>` (a table or an index), looked up once per backend
+/// and again after an invalidation. Raises 42P01 when it does not exist.
+pub fn oid(name: &'static CStr) -> pg_sys::Oid {
+    let generation = crate::slot_rows::generation();
+    let key = name.as_ptr() as usize;
+    let hit = OIDS.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.0 != generation {
+            o.0 = generation;
+            o.1.clear();
+        }
+        o.1.get(&key).copied()
+    });
+    if let Some(oid) = hit {
+        return oid;
+    }
+    let ns = unsafe { pg_sys::get_namespace_oid(c"neon_budget".as_ptr(), false) };
+    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), ns) };
+    if oid == pg_sys::InvalidOid {
+        raise(
+            Code::ERRCODE_UNDEFINED_TABLE,
+            format!("neon_budget.{} does not exist", name.to_string_lossy()),
+            "Reinstall the extension: DROP EXTENSION neon_budget; CREATE EXTENSION neon_budget;",
+        );
+    }
+    OIDS.with(|o| o.borrow_mut().1.insert(key, oid));
+    oid
+}
+
+/// A snapshot for a read now (see the module docs); unregister it with [`Snapshot::drop`].
+pub struct Snapshot(pg_sys::Snapshot);
+
+impl Snapshot {
+    pub fn take() -> Snapshot {
+        unsafe {
+            if pg_sys::GetCurrentTransactionIdIfAny() != pg_sys::InvalidTransactionId {
+                pg_sys::CommandCounterIncrement();
+            }
+            Snapshot(pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()))
+        }
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        unsafe { pg_sys::UnregisterSnapshot(self.0) }
+    }
+}
+
+/// A column of a scanned row.
+pub struct Row {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    /// The value of column `name`.
+    pub fn get<T: FromDatum>(&self, name: &'static str) -> Option<T> {
+        unsafe {
+            let attnum = crate::slot_rows::attnum(&pgrx::PgTupleDesc::from_pg_unchecked(self.desc), name);
+            let mut isnull = false;
+            let d = pg_sys::heap_getattr(self.tuple, attnum, self.desc, &mut isnull);
+            T::from_datum(d, isnull)
+        }
+    }
+}
+
+/// Calls `each` for every row of `table` visible to `snapshot` whose text columns equal the
+/// given values (`(column, value)`), found with `index`, whose leading columns must be those
+/// columns.
+pub fn scan_text_eq(snapshot: &Snapshot, table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)], mut each: impl FnMut(&Row)) {
+    let table_oid = oid(table);
+    let index_oid = oid(index);
+    unsafe {
+        let rel = pg_sys::table_open(table_oid, pg_sys::AccessShareLock as i32);
+        let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+        for (column, value) in keys {
+            let attnum = crate::slot_rows::attnum(&desc, column) as i16;
+            let mut key = std::mem::MaybeUninit::<pg_sys::ScanKeyData>::zeroed().assume_init();
+            pg_sys::ScanKeyInit(
+                &mut key,
+                attnum,
+                pg_sys::BTEqualStrategyNumber as u16,
+                pg_sys::Oid::from(pg_sys::F_TEXTEQ),
+                value.into_datum().expect("text datum"),
+            );
+            scankeys.push(key);
+        }
+        let scan = pg_sys::systable_beginscan(rel, index_oid, true, snapshot.0, scankeys.len() as i32, scankeys.as_mut_ptr());
+        loop {
+            let tuple = pg_sys::systable_getnext(scan);
+            if tuple.is_null() {
+                break;
+            }
+            each(&Row { tuple, desc: (*rel).rd_att });
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+    }
+}
