@@ -204,6 +204,10 @@ COMMENT ON VIEW agent_analytics IS
 -- admin functions, alert_log, audit_log and the tables). PUBLIC gets nothing.
 -- Functions that write run SECURITY DEFINER with search_path pinned to
 -- pg_catalog, neon_budget, pg_temp, so a caller's objects can never shadow what they call.
+-- budget_check and the aggregate trigger _billing_log_changed run as their caller (budget_check
+-- reads without SQL, src/table_scan.rs; the trigger's fast path writes with the heap API,
+-- src/slot_rows.rs); what they do in SQL runs as the extension's owner with the same pinned
+-- search_path (src/owner.rs).
 -- ---------------------------------------------------------------------------------------------
 DO $roles$
 BEGIN
@@ -228,9 +232,9 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('track_cost', 'budget_check', 'budget_report', 'budget_reserve', 'budget_release',
+           AND p.proname IN ('track_cost', 'budget_report', 'budget_reserve', 'budget_release',
                              'set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override',
-                             '_ensure_month', '_check_alerts', '_billing_log_changed', '_billing_log_set_month',
+                             '_ensure_month', '_check_alerts', '_billing_log_set_month',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
                              '_purged_spend_restored')
     LOOP

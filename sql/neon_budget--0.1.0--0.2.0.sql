@@ -226,6 +226,22 @@ CREATE TRIGGER agent_rate_truncated
     AFTER TRUNCATE ON neon_budget.agent_rate
     FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
 
+-- budget_check and the aggregate trigger run as their caller now (budget_check reads without
+-- SQL; the trigger's fast path writes with the heap API); what they do in SQL runs as the
+-- extension's owner with the pinned search_path (src/owner.rs): no longer SECURITY DEFINER.
+DO $invoker$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'neon_budget'::regnamespace AND p.proname IN ('budget_check', '_billing_log_changed')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY INVOKER RESET ALL', f);
+    END LOOP;
+END
+$invoker$;
+
 DO $definer$
 DECLARE
     f regprocedure;
@@ -233,9 +249,9 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('track_cost', 'budget_check', 'budget_report', 'budget_reserve', 'budget_release',
+           AND p.proname IN ('track_cost', 'budget_report', 'budget_reserve', 'budget_release',
                              'set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override',
-                             '_ensure_month', '_check_alerts', '_billing_log_changed', '_billing_log_set_month',
+                             '_ensure_month', '_check_alerts', '_billing_log_set_month',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
                              '_purged_spend_restored')
     LOOP

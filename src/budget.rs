@@ -56,13 +56,7 @@ impl State {
             month_override = r.get::<bool>("override_enabled");
         });
         let sum = |table: &'static std::ffi::CStr, index: &'static std::ffi::CStr, keys: &[(&'static str, &str)]| {
-            let mut total = AnyNumeric::from(0);
-            scan_text_eq(&snap, table, index, keys, |r| {
-                if let Some(c) = r.get::<AnyNumeric>("cost") {
-                    total = total.clone() + c;
-                }
-            });
-            total
+            crate::table_scan::sum_numeric(&snap, table, index, keys, "cost")
         };
         let spent = sum(c"_month_spend", c"_month_spend_pkey", &[("billing_month", month)]);
         // Live reservations: not expired by the clock now (clock_timestamp()).
@@ -233,10 +227,13 @@ fn budget_check(
     // a READ ONLY transaction).
     let missed = state.missed_alerts(campaign_id);
     if !missed.is_empty() && can_write() {
-        Spi::connect_mut(|client| {
-            for d in &missed {
-                alerts::claim_and_send(client, d);
-            }
+        // budget_check runs as its caller; sending is done as the extension's owner.
+        crate::owner::as_owner(|| {
+            Spi::connect_mut(|client| {
+                for d in &missed {
+                    alerts::claim_and_send(client, d);
+                }
+            })
         });
     }
     let m = &state.month_scope;

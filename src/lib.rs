@@ -15,6 +15,7 @@ mod error;
 mod gucs;
 mod maintenance;
 mod money;
+mod owner;
 mod month;
 mod plans;
 mod report;

@@ -87,6 +87,21 @@ impl Row {
     }
 }
 
+/// The sum of the numeric column `column` over the rows [`scan_text_eq`] finds, in dollars
+/// (PostgreSQL's exact `numeric_add`, on the stored values).
+pub fn sum_numeric(snapshot: &Snapshot, table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)], column: &'static str) -> pgrx::AnyNumeric {
+    let mut total = pgrx::AnyNumeric::from(0).into_datum().expect("numeric datum");
+    scan_text_eq(snapshot, table, index, keys, |r| unsafe {
+        let attnum = crate::slot_rows::attnum(&pgrx::PgTupleDesc::from_pg_unchecked(r.desc), column);
+        let mut isnull = false;
+        let d = pg_sys::heap_getattr(r.tuple, attnum, r.desc, &mut isnull);
+        if !isnull {
+            total = pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(total), Some(d)]).expect("numeric_add of two numerics");
+        }
+    });
+    unsafe { pgrx::AnyNumeric::from_datum(total, false) }.expect("numeric sum")
+}
+
 /// Calls `each` for every row of `table` visible to `snapshot` whose text columns equal the
 /// given values (`(column, value)`), found with `index`, whose leading columns must be those
 /// columns.

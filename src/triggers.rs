@@ -17,6 +17,7 @@
 //! the totals of the scopes it raises, so the writing backend just forgets its own allowances.
 use crate::alert_watch;
 use crate::alerts;
+use crate::owner;
 use crate::error::{raise, spi, Code};
 use crate::plans::{self, oid};
 use crate::slot_rows::{self, Delta, Key, Table};
@@ -291,7 +292,7 @@ fn apply_one(r: &OneRow) {
     rows.push((Key::new(Table::Agent, &agent_cols), agent));
 
     if !slot_rows::try_apply(&rels, slot, &rows) {
-        Spi::connect_mut(|client| {
+        owner::as_owner(|| Spi::connect_mut(|client| {
             let p = plans::plan(
                 client,
                 APPLY_UPSERT,
@@ -333,7 +334,7 @@ fn apply_one(r: &OneRow) {
                     slot_rows::remember(key, tid);
                 }
             }
-        });
+        }));
     }
     if restoring() {
         return;
@@ -351,7 +352,7 @@ fn apply_one(r: &OneRow) {
     if r.cost > AnyNumeric::from(0) && !alert_watch::needs_read(&scopes, &r.cost) {
         return;
     }
-    Spi::connect_mut(|client| {
+    owner::as_owner(|| Spi::connect_mut(|client| {
         let p = plans::plan(client, ALERT_READ, &[oid::TEXT, oid::TEXT]);
         type Row = (
             Option<AnyNumeric>,
@@ -400,7 +401,7 @@ fn apply_one(r: &OneRow) {
         for d in &due {
             alerts::claim_and_send(client, d);
         }
-    });
+    }));
 }
 
 /// Whether this session is `pg_restore` loading a dump (its `application_name`). It then loads
@@ -429,9 +430,11 @@ fn _billing_log_changed<'a>(
         PgTriggerOperation::Update => 2,
         PgTriggerOperation::Truncate => {
             alert_watch::invalidate_all();
-            spi(Spi::run(
-                "DELETE FROM neon_budget._month_spend; DELETE FROM neon_budget._campaign_spend; DELETE FROM neon_budget._agent_spend",
-            ));
+            owner::as_owner(|| {
+                spi(Spi::run(
+                    "DELETE FROM neon_budget._month_spend; DELETE FROM neon_budget._campaign_spend; DELETE FROM neon_budget._agent_spend",
+                ))
+            });
             return Ok(None);
         }
     };
@@ -451,7 +454,7 @@ fn _billing_log_changed<'a>(
     // the TIDs of the slot rows the statement rewrites.
     alert_watch::clear();
     slot_rows::forget_tids();
-    Spi::connect_mut(|client| {
+    owner::as_owner(|| Spi::connect_mut(|client| {
         // Makes the transition tables visible to the statements below under their names.
         let rc = unsafe {
             pg_sys::SPI_register_trigger_data(trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData)
@@ -480,6 +483,6 @@ fn _billing_log_changed<'a>(
                 alerts::claim_and_send(client, d);
             }
         }
-    });
+    }));
     Ok(None)
 }

@@ -186,3 +186,31 @@ fn alerts_and_audit_never_carry_task_or_metadata() {
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.audit_log a WHERE a::text LIKE '%SECRET%'"), 0);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log"), 6);
 }
+
+/// budget_check and the aggregate trigger run as their caller; what they write (a missed alert,
+/// an alert a direct INSERT makes due) is written as the extension's owner. A reader's
+/// budget_check sends a level that no write sent, and an admin's direct single-row INSERT (the
+/// trigger's fast path) sends the level it reaches, though neither role may write alert_log.
+#[test]
+fn callers_without_write_rights_still_send_alerts() {
+    let mut db = TestDb::new("priv_invoker_alerts");
+    db.client.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 100)").unwrap();
+    let mut admin = login_role(&mut db, "nbt_invoker_admin", Some("neon_budget_admin"));
+    let mut reader = login_role(&mut db, "nbt_invoker_reader", Some("neon_budget_reader"));
+    admin
+        .batch_execute("INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('SEO', 10, 85)")
+        .unwrap();
+    assert_eq!(
+        text(&mut db.client, "SELECT string_agg(level || ':' || spent::text, ',' ORDER BY id) FROM neon_budget.alert_log").as_deref(),
+        Some("warning:85")
+    );
+    // Forget that it was sent, as if two writers had crossed it together.
+    db.client.batch_execute("UPDATE neon_budget.alert_state SET levels_sent = '{}'").unwrap();
+    assert_eq!(sqlstate(reader.batch_execute("INSERT INTO neon_budget.alert_log (scope, month, level, spent, budget, utilization) VALUES ('month', '2024-01', 'warning', 1, 1, 1)")), "42501");
+    assert_eq!(text(&mut reader, "SELECT status FROM neon_budget.budget_check()").as_deref(), Some("warning"));
+    assert_eq!(
+        text(&mut db.client, "SELECT string_agg(level || ':' || spent::text, ',' ORDER BY id) FROM neon_budget.alert_log").as_deref(),
+        Some("warning:85,warning:85")
+    );
+    assert_oracle(&mut db.client);
+}
