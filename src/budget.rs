@@ -29,6 +29,8 @@ impl Scope {
 /// budget or none was asked for).
 pub struct State {
     pub month: String,
+    /// Whether the month has its settings row (else budget and threshold are the GUCs').
+    pub month_known: bool,
     pub month_scope: Scope,
     pub threshold: AnyNumeric,
     pub override_enabled: bool,
@@ -45,6 +47,12 @@ impl State {
     /// threshold it would get (the GUCs). A dozen primary-key lookups without the executor
     /// (`table_scan.rs`), with the visibility of an SQL statement run now.
     pub fn read(month: &str, campaign_id: Option<&str>) -> State {
+        Self::read_with(month, campaign_id, true)
+    }
+
+    /// [`State::read`] without the live reservations (zero) when `reservations` is false: what
+    /// the alert check of a write needs.
+    pub fn read_with(month: &str, campaign_id: Option<&str>, reservations: bool) -> State {
         use crate::table_scan::{scan_text_eq, Snapshot};
         let snap = Snapshot::take();
         let mut budget = None;
@@ -63,15 +71,17 @@ impl State {
         let now = unsafe { pg_sys::GetCurrentTimestamp() };
         let mut reserved = AnyNumeric::from(0);
         let mut campaign_reserved = AnyNumeric::from(0);
-        scan_text_eq(&snap, c"reservation", c"reservation_month_idx", &[("month", month)], |r| {
-            if r.get::<i64>("expires_at").is_some_and(|e| e > now) {
-                let cost = r.get::<AnyNumeric>("estimated_cost").unwrap_or_default();
-                if campaign_id.is_some() && r.get::<&str>("campaign_id") == campaign_id {
-                    campaign_reserved = campaign_reserved.clone() + cost.clone();
+        if reservations {
+            scan_text_eq(&snap, c"reservation", c"reservation_month_idx", &[("month", month)], |r| {
+                if r.get::<i64>("expires_at").is_some_and(|e| e > now) {
+                    let cost = r.get::<AnyNumeric>("estimated_cost").unwrap_or_default();
+                    if campaign_id.is_some() && r.get::<&str>("campaign_id") == campaign_id {
+                        campaign_reserved = campaign_reserved.clone() + cost.clone();
+                    }
+                    reserved = reserved.clone() + cost;
                 }
-                reserved = reserved.clone() + cost;
-            }
-        });
+            });
+        }
         let levels = |scope: &str, key: &str| {
             let mut sent = Vec::new();
             scan_text_eq(&snap, c"alert_state", c"alert_state_pkey", &[("scope", scope), ("scope_key", key), ("month", month)], |r| {
@@ -94,6 +104,7 @@ impl State {
         drop(snap);
         State {
             month: month.to_string(),
+            month_known: budget.is_some(),
             month_scope: Scope {
                 budget: budget.unwrap_or_else(gucs::max_monthly_budget),
                 spent,

@@ -69,7 +69,7 @@ thread_local! {
     static TIDS: RefCell<HashMap<String, pg_sys::ItemPointerData>> = RefCell::new(HashMap::new());
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static GENERATION: Cell<u64> = const { Cell::new(1) };
-    static ATTNUMS: RefCell<HashMap<(u32, usize), i32>> = RefCell::new(HashMap::new());
+    static ATTNUMS: RefCell<(u64, HashMap<(u32, usize), i32>)> = RefCell::new((0, HashMap::new()));
 }
 
 /// Called by PostgreSQL for every relcache invalidation this backend processes (`relid` 0 =
@@ -120,7 +120,6 @@ pub fn rels(invalidated: bool) -> Rels {
     if invalidated {
         RELS.with(|r| r.set(None));
         TIDS.with(|t| t.borrow_mut().clear());
-        ATTNUMS.with(|a| a.borrow_mut().clear());
     }
     if let Some(r) = RELS.with(|r| r.get()) {
         return r;
@@ -206,7 +205,16 @@ unsafe fn fetch(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, key: &Key<'
 /// backend and table row type, and again after an invalidation). Raises 42703 if it is missing.
 pub fn attnum(desc: &PgTupleDesc<'_>, name: &'static str) -> i32 {
     let key = (unsafe { (*desc.as_ptr()).tdtypeid }.to_u32(), name.as_ptr() as usize);
-    if let Some(n) = ATTNUMS.with(|a| a.borrow().get(&key).copied()) {
+    let generation = generation();
+    let hit = ATTNUMS.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.0 != generation {
+            a.0 = generation;
+            a.1.clear();
+        }
+        a.1.get(&key).copied()
+    });
+    if let Some(n) = hit {
         return n;
     }
     let n = desc
@@ -214,7 +222,7 @@ pub fn attnum(desc: &PgTupleDesc<'_>, name: &'static str) -> i32 {
         .position(|a| !a.is_dropped() && a.name() == name)
         .map(|i| i as i32 + 1)
         .unwrap_or_else(|| raise(Code::ERRCODE_UNDEFINED_COLUMN, format!("neon_budget table has no column {name}"), "Reinstall neon_budget."));
-    ATTNUMS.with(|a| a.borrow_mut().insert(key, n));
+    ATTNUMS.with(|a| a.borrow_mut().1.insert(key, n));
     n
 }
 
@@ -315,6 +323,15 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, tup: pg_sys::HeapTuple) {
     for i in 0..(*indstate).ri_NumIndices as usize {
         let index = *(*indstate).ri_IndexRelationDescs.add(i);
         let info = *(*indstate).ri_IndexRelationInfo.add(i);
+        if !(*info).ii_Expressions.is_null() || !(*info).ii_Predicate.is_null() {
+            // Such an index needs an executor to evaluate; the slot tables only have their
+            // primary keys, and an index added by hand must not be silently mis-maintained.
+            raise(
+                Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "an expression or partial index on a neon_budget aggregate table is not supported",
+                "Drop the index you added to the _month_spend, _campaign_spend or _agent_spend table.",
+            );
+        }
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
         let mut isnull = [false; pg_sys::INDEX_MAX_KEYS as usize];
         pg_sys::FormIndexDatum(info, slot, std::ptr::null_mut(), values.as_mut_ptr(), isnull.as_mut_ptr());

@@ -5,8 +5,8 @@
 //! start-up.
 //!
 //! Visibility is that of a statement run through SPI at this point: a new snapshot (READ
-//! COMMITTED) or the transaction's (REPEATABLE READ and up), after a command counter increment
-//! when this transaction has written, so its own earlier writes are seen. Tables are locked
+//! COMMITTED) or the transaction's (REPEATABLE READ and up), after a command counter increment,
+//! so this transaction's earlier writes are seen. Keys compare with the column's collation. Tables are locked
 //! ACCESS SHARE until the end of the transaction, as the executor does. No privilege checks
 //! are made: callers are the extension's own functions, which decide what they return.
 use crate::error::{raise, Code};
@@ -55,9 +55,8 @@ pub struct Snapshot(pg_sys::Snapshot);
 impl Snapshot {
     pub fn take() -> Snapshot {
         unsafe {
-            if pg_sys::GetCurrentTransactionIdIfAny() != pg_sys::InvalidTransactionId {
-                pg_sys::CommandCounterIncrement();
-            }
+            // As SPI does before a statement: this transaction's earlier writes become visible.
+            pg_sys::CommandCounterIncrement();
             Snapshot(pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()))
         }
     }
@@ -114,11 +113,17 @@ pub fn scan_text_eq(snapshot: &Snapshot, table: &'static CStr, index: &'static C
         let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
         for (column, value) in keys {
             let attnum = crate::slot_rows::attnum(&desc, column) as i16;
+            // The column's collation, which its index is sorted by (ScanKeyInit would use "C",
+            // which is only right for catalogs and C-collation databases).
+            let collation = desc.get(attnum as usize - 1).map(|a| a.attcollation).unwrap_or(pg_sys::DEFAULT_COLLATION_OID);
             let mut key = std::mem::MaybeUninit::<pg_sys::ScanKeyData>::zeroed().assume_init();
-            pg_sys::ScanKeyInit(
+            pg_sys::ScanKeyEntryInitialize(
                 &mut key,
+                0,
                 attnum,
                 pg_sys::BTEqualStrategyNumber as u16,
+                pg_sys::InvalidOid,
+                collation,
                 pg_sys::Oid::from(pg_sys::F_TEXTEQ),
                 value.into_datum().expect("text datum"),
             );

@@ -12,9 +12,9 @@
 //!
 //! A single-row INSERT (every `track_cost`) takes the fast path instead: the row is read from
 //! the transition table in Rust, added to the backend's slot rows with the heap API
-//! (`slot_rows.rs`, SQL upserts as the fallback), and the totals are read for the alert check
-//! only when `alert_watch.rs` says a level may have been reached. Every other statement reads
-//! the totals of the scopes it raises, so the writing backend just forgets its own allowances.
+//! (`slot_rows.rs`, SQL upserts as the fallback), and the exact totals are read for the alert
+//! check by primary-key lookups (`table_scan.rs`) unless `alert_watch.rs` knows the scope has
+//! nothing left to send.
 use crate::alert_watch;
 use crate::alerts;
 use crate::owner;
@@ -176,25 +176,6 @@ a AS (
     RETURNING t.ctid)
 SELECT (SELECT m.ctid FROM m), (SELECT c.ctid FROM c), (SELECT a.ctid FROM a)";
 
-/// What the alert check of a single-row INSERT needs, read after the row was applied: the
-/// month's and the campaign's budget, the total spend of each (after this row) and the levels
-/// already sent. Run only when `alert_watch` says a level may have been reached.
-const ALERT_READ: &str = "
-SELECT s.total_budget, s.alert_threshold,
-       (SELECT COALESCE(sum(x.cost), 0) FROM neon_budget._month_spend x WHERE x.billing_month OPERATOR(pg_catalog.=) $1),
-       ma.levels_sent,
-       cp.monthly_budget,
-       (SELECT COALESCE(sum(x.cost), 0) FROM neon_budget._campaign_spend x
-         WHERE x.campaign_id OPERATOR(pg_catalog.=) $2 AND x.billing_month OPERATOR(pg_catalog.=) $1),
-       ca.levels_sent
-  FROM (SELECT 1) one
-  LEFT JOIN neon_budget.monthly_budget_setting s ON s.month OPERATOR(pg_catalog.=) $1
-  LEFT JOIN neon_budget.alert_state ma ON ma.scope OPERATOR(pg_catalog.=) 'month' AND ma.scope_key OPERATOR(pg_catalog.=) ''
-                                      AND ma.month OPERATOR(pg_catalog.=) $1
-  LEFT JOIN neon_budget.campaign cp ON cp.campaign_id OPERATOR(pg_catalog.=) $2
-  LEFT JOIN neon_budget.alert_state ca ON ca.scope OPERATOR(pg_catalog.=) 'campaign' AND ca.scope_key OPERATOR(pg_catalog.=) $2
-                                      AND ca.month OPERATOR(pg_catalog.=) $1";
-
 /// The values of one billing_log row that the aggregates use.
 struct OneRow {
     billing_month: String,
@@ -254,6 +235,8 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
 /// when `alert_watch` says a level may have been reached, reads the totals and sends the alert
 /// levels that became due.
 fn apply_one(r: &OneRow) {
+    // Budget, level and rate changes committed by others since this transaction began.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     let invalidated = slot_rows::take_invalidation();
     if invalidated {
         alert_watch::clear();
@@ -340,7 +323,7 @@ fn apply_one(r: &OneRow) {
         return;
     }
     // A write of no cost reaches no level, but its month must have a settings row: a month
-    // this backend has an allowance for has one (it is only remembered when the read found it);
+    // this backend remembers has one (it is only remembered when the read found it);
     // otherwise the read below creates it.
     if r.cost <= AnyNumeric::from(0) && alert_watch::knows("month", "", &r.billing_month) {
         return;
@@ -349,59 +332,46 @@ fn apply_one(r: &OneRow) {
     if let Some(cid) = &r.campaign_id {
         scopes.push(("campaign", cid.as_str(), r.billing_month.as_str()));
     }
-    if r.cost > AnyNumeric::from(0) && !alert_watch::needs_read(&scopes, &r.cost) {
+    if !alert_watch::needs_read(&scopes) {
         return;
     }
-    owner::as_owner(|| Spi::connect_mut(|client| {
-        let p = plans::plan(client, ALERT_READ, &[oid::TEXT, oid::TEXT]);
-        type Row = (
-            Option<AnyNumeric>,
-            Option<AnyNumeric>,
-            Option<AnyNumeric>,
-            Option<Vec<String>>,
-            Option<AnyNumeric>,
-            Option<AnyNumeric>,
-            Option<Vec<String>>,
-        );
-        let (budget, threshold, month_spent, month_sent, campaign_budget, campaign_spent, campaign_sent): Row = spi(
-            client.update(&*p, None, &[r.billing_month.as_str().into(), r.campaign_id.as_deref().into()]).and_then(|t| {
-                let t = t.first();
-                Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?, t.get(5)?, t.get(6)?, t.get(7)?))
-            }),
-        );
-        let (budget, threshold, month_known) = match (budget, threshold) {
-            (Some(b), Some(t)) => (b, t, true),
-            _ => {
-                crate::admin::ensure_month(&r.billing_month);
-                (crate::gucs::max_monthly_budget(), crate::gucs::default_alert_threshold(), false)
-            }
-        };
-        let mut due = Vec::new();
-        let month_spent = month_spent.unwrap_or_default();
-        let month_sent = month_sent.unwrap_or_default();
-        alerts::collect_due(&mut due, "month", "", &r.billing_month, &month_spent, &budget, &threshold, &month_sent);
-        if due.is_empty() && month_known {
-            alert_watch::record("month", "", &r.billing_month, &month_spent, Some(&budget), &threshold, &month_sent);
+    // The exact totals after this row (this transaction's writes included), budgets and levels
+    // sent: primary-key lookups, no SQL (table_scan.rs).
+    let state = crate::budget::State::read_with(&r.billing_month, r.campaign_id.as_deref(), false);
+    let mut due = Vec::new();
+    let m = &state.month_scope;
+    alerts::collect_due(&mut due, "month", "", &r.billing_month, &m.spent, &m.budget, &state.threshold, &state.month_levels_sent);
+    if due.is_empty() && state.month_known {
+        alert_watch::record("month", "", &r.billing_month, alert_watch::all_sent(&state.month_levels_sent));
+    } else {
+        alert_watch::forget("month", "", &r.billing_month);
+    }
+    if let Some(cid) = &r.campaign_id {
+        let before = due.len();
+        let campaign = state.campaign_scope();
+        if let Some(c) = &campaign {
+            alerts::collect_due(&mut due, "campaign", cid, &r.billing_month, &c.spent, &c.budget, &state.threshold, &state.campaign_levels_sent);
+        }
+        if due.len() == before && state.month_known {
+            let nothing_left = campaign.is_none() || alert_watch::all_sent(&state.campaign_levels_sent);
+            alert_watch::record("campaign", cid, &r.billing_month, nothing_left);
         } else {
-            alert_watch::forget("month", "", &r.billing_month);
+            alert_watch::forget("campaign", cid, &r.billing_month);
         }
-        if let Some(cid) = &r.campaign_id {
-            let before = due.len();
-            let spent = campaign_spent.unwrap_or_default();
-            let sent = campaign_sent.unwrap_or_default();
-            if let Some(cb) = &campaign_budget {
-                alerts::collect_due(&mut due, "campaign", cid, &r.billing_month, &spent, cb, &threshold, &sent);
+    }
+    if due.is_empty() && state.month_known {
+        return;
+    }
+    owner::as_owner(|| {
+        if !state.month_known {
+            crate::admin::ensure_month(&r.billing_month);
+        }
+        Spi::connect_mut(|client| {
+            for d in &due {
+                alerts::claim_and_send(client, d);
             }
-            if due.len() == before && month_known {
-                alert_watch::record("campaign", cid, &r.billing_month, &spent, campaign_budget.as_ref(), &threshold, &sent);
-            } else {
-                alert_watch::forget("campaign", cid, &r.billing_month);
-            }
-        }
-        for d in &due {
-            alerts::claim_and_send(client, d);
-        }
-    }));
+        })
+    });
 }
 
 /// Whether this session is `pg_restore` loading a dump (its `application_name`). It then loads
@@ -449,9 +419,9 @@ fn _billing_log_changed<'a>(
         }
     }
     // This statement reads the totals of every scope whose spend it raises and sends the
-    // levels due (a read in the sense of alert_watch.rs, which covers its own rows), so other
-    // backends' allowances stay valid; this backend re-reads at its next write, and re-checks
-    // the TIDs of the slot rows the statement rewrites.
+    // levels due; other backends' caches (which only say "nothing left to send") stay valid.
+    // This backend re-reads at its next write, and re-checks the TIDs of the slot rows the
+    // statement rewrites.
     alert_watch::clear();
     slot_rows::forget_tids();
     owner::as_owner(|| Spi::connect_mut(|client| {

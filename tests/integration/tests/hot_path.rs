@@ -1,6 +1,6 @@
 //! track_cost's fast path: each backend updates its own slot rows with the heap API, remembers
-//! their TIDs, caches rates, and reads the totals only when an alert level may have been
-//! reached (src/slot_rows.rs, src/alert_watch.rs). These tests change what those caches depend
+//! their TIDs, caches rates, and skips the totals read only for scopes with nothing left to
+//! send (src/slot_rows.rs, src/alert_watch.rs). These tests change what those caches depend
 //! on from ANOTHER session, or undo the rows they point to, and check that nothing is stale.
 use neon_budget_integration::*;
 use postgres::Client;
@@ -127,11 +127,11 @@ fn fast_path_survives_rollbacks_and_rewrites() {
     assert_eq!(text(&mut db.client, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(), Some("0.04"));
 }
 
-/// Two writers alternate far below the warning level, so most writes skip the read; the write
-/// that reaches the level exactly is the one that sends it, with the exact total.
+/// Two writers alternate far below the warning level; the write that reaches the level
+/// exactly is the one that sends it, with the exact total.
 #[test]
-fn allowances_never_skip_the_write_that_reaches_a_level() {
-    let db = TestDb::new("hot_allowance_exact");
+fn the_write_that_reaches_a_level_sends_it() {
+    let db = TestDb::new("hot_level_exact");
     let mut l = listener(&db);
     let mut a = db.connect();
     let mut b = db.connect();
@@ -145,4 +145,76 @@ fn allowances_never_skip_the_write_that_reaches_a_level() {
     track(&mut b, &format!("'CONTENT', 1, cost => 100, {AT}"));
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80000"]);
     assert_oracle(&mut a);
+}
+
+/// A writer that last read the total long ago, and another that spent a lot since: neither may
+/// skip the read that finds the level (a per-backend allowance would: A reads at 0.01, B spends
+/// 40, A spends 39.9 and B 19.9 without reading, and 99.81 of 100 would go unreported).
+#[test]
+fn stale_readers_cannot_skip_a_level() {
+    let db = TestDb::new("hot_stale_readers");
+    let mut l = listener(&db);
+    let mut a = db.connect();
+    let mut b = db.connect();
+    a.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
+    track(&mut a, &format!("'CONTENT', 1, cost => 0.01, {AT}"));
+    track(&mut b, &format!("'CONTENT', 1, cost => 40, {AT}"));
+    track(&mut a, &format!("'CONTENT', 1, cost => 39.9, {AT}"));
+    assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
+    track(&mut b, &format!("'CONTENT', 1, cost => 19.9, {AT}"));
+    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:99.81", "month:critical:99.81"]);
+    // Everything sent: further writes have nothing left to read for, and send nothing.
+    track(&mut a, &format!("'CONTENT', 1, cost => 0.19, {AT}"));
+    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:exceeded:100.0"]);
+    track(&mut a, &format!("'CONTENT', 1, cost => 5, {AT}"));
+    track(&mut b, &format!("'CONTENT', 1, cost => 5, {AT}"));
+    assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
+    assert_oracle(&mut a);
+}
+
+/// budget_check and the alert read look rows up by index without SQL; keys must compare with
+/// the columns' collation, not "C": in a database sorted by ICU en-US ('alpha' < 'Beta' <
+/// 'gamma', where "C" puts 'Beta' first) every campaign must still be found.
+#[test]
+fn lookups_follow_the_database_collation() {
+    use postgres::{Client, NoTls};
+    let name = "nbt_hot_icu";
+    let mut admin = Client::connect(&format!("{} dbname=postgres", dsn()), NoTls).unwrap();
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        ))
+        .unwrap();
+    let mut c = Client::connect(&format!("{} dbname={name}", dsn()), NoTls).unwrap();
+    let mut l = Client::connect(&format!("{} dbname={name}", dsn()), NoTls).unwrap();
+    l.batch_execute("LISTEN neon_budget_alerts").unwrap();
+    c.batch_execute("CREATE EXTENSION neon_budget").unwrap();
+    assert_eq!(text(&mut c, "SELECT datcollate || '/' || daticulocale FROM pg_database WHERE datname = current_database()").as_deref(), Some("C.UTF-8/en-US"));
+    let ids = ["alpha", "Beta", "gamma", "Delta", "epsilon", "Zeta", "eta", "Theta", "iota"];
+    for (i, id) in ids.iter().enumerate() {
+        c.batch_execute(&format!("SELECT neon_budget.set_campaign('{id}', '{id}', NULL, {})", 10 + i)).unwrap();
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let budget = 10 + i;
+        // 80% of each campaign's budget: its warning, sent by this write.
+        track(&mut c, &format!("'SEO', 1, campaign_id => '{id}', cost => {budget} * 0.8, created_at => now()"));
+        let ok: bool = c
+            .query_one(
+                &format!(
+                    "SELECT campaign_budget = {budget} AND campaign_spent = {budget} * 0.8 AND status = 'warning'
+                       FROM neon_budget.budget_check('{id}')"
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(ok, "budget_check('{id}') did not find the campaign's budget and spend");
+    }
+    let got = raw_alerts_received(&mut l, WAIT);
+    assert_eq!(got.len(), ids.len(), "one campaign warning each: {got:?}");
+    assert_oracle(&mut c);
+    drop(c);
+    drop(l);
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
 }
