@@ -16,12 +16,12 @@
 //! (`AcceptInvalidationMessages`), so it never acts on a change committed before its write.
 use pgrx::prelude::*;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use crate::backend_cache::GenMap;
 
 thread_local! {
     /// Per (scope, scope_key, month): true when nothing is left to send (every level sent, or
     /// no budget). Keyed by [`key`].
-    static WATCHES: RefCell<HashMap<String, bool>> = RefCell::new(HashMap::new());
+    static WATCHES: RefCell<GenMap<String, bool>> = RefCell::new(GenMap::new());
 }
 
 /// The cache key of (scope, scope_key, month), as in `alert_state`.
@@ -29,9 +29,10 @@ fn key(scope: &str, scope_key: &str, month: &str) -> String {
     format!("{scope}\0{scope_key}\0{month}")
 }
 
-/// Forgets everything (after an invalidation).
+/// Forgets everything (after this backend rewrote its slot rows with SQL; an invalidation
+/// empties the cache by itself).
 pub fn clear() {
-    WATCHES.with(|w| w.borrow_mut().clear());
+    WATCHES.with(|w| w.borrow_mut().current().clear());
 }
 
 /// Whether `sent` holds all three levels.
@@ -45,32 +46,32 @@ pub fn all_sent(sent: &[String]) -> bool {
 /// every one of them is known to have nothing left to send.
 pub fn needs_read(scopes: &[(&'static str, &str, &str)]) -> bool {
     WATCHES.with(|w| {
-        let w = w.borrow();
+        let mut w = w.borrow_mut();
+        let w = w.current();
         scopes.iter().any(|(scope, k, month)| w.get(&key(scope, k, month)) != Some(&true))
     })
 }
 
 /// Records what a read found for a scope that had nothing due: whether anything is left to send.
 pub fn record(scope: &'static str, scope_key: &str, month: &str, nothing_left: bool) {
-    WATCHES.with(|w| w.borrow_mut().insert(key(scope, scope_key, month), nothing_left));
+    WATCHES.with(|w| w.borrow_mut().current().insert(key(scope, scope_key, month), nothing_left));
 }
 
 /// Whether this backend read the scope since the last invalidation (so its month has a
 /// settings row).
 pub fn knows(scope: &'static str, scope_key: &str, month: &str) -> bool {
-    WATCHES.with(|w| w.borrow().contains_key(&key(scope, scope_key, month)))
+    WATCHES.with(|w| w.borrow_mut().current().contains_key(&key(scope, scope_key, month)))
 }
 
 /// Forgets a scope: the next write to it reads.
 pub fn forget(scope: &'static str, scope_key: &str, month: &str) {
-    WATCHES.with(|w| w.borrow_mut().remove(&key(scope, scope_key, month)));
+    WATCHES.with(|w| w.borrow_mut().current().remove(&key(scope, scope_key, month)));
 }
 
 /// Tells every backend that budgets, levels or aggregates changed (see the module docs): a
 /// relcache invalidation of `alert_state`, sent when this transaction commits.
 pub fn invalidate_all() {
-    let rels = crate::slot_rows::rels(false);
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(rels.alert_state) };
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(crate::backend_cache::oid(c"alert_state")) };
 }
 
 /// `neon_budget._budget_settings_changed()`: AFTER trigger on `monthly_budget_setting`,

@@ -92,31 +92,22 @@ thread_local! {
         INSERT_EXECUTION.replace("{on_conflict}", "ON CONFLICT (execution_id) WHERE execution_id IS NOT NULL DO NOTHING"),
         INSERT_EXECUTION.replace("{on_conflict}", ""),
     ];
-    /// Current rates by agent type, and the invalidation generation they were read in
-    /// (`slot_rows::generation`; any change to `agent_rate` invalidates them).
-    static RATES: std::cell::RefCell<(u64, std::collections::HashMap<String, AnyNumeric>)> =
-        std::cell::RefCell::new((0, std::collections::HashMap::new()));
+    /// Current rates by agent type (any change to `agent_rate` invalidates them).
+    static RATES: std::cell::RefCell<crate::backend_cache::GenMap<String, AnyNumeric>> =
+        std::cell::RefCell::new(crate::backend_cache::GenMap::new());
 }
 
 /// The current rate of `agent_type` (as [`current_rate`]), from this backend's cache when no
 /// change to `agent_rate` was committed since it was read.
 pub(crate) fn cached_rate(agent_type: &str) -> AnyNumeric {
-    let generation = crate::slot_rows::generation();
-    let hit = RATES.with(|r| {
-        let mut r = r.borrow_mut();
-        if r.0 != generation {
-            r.0 = generation;
-            r.1.clear();
-        }
-        r.1.get(agent_type).cloned()
-    });
-    if let Some(rate) = hit {
+    let generation = crate::backend_cache::generation();
+    if let Some(rate) = RATES.with(|r| r.borrow_mut().current().get(agent_type).cloned()) {
         return rate;
     }
     let rate = current_rate(agent_type);
     // Only if no invalidation arrived while reading it.
-    if crate::slot_rows::generation() == generation {
-        RATES.with(|r| r.borrow_mut().1.insert(agent_type.to_string(), rate.clone()));
+    if crate::backend_cache::generation() == generation {
+        RATES.with(|r| r.borrow_mut().current().insert(agent_type.to_string(), rate.clone()));
     }
     rate
 }

@@ -10,6 +10,7 @@ mod admin;
 mod alert_watch;
 mod alerts;
 mod api;
+mod backend_cache;
 mod budget;
 mod error;
 mod gucs;

@@ -14,11 +14,11 @@
 //! changes anything, and the caller applies the row with SQL, which also returns the new TIDs.
 //! Only the backend that owns a slot writes its rows outside `budget_rebuild`, which locks
 //! `billing_log` against writers, so a validated row cannot change before it is updated.
+use crate::backend_cache::{self, attnum, oid, GenMap};
 use crate::error::{raise, Code};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgTupleDesc};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 
 /// The three aggregate tables, in the order of [`Rels`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -65,83 +65,35 @@ impl<'a> Key<'a> {
 }
 
 thread_local! {
-    static RELS: Cell<Option<Rels>> = const { Cell::new(None) };
-    static TIDS: RefCell<HashMap<String, pg_sys::ItemPointerData>> = RefCell::new(HashMap::new());
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
-    static GENERATION: Cell<u64> = const { Cell::new(1) };
-    static ATTNUMS: RefCell<(u64, HashMap<(u32, usize), i32>)> = RefCell::new((0, HashMap::new()));
-}
-
-/// Called by PostgreSQL for every relcache invalidation this backend processes (`relid` 0 =
-/// all). Only sets a flag: caches are cleared at the next use, never inside the callback.
-unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let ours = RELS.with(|r| r.get()).is_none_or(|r| relid == pg_sys::InvalidOid || relid == r.alert_state || r.slot_tables.contains(&relid));
-    if ours {
-        GENERATION.with(|g| g.set(g.get() + 1));
-    }
-}
-
-/// A number that changes whenever a relcache invalidation of the extension's tables (or of
-/// everything) arrives; registers the callback on first use. A backend cache remembers the
-/// generation it was filled in and is cleared when it differs.
-pub fn generation() -> u64 {
-    if !CALLBACK_REGISTERED.with(|c| c.get()) {
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0usize)) };
-        CALLBACK_REGISTERED.with(|c| c.set(true));
-    }
-    GENERATION.with(|g| g.get())
-}
-
-thread_local! {
-    static SEEN_BY_APPLY: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Whether an invalidation arrived since the last call (for the aggregate trigger's caches).
-pub fn take_invalidation() -> bool {
-    let g = generation();
-    SEEN_BY_APPLY.with(|s| s.replace(g)) != g
-}
-
-fn relid(name: &std::ffi::CStr, namespace: pg_sys::Oid) -> pg_sys::Oid {
-    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), namespace) };
-    if oid == pg_sys::InvalidOid {
-        raise(
-            Code::ERRCODE_UNDEFINED_TABLE,
-            format!("neon_budget.{} does not exist", name.to_string_lossy()),
-            "Reinstall the extension: DROP EXTENSION neon_budget; CREATE EXTENSION neon_budget;",
-        );
-    }
-    oid
+    static RELS: RefCell<GenMap<(), Rels>> = RefCell::new(GenMap::new());
+    static TIDS: RefCell<GenMap<String, pg_sys::ItemPointerData>> = RefCell::new(GenMap::new());
 }
 
 /// The OIDs of the extension's slot tables and `alert_state`, looked up once per backend (and
-/// again after an invalidation, e.g. DROP and CREATE EXTENSION in the same session).
-pub fn rels(invalidated: bool) -> Rels {
-    if invalidated {
-        RELS.with(|r| r.set(None));
-        TIDS.with(|t| t.borrow_mut().clear());
-    }
-    if let Some(r) = RELS.with(|r| r.get()) {
+/// again after an invalidation, e.g. DROP and CREATE EXTENSION in the same session); their
+/// invalidations are the ones that empty the backend's caches (`backend_cache.rs`).
+pub fn rels() -> Rels {
+    if let Some(r) = RELS.with(|r| r.borrow_mut().current().get(&()).copied()) {
         return r;
     }
-    let ns = unsafe { pg_sys::get_namespace_oid(c"neon_budget".as_ptr(), false) };
     let r = Rels {
-        slot_tables: [relid(c"_month_spend", ns), relid(c"_campaign_spend", ns), relid(c"_agent_spend", ns)],
-        alert_state: relid(c"alert_state", ns),
+        slot_tables: [oid(c"_month_spend"), oid(c"_campaign_spend"), oid(c"_agent_spend")],
+        alert_state: oid(c"alert_state"),
     };
-    RELS.with(|c| c.set(Some(r)));
+    backend_cache::watch([r.slot_tables[0], r.slot_tables[1], r.slot_tables[2], r.alert_state]);
+    RELS.with(|c| c.borrow_mut().current().insert((), r));
     r
 }
 
 /// Forgets the TIDs of this backend's slot rows (after it rewrote them with SQL).
 pub fn forget_tids() {
-    TIDS.with(|t| t.borrow_mut().clear());
+    TIDS.with(|t| t.borrow_mut().current().clear());
 }
 
 /// Remembers the TID of the latest version of one of this backend's slot rows (from the SQL
 /// path's `RETURNING ctid`).
 pub fn remember(key: &Key<'_>, tid: pg_sys::ItemPointerData) {
-    TIDS.with(|t| t.borrow_mut().insert(key.cache_key.clone(), tid));
+    TIDS.with(|t| t.borrow_mut().current().insert(key.cache_key.clone(), tid));
 }
 
 /// A validated slot row: its TID and a palloc'd copy of its current version.
@@ -201,37 +153,16 @@ unsafe fn fetch(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, key: &Key<'
     Some(Fetched { tid, copy })
 }
 
-/// The attribute number of column `name` of one of the extension's tables (looked up once per
-/// backend and table row type, and again after an invalidation). Raises 42703 if it is missing.
-pub fn attnum(desc: &PgTupleDesc<'_>, name: &'static str) -> i32 {
-    let key = (unsafe { (*desc.as_ptr()).tdtypeid }.to_u32(), name.as_ptr() as usize);
-    let generation = generation();
-    let hit = ATTNUMS.with(|a| {
-        let mut a = a.borrow_mut();
-        if a.0 != generation {
-            a.0 = generation;
-            a.1.clear();
-        }
-        a.1.get(&key).copied()
-    });
-    if let Some(n) = hit {
-        return n;
-    }
-    let n = desc
-        .iter()
-        .position(|a| !a.is_dropped() && a.name() == name)
-        .map(|i| i as i32 + 1)
-        .unwrap_or_else(|| raise(Code::ERRCODE_UNDEFINED_COLUMN, format!("neon_budget table has no column {name}"), "Reinstall neon_budget."));
-    ATTNUMS.with(|a| a.borrow_mut().1.insert(key, n));
-    n
-}
-
 /// Adds `deltas` to this backend's slot rows of `keys` (one per table) with the heap API.
 /// Returns `false`, having changed nothing, when any of the rows is not known or not
 /// updatable here (the caller then uses SQL). Raises 22003 if a bigint counter would overflow.
 pub fn try_apply(rels: &Rels, slot: i32, rows: &[(Key<'_>, Vec<Delta>)]) -> bool {
     let tids: Vec<Option<pg_sys::ItemPointerData>> =
-        TIDS.with(|t| rows.iter().map(|(k, _)| t.borrow().get(k.cache_key.as_str()).copied()).collect());
+        TIDS.with(|t| {
+            let mut t = t.borrow_mut();
+            let t = t.current();
+            rows.iter().map(|(k, _)| t.get(k.cache_key.as_str()).copied()).collect()
+        });
     if tids.iter().any(Option::is_none) {
         return false;
     }
@@ -253,7 +184,7 @@ pub fn try_apply(rels: &Rels, slot: i32, rows: &[(Key<'_>, Vec<Delta>)]) -> bool
             for ((rel, (key, deltas)), f) in opened.iter().zip(rows).zip(fetched) {
                 let new_tid = update(*rel, f, deltas);
                 TIDS.with(|t| {
-                    if let Some(tid) = t.borrow_mut().get_mut(key.cache_key.as_str()) {
+                    if let Some(tid) = t.borrow_mut().current().get_mut(key.cache_key.as_str()) {
                         *tid = new_tid;
                     }
                 });

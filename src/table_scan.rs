@@ -9,45 +9,9 @@
 //! so this transaction's earlier writes are seen. Keys compare with the column's collation. Tables are locked
 //! ACCESS SHARE until the end of the transaction, as the executor does. No privilege checks
 //! are made: callers are the extension's own functions, which decide what they return.
-use crate::error::{raise, Code};
+use crate::backend_cache::{attnum, oid};
 use pgrx::prelude::*;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::CStr;
-
-thread_local! {
-    /// Relation OIDs by name, and the invalidation generation they were looked up in.
-    static OIDS: RefCell<(u64, HashMap<usize, pg_sys::Oid>)> = RefCell::new((0, HashMap::new()));
-}
-
-/// The OID of relation `neon_budget.<name>` (a table or an index), looked up once per backend
-/// and again after an invalidation. Raises 42P01 when it does not exist.
-pub fn oid(name: &'static CStr) -> pg_sys::Oid {
-    let generation = crate::slot_rows::generation();
-    let key = name.as_ptr() as usize;
-    let hit = OIDS.with(|o| {
-        let mut o = o.borrow_mut();
-        if o.0 != generation {
-            o.0 = generation;
-            o.1.clear();
-        }
-        o.1.get(&key).copied()
-    });
-    if let Some(oid) = hit {
-        return oid;
-    }
-    let ns = unsafe { pg_sys::get_namespace_oid(c"neon_budget".as_ptr(), false) };
-    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), ns) };
-    if oid == pg_sys::InvalidOid {
-        raise(
-            Code::ERRCODE_UNDEFINED_TABLE,
-            format!("neon_budget.{} does not exist", name.to_string_lossy()),
-            "Reinstall the extension: DROP EXTENSION neon_budget; CREATE EXTENSION neon_budget;",
-        );
-    }
-    OIDS.with(|o| o.borrow_mut().1.insert(key, oid));
-    oid
-}
 
 /// A snapshot for a read now (see the module docs); unregister it with [`Snapshot::drop`].
 pub struct Snapshot(pg_sys::Snapshot);
@@ -77,11 +41,17 @@ pub struct Row {
 impl Row {
     /// The value of column `name`.
     pub fn get<T: FromDatum>(&self, name: &'static str) -> Option<T> {
+        let (d, isnull) = self.datum(name);
+        unsafe { T::from_datum(d, isnull) }
+    }
+
+    /// The raw datum of column `name` and whether it is NULL; valid while the row is.
+    fn datum(&self, name: &'static str) -> (pg_sys::Datum, bool) {
         unsafe {
-            let attnum = crate::slot_rows::attnum(&pgrx::PgTupleDesc::from_pg_unchecked(self.desc), name);
+            let attnum = attnum(&pgrx::PgTupleDesc::from_pg_unchecked(self.desc), name);
             let mut isnull = false;
             let d = pg_sys::heap_getattr(self.tuple, attnum, self.desc, &mut isnull);
-            T::from_datum(d, isnull)
+            (d, isnull)
         }
     }
 }
@@ -90,12 +60,11 @@ impl Row {
 /// (PostgreSQL's exact `numeric_add`, on the stored values).
 pub fn sum_numeric(snapshot: &Snapshot, table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)], column: &'static str) -> pgrx::AnyNumeric {
     let mut total = pgrx::AnyNumeric::from(0).into_datum().expect("numeric datum");
-    scan_text_eq(snapshot, table, index, keys, |r| unsafe {
-        let attnum = crate::slot_rows::attnum(&pgrx::PgTupleDesc::from_pg_unchecked(r.desc), column);
-        let mut isnull = false;
-        let d = pg_sys::heap_getattr(r.tuple, attnum, r.desc, &mut isnull);
+    scan_text_eq(snapshot, table, index, keys, |r| {
+        let (d, isnull) = r.datum(column);
         if !isnull {
-            total = pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(total), Some(d)]).expect("numeric_add of two numerics");
+            total = unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(total), Some(d)]) }
+                .expect("numeric_add of two numerics");
         }
     });
     unsafe { pgrx::AnyNumeric::from_datum(total, false) }.expect("numeric sum")
@@ -112,7 +81,7 @@ pub fn scan_text_eq(snapshot: &Snapshot, table: &'static CStr, index: &'static C
         let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());
         let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
         for (column, value) in keys {
-            let attnum = crate::slot_rows::attnum(&desc, column) as i16;
+            let attnum = attnum(&desc, column) as i16;
             // The column's collation, which its index is sorted by (ScanKeyInit would use "C",
             // which is only right for catalogs and C-collation databases).
             let collation = desc.get(attnum as usize - 1).map(|a| a.attcollation).unwrap_or(pg_sys::DEFAULT_COLLATION_OID);

@@ -200,7 +200,7 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
     let found = pg_sys::tuplestore_gettupleslot(store, true, false, slot);
     let row = if found {
         let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
-        let attnum = |name: &'static str| slot_rows::attnum(&desc, name);
+        let attnum = |name: &'static str| crate::backend_cache::attnum(&desc, name);
         let get = |name: &'static str| -> (pg_sys::Datum, bool) {
             let mut isnull = false;
             let d = pg_sys::slot_getattr(slot, attnum(name), &mut isnull);
@@ -237,11 +237,7 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
 fn apply_one(r: &OneRow) {
     // Budget, level and rate changes committed by others since this transaction began.
     unsafe { pg_sys::AcceptInvalidationMessages() };
-    let invalidated = slot_rows::take_invalidation();
-    if invalidated {
-        alert_watch::clear();
-    }
-    let rels = slot_rows::rels(invalidated);
+    let rels = slot_rows::rels();
     let slot = slots::current();
     let successes: i64 = (r.conversion_achieved == Some(true)).into();
     let failures: i64 = (r.conversion_achieved == Some(false)).into();
