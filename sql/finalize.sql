@@ -50,30 +50,18 @@ CREATE TRIGGER billing_log_after_truncate
 -- them tells every backend to forget its cache (a relcache invalidation of alert_state, sent at
 -- commit). Row triggers, so that a statement that changes nothing (ON CONFLICT DO NOTHING when
 -- the month exists) invalidates nothing.
-CREATE TRIGGER monthly_budget_setting_changed
-    AFTER INSERT OR UPDATE OR DELETE ON monthly_budget_setting
-    FOR EACH ROW EXECUTE FUNCTION _budget_settings_changed();
-CREATE TRIGGER monthly_budget_setting_truncated
-    AFTER TRUNCATE ON monthly_budget_setting
-    FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
-CREATE TRIGGER campaign_changed
-    AFTER INSERT OR UPDATE OR DELETE ON campaign
-    FOR EACH ROW EXECUTE FUNCTION _budget_settings_changed();
-CREATE TRIGGER campaign_truncated
-    AFTER TRUNCATE ON campaign
-    FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
-CREATE TRIGGER alert_state_changed
-    AFTER INSERT OR UPDATE OR DELETE ON alert_state
-    FOR EACH ROW EXECUTE FUNCTION _budget_settings_changed();
-CREATE TRIGGER alert_state_truncated
-    AFTER TRUNCATE ON alert_state
-    FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
-CREATE TRIGGER agent_rate_changed
-    AFTER INSERT OR UPDATE OR DELETE ON agent_rate
-    FOR EACH ROW EXECUTE FUNCTION _budget_settings_changed();
-CREATE TRIGGER agent_rate_truncated
-    AFTER TRUNCATE ON agent_rate
-    FOR EACH STATEMENT EXECUTE FUNCTION _budget_settings_changed();
+DO $settings_triggers$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['monthly_budget_setting', 'campaign', 'alert_state', 'agent_rate'] LOOP
+        EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON neon_budget.%I
+                                   FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed()', t || '_changed', t);
+        EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER TRUNCATE ON neon_budget.%I
+                                   FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed()', t || '_truncated', t);
+    END LOOP;
+END
+$settings_triggers$;
 
 -- pg_restore loads purged_spend after billing_log; the aggregate trigger rebuilt the
 -- aggregates from the log alone, so the purged sums are added back as they arrive. Outside a

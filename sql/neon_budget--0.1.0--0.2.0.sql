@@ -201,30 +201,18 @@ CREATE FUNCTION neon_budget."_budget_settings_changed"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', '_budget_settings_changed_wrapper';
-CREATE TRIGGER monthly_budget_setting_changed
-    AFTER INSERT OR UPDATE OR DELETE ON neon_budget.monthly_budget_setting
-    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
-CREATE TRIGGER monthly_budget_setting_truncated
-    AFTER TRUNCATE ON neon_budget.monthly_budget_setting
-    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
-CREATE TRIGGER campaign_changed
-    AFTER INSERT OR UPDATE OR DELETE ON neon_budget.campaign
-    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
-CREATE TRIGGER campaign_truncated
-    AFTER TRUNCATE ON neon_budget.campaign
-    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
-CREATE TRIGGER alert_state_changed
-    AFTER INSERT OR UPDATE OR DELETE ON neon_budget.alert_state
-    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
-CREATE TRIGGER alert_state_truncated
-    AFTER TRUNCATE ON neon_budget.alert_state
-    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
-CREATE TRIGGER agent_rate_changed
-    AFTER INSERT OR UPDATE OR DELETE ON neon_budget.agent_rate
-    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
-CREATE TRIGGER agent_rate_truncated
-    AFTER TRUNCATE ON neon_budget.agent_rate
-    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
+DO $settings_triggers$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['monthly_budget_setting', 'campaign', 'alert_state', 'agent_rate'] LOOP
+        EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON neon_budget.%I
+                                   FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed()', t || '_changed', t);
+        EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER TRUNCATE ON neon_budget.%I
+                                   FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed()', t || '_truncated', t);
+    END LOOP;
+END
+$settings_triggers$;
 
 -- budget_check and the aggregate trigger run as their caller now (budget_check reads without
 -- SQL; the trigger's fast path writes with the heap API); what they do in SQL runs as the
