@@ -165,6 +165,7 @@ CREATE TABLE _month_spend (
     cost          numeric NOT NULL,
     tokens        numeric NOT NULL,
     executions    bigint  NOT NULL,
+    alert_cap     numeric NOT NULL DEFAULT 0,
     PRIMARY KEY (billing_month, slot)
 ) WITH (fillfactor = 50);
 
@@ -175,8 +176,22 @@ CREATE TABLE _campaign_spend (
     cost          numeric NOT NULL,
     tokens        numeric NOT NULL,
     executions    bigint  NOT NULL,
+    alert_cap     numeric NOT NULL DEFAULT 0,
     PRIMARY KEY (campaign_id, billing_month, slot)
 ) WITH (fillfactor = 50);
+
+-- alert_cap (dollars): the slot's alert grant (src/alert_grants.rs): its backend may raise the
+-- slot's cost up to alert_cap without reading the totals for alert levels.
+COMMENT ON COLUMN _month_spend.alert_cap IS
+  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the month''s totals (src/alert_grants.rs).';
+COMMENT ON COLUMN _campaign_spend.alert_cap IS
+  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the campaign''s totals (src/alert_grants.rs).';
+
+-- Never holds rows: a relcache invalidation of it, sent when a transaction that raised spend
+-- outside its alert grant commits, makes every backend drop its grants (src/alert_grants.rs).
+CREATE TABLE _alert_grant_signal ();
+COMMENT ON TABLE _alert_grant_signal IS
+  'Holds no rows: its relcache invalidation revokes every backend''s alert grants (src/alert_grants.rs).';
 
 CREATE TABLE _agent_spend (
     agent_type           text    NOT NULL,

@@ -24,6 +24,19 @@ ALTER TABLE neon_budget._month_spend SET (fillfactor = 50);
 ALTER TABLE neon_budget._campaign_spend SET (fillfactor = 50);
 ALTER TABLE neon_budget._agent_spend SET (fillfactor = 50);
 
+-- Alert grants (src/alert_grants.rs): each slot's grant, and the table whose relcache
+-- invalidation revokes them.
+ALTER TABLE neon_budget._month_spend ADD COLUMN alert_cap numeric NOT NULL DEFAULT 0;
+ALTER TABLE neon_budget._campaign_spend ADD COLUMN alert_cap numeric NOT NULL DEFAULT 0;
+COMMENT ON COLUMN neon_budget._month_spend.alert_cap IS
+  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the month''s totals (src/alert_grants.rs).';
+COMMENT ON COLUMN neon_budget._campaign_spend.alert_cap IS
+  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the campaign''s totals (src/alert_grants.rs).';
+CREATE TABLE neon_budget._alert_grant_signal ();
+COMMENT ON TABLE neon_budget._alert_grant_signal IS
+  'Holds no rows: its relcache invalidation revokes every backend''s alert grants (src/alert_grants.rs).';
+REVOKE ALL ON neon_budget._alert_grant_signal FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------------------------
 -- Verification, repair and retention: purged_spend, budget_verify, budget_rebuild,
 -- anonymize_before, purge_before (src/maintenance.rs), and re-applying purged sums on restore.

@@ -2,12 +2,12 @@
 //!
 //! A single-row write (every `track_cost`) reads the exact totals of its month and campaign,
 //! with the month's and campaign's budgets and the levels already sent, whenever the scope
-//! still has a level to send: a dozen primary-key lookups without SQL (`table_scan.rs`), after
-//! its own slot rows were updated, so the write that reaches a level sends it. (Two concurrent
-//! transactions that reach a level together, each without seeing the other's spend, leave it
-//! to the next write or `budget_check`, as before.) The only reads skipped are those that
-//! cannot find anything to send: a scope whose three levels are all sent, or a campaign without
-//! a budget.
+//! still has a level to send and its backend's escrow grant (`alert_grants.rs`) does not cover
+//! the write: a dozen primary-key lookups without SQL (`table_scan.rs`), after its own slot
+//! rows were updated, so the write that reaches a level sends it. (Two concurrent transactions
+//! that reach a level together, each without seeing the other's spend, leave it to the next
+//! write or `budget_check`, as before.) This module knows the scopes that cannot have anything
+//! to send: a scope whose three levels are all sent, or a campaign without a budget.
 //!
 //! That knowledge is cached per backend and is forgotten whenever it may have changed: budgets,
 //! thresholds, levels sent or re-armed, campaigns, a `budget_rebuild`. Each such change
@@ -42,14 +42,9 @@ pub fn all_sent(sent: &[String]) -> bool {
         .all(|l| sent.iter().any(|s| s == l.as_str()))
 }
 
-/// Whether a write to `scopes` (each `(scope, scope_key, month)`) must read the totals: unless
-/// every one of them is known to have nothing left to send.
-pub fn needs_read(scopes: &[(&'static str, &str, &str)]) -> bool {
-    WATCHES.with(|w| {
-        let mut w = w.borrow_mut();
-        let w = w.current();
-        scopes.iter().any(|(scope, k, month)| w.get(&key(scope, k, month)) != Some(&true))
-    })
+/// Whether `scope` is known to have nothing left to send.
+pub fn nothing_left(scope: &'static str, scope_key: &str, month: &str) -> bool {
+    WATCHES.with(|w| w.borrow_mut().current().get(&key(scope, scope_key, month)) == Some(&true))
 }
 
 /// Records what a read found for a scope that had nothing due: whether anything is left to send.

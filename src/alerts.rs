@@ -60,6 +60,16 @@ pub fn reached_levels(spent: &AnyNumeric, budget: &AnyNumeric, threshold: &AnyNu
         .collect()
 }
 
+/// The amount in dollars of the lowest level not in `sent` against `budget` dollars (warning at
+/// `threshold`), or None when all three were sent.
+pub fn next_level_amount(budget: &AnyNumeric, threshold: &AnyNumeric, sent: &[String]) -> Option<AnyNumeric> {
+    [(threshold.clone(), Level::Warning), (num("0.95"), Level::Critical), (num("1"), Level::Exceeded)]
+        .into_iter()
+        .filter(|(_, level)| !sent.iter().any(|l| l == level.as_str()))
+        .map(|(fraction, _)| fraction * budget.clone())
+        .min()
+}
+
 /// The status of a spend: the highest level reached, or `ok`.
 pub fn status(spent: &AnyNumeric, budget: &AnyNumeric, threshold: &AnyNumeric) -> &'static str {
     let reached = reached_levels(spent, budget, threshold);

@@ -4,7 +4,9 @@
 //! rates, budgets, thresholds or alert state sends a relcache invalidation of `alert_state`
 //! (row triggers, `budget_rebuild`, see `alert_watch.rs`); DDL on the extension's tables sends
 //! one of its own. A cache is a [`GenMap`]: it empties itself when the generation it was
-//! filled in is not the current one.
+//! filled in is not the current one. Alert grants (`alert_grants.rs`) follow a second
+//! generation, bumped by the same invalidations and also by those of `_alert_grant_signal`
+//! (a revocation), which leave the other caches alone.
 use crate::error::{raise, Code};
 use pgrx::prelude::*;
 use pgrx::PgTupleDesc;
@@ -16,6 +18,9 @@ use std::hash::Hash;
 thread_local! {
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static GENERATION: Cell<u64> = const { Cell::new(1) };
+    static GRANT_GENERATION: Cell<u64> = const { Cell::new(1) };
+    /// `_alert_grant_signal`, whose invalidation only bumps the grant generation.
+    static SIGNAL: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
     /// Relations whose invalidation bumps the generation (None: not known yet, so all do).
     static WATCHED: Cell<Option<[pg_sys::Oid; 4]>> = const { Cell::new(None) };
     static OIDS: RefCell<GenMap<usize, pg_sys::Oid>> = RefCell::new(GenMap::new());
@@ -25,9 +30,14 @@ thread_local! {
 /// Called by PostgreSQL for every relcache invalidation this backend processes (`relid` 0 =
 /// all). Only bumps the generation: caches are cleared at their next use, never in here.
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if relid != pg_sys::InvalidOid && SIGNAL.with(|s| s.get()) == Some(relid) {
+        GRANT_GENERATION.with(|g| g.set(g.get() + 1));
+        return;
+    }
     let ours = WATCHED.with(|w| w.get()).is_none_or(|w| relid == pg_sys::InvalidOid || w.contains(&relid));
     if ours {
         GENERATION.with(|g| g.set(g.get() + 1));
+        GRANT_GENERATION.with(|g| g.set(g.get() + 1));
     }
 }
 
@@ -40,10 +50,18 @@ pub fn generation() -> u64 {
     GENERATION.with(|g| g.get())
 }
 
+/// The current grant generation (see the module docs); registers the callback on first use.
+pub fn grant_generation() -> u64 {
+    generation();
+    GRANT_GENERATION.with(|g| g.get())
+}
+
 /// Restricts the generation bumps to invalidations of these relations (the slot tables and
-/// `alert_state`) or of everything.
-pub fn watch(relids: [pg_sys::Oid; 4]) {
+/// `alert_state`) or of everything; `signal` (`_alert_grant_signal`) only bumps the grant
+/// generation.
+pub fn watch(relids: [pg_sys::Oid; 4], signal: pg_sys::Oid) {
     WATCHED.with(|w| w.set(Some(relids)));
+    SIGNAL.with(|s| s.set(Some(signal)));
 }
 
 /// A map that is emptied whenever the invalidation generation changes.

@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 
 mod admin;
+mod alert_grants;
 mod alert_watch;
 mod alerts;
 mod api;

@@ -42,6 +42,8 @@ pub enum Delta {
     Num(&'static str, Option<AnyNumeric>),
     /// Add to a `bigint` column.
     Int(&'static str, i64),
+    /// Set a `numeric` column (the alert grant, `alert_grants.rs`).
+    Set(&'static str, AnyNumeric),
 }
 
 /// The key of one of this backend's slot rows: its table, its text key columns (e.g.
@@ -80,7 +82,7 @@ pub fn rels() -> Rels {
         slot_tables: [oid(c"_month_spend"), oid(c"_campaign_spend"), oid(c"_agent_spend")],
         alert_state: oid(c"alert_state"),
     };
-    backend_cache::watch([r.slot_tables[0], r.slot_tables[1], r.slot_tables[2], r.alert_state]);
+    backend_cache::watch([r.slot_tables[0], r.slot_tables[1], r.slot_tables[2], r.alert_state], oid(c"_alert_grant_signal"));
     RELS.with(|c| c.borrow_mut().current().insert((), r));
     r
 }
@@ -217,6 +219,11 @@ unsafe fn update(rel: pg_sys::Relation, f: Fetched, deltas: &[Delta]) -> pg_sys:
                 } else {
                     pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(values[i]), Some(add)]).expect("numeric_add of two numerics")
                 };
+                nulls[i] = false;
+            }
+            Delta::Set(col, value) => {
+                let i = attnum(&desc, col) as usize - 1;
+                values[i] = value.clone().into_datum().expect("numeric datum");
                 nulls[i] = false;
             }
             Delta::Int(col, add) => {

@@ -13,22 +13,36 @@ use crate::backend_cache::{attnum, oid};
 use pgrx::prelude::*;
 use std::ffi::CStr;
 
-/// A snapshot for a read now (see the module docs); unregister it with [`Snapshot::drop`].
-pub struct Snapshot(pg_sys::Snapshot);
+/// A snapshot for a read now (see the module docs), or a dirty one; a registered snapshot is
+/// unregistered when dropped.
+pub struct Snapshot(pg_sys::Snapshot, Option<Box<pg_sys::SnapshotData>>);
 
 impl Snapshot {
     pub fn take() -> Snapshot {
         unsafe {
             // As SPI does before a statement: this transaction's earlier writes become visible.
             pg_sys::CommandCounterIncrement();
-            Snapshot(pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()))
+            Snapshot(pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()), None)
         }
+    }
+
+    /// PostgreSQL's dirty snapshot (`InitDirtySnapshot`): every row version that is committed
+    /// and not deleted by a committed transaction, or written by a transaction in progress,
+    /// including this one's latest. An index scan with it returns each such version (both
+    /// versions of a row that a transaction in progress updated).
+    pub fn dirty() -> Snapshot {
+        let mut data: Box<pg_sys::SnapshotData> = Box::new(unsafe { std::mem::zeroed() });
+        data.snapshot_type = pg_sys::SnapshotType::SNAPSHOT_DIRTY;
+        let ptr: *mut pg_sys::SnapshotData = &mut *data;
+        Snapshot(ptr, Some(data))
     }
 }
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        unsafe { pg_sys::UnregisterSnapshot(self.0) }
+        if self.1.is_none() {
+            unsafe { pg_sys::UnregisterSnapshot(self.0) }
+        }
     }
 }
 

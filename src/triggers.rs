@@ -14,7 +14,9 @@
 //! the transition table in Rust, added to the backend's slot rows with the heap API
 //! (`slot_rows.rs`, SQL upserts as the fallback), and the exact totals are read for the alert
 //! check by primary-key lookups (`table_scan.rs`) unless `alert_watch.rs` knows the scope has
-//! nothing left to send.
+//! nothing left to send or the backend's escrow grant covers the write (`alert_grants.rs`).
+//! The statement path spends outside grants, so it revokes them.
+use crate::alert_grants;
 use crate::alert_watch;
 use crate::alerts;
 use crate::owner;
@@ -316,6 +318,8 @@ fn apply_one(r: &OneRow) {
         }));
     }
     if restoring() {
+        // Spend outside any grant (see alert_grants.rs).
+        alert_grants::revoke();
         return;
     }
     // A write of no cost reaches no level, but its month must have a settings row: a month
@@ -324,11 +328,17 @@ fn apply_one(r: &OneRow) {
     if r.cost <= AnyNumeric::from(0) && alert_watch::knows("month", "", &r.billing_month) {
         return;
     }
-    let mut scopes = vec![("month", "", r.billing_month.as_str())];
+    let mut scopes: Vec<alert_grants::ScopeRef<'_>> = vec![("month", "", r.billing_month.as_str())];
     if let Some(cid) = &r.campaign_id {
         scopes.push(("campaign", cid.as_str(), r.billing_month.as_str()));
     }
-    if !alert_watch::needs_read(&scopes) {
+    // Scopes with a level left to send; a write its grants cover in all of them reads nothing.
+    scopes.retain(|(scope, k, month)| !alert_watch::nothing_left(scope, k, month));
+    if scopes.is_empty() {
+        return;
+    }
+    if alert_grants::covers(&scopes, &r.cost) {
+        alert_grants::consume(&scopes, &r.cost);
         return;
     }
     // The exact totals after this row (this transaction's writes included), budgets and levels
@@ -354,6 +364,26 @@ fn apply_one(r: &OneRow) {
         } else {
             alert_watch::forget("campaign", cid, &r.billing_month);
         }
+    }
+    // Grants: a scope still covered keeps its grant; the others settle (alert_grants.rs). A
+    // scope with a level due, or a month without settings until now, grants nothing.
+    for scope in &scopes {
+        if alert_grants::covers(&[*scope], &r.cost) {
+            alert_grants::consume(&[*scope], &r.cost);
+            continue;
+        }
+        let pending = due.iter().any(|d| d.scope == scope.0 && d.scope_key == scope.1);
+        let next = match scope.0 {
+            "month" => alerts::next_level_amount(&m.budget, &state.threshold, &state.month_levels_sent),
+            _ => state
+                .campaign_scope()
+                .and_then(|c| alerts::next_level_amount(&c.budget, &state.threshold, &state.campaign_levels_sent)),
+        };
+        if scope.0 == "campaign" && state.campaign_scope().is_none() {
+            // No budget, no levels: nothing to grant or protect.
+            continue;
+        }
+        alert_grants::settle(*scope, next.as_ref().filter(|_| !pending && state.month_known));
     }
     if due.is_empty() && state.month_known {
         return;
@@ -420,6 +450,10 @@ fn _billing_log_changed<'a>(
     // statement rewrites.
     alert_watch::clear();
     slot_rows::forget_tids();
+    // Spend raised outside any grant (see alert_grants.rs).
+    if which != 1 {
+        alert_grants::revoke();
+    }
     owner::as_owner(|| Spi::connect_mut(|client| {
         // Makes the transition tables visible to the statements below under their names.
         let rc = unsafe {

@@ -1,6 +1,7 @@
 //! track_cost's fast path: each backend updates its own slot rows with the heap API, remembers
-//! their TIDs, caches rates, and skips the totals read only for scopes with nothing left to
-//! send (src/slot_rows.rs, src/alert_watch.rs). These tests change what those caches depend
+//! their TIDs, caches rates, and skips the totals read for scopes with nothing left to send
+//! or within its escrow grant (src/slot_rows.rs, src/alert_watch.rs, src/alert_grants.rs;
+//! tests/integration/tests/alert_grants.rs pins the grants). These tests change what those caches depend
 //! on from ANOTHER session, or undo the rows they point to, and check that nothing is stale.
 use neon_budget_integration::*;
 use postgres::Client;

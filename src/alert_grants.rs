@@ -1,0 +1,234 @@
+//! Escrow grants: when a write may skip the alert read.
+//!
+//! The write that reaches an alert level must send it, so a single-row write (every
+//! `track_cost`) would have to read the exact totals of its month and campaign after its row
+//! (`alert_watch.rs`, `table_scan.rs`): a dozen index lookups that sum every backend's slot row,
+//! which costs more than the write itself. Far from a level that read finds nothing, and this
+//! module lets a backend prove that without reading, with escrow (the technique of O'Neil's
+//! "The Escrow Transactional Method", ACM TODS 1986, used for hot aggregate counters): the
+//! headroom below a scope's next level is handed out in grants, one per backend and scope, and
+//! a backend writes without reading while its own spend stays within its grant.
+//!
+//! - A grant is stored in the backend's own slot row of the scope (`alert_cap` of
+//!   `_month_spend` / `_campaign_spend`): the slot's spend may grow up to `alert_cap` without a
+//!   read. The backend remembers how much of its grant is left (`remaining`, dollars).
+//! - A write that its grant does not cover reads the exact totals (and sends what is due), then
+//!   settles ([`settle`]) under a short per-scope lock (an advisory lock released before the
+//!   function returns, so it never waits for another transaction and cannot deadlock). It reads
+//!   every slot row of the scope with a dirty snapshot (committed and in-progress versions, so
+//!   spend that other transactions have written but not committed is counted), bounds each
+//!   other slot's final spend by `max(spend, alert_cap)`, and the headroom is
+//!   `H = next level - own spend - Σ bounds`. If `H > 0` it takes `H / (2 × slots)`; if not,
+//!   it revokes every grant of every backend ([`revoke`]).
+//! - Any other write that raises spend outside a grant (the SQL path of multi-row statements,
+//!   COPY, UPDATE, a restore, a REPEATABLE READ writer) revokes too.
+//! - Revoking sends a relcache invalidation of `_alert_grant_signal` (a table that never holds
+//!   rows) when the transaction commits; each backend drops its grants when it processes it,
+//!   which a writer does before every write (`AcceptInvalidationMessages`). Changes to
+//!   budgets, thresholds, levels sent, `budget_rebuild` and TRUNCATE drop grants the same way
+//!   (`backend_cache.rs`). A rolled-back or prepared transaction drops this backend's grants
+//!   (its `alert_cap` may have been undone).
+//!
+//! Why no level is skipped: settlements are ordered by the scope lock, and each one sees the
+//! grants of those before it and all spend written before it started (a writer writes its row
+//! first, then settles). So after every settlement that grants, the spend of every slot can only
+//! reach its bound without another settlement, and the bounds stay below the level; spend
+//! outside the bounds is written only by transactions that revoke, and their revocation reaches
+//! every backend before it can see their spend. A write covered by its grant would therefore
+//! have read totals below every level not yet sent.
+use crate::backend_cache;
+use crate::slot_rows::{self, Delta, Key, Table};
+use crate::table_scan::{scan_text_eq, Snapshot};
+use pgrx::prelude::*;
+use pgrx::AnyNumeric;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+/// Advisory-lock key space of grant settlements (first key, as in `pg_advisory_xact_lock(int,
+/// int)`; the second is a hash of the scope).
+pub const GRANT_LOCK_CLASS: i32 = 0x4e42_0003; // "NB" + 3
+
+/// A scope that alert levels apply to: `("month", "", month)` or `("campaign", id, month)`.
+pub type ScopeRef<'a> = (&'static str, &'a str, &'a str);
+
+thread_local! {
+    /// Grant generation these grants were taken in, and per scope key the dollars left.
+    static GRANTS: RefCell<(u64, HashMap<String, AnyNumeric>)> = RefCell::new((0, HashMap::new()));
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn cache_key((scope, key, month): ScopeRef<'_>) -> String {
+    format!("{scope}\0{key}\0{month}")
+}
+
+/// Runs `f` on this backend's grants, emptied first if a revocation or settings change arrived.
+fn with_grants<R>(f: impl FnOnce(&mut HashMap<String, AnyNumeric>) -> R) -> R {
+    let g = backend_cache::grant_generation();
+    GRANTS.with(|grants| {
+        let mut grants = grants.borrow_mut();
+        if grants.0 != g {
+            grants.0 = g;
+            grants.1.clear();
+        }
+        f(&mut grants.1)
+    })
+}
+
+/// Whether this backend's grants cover a write of `cost` dollars in every scope of `scopes`.
+pub fn covers(scopes: &[ScopeRef<'_>], cost: &AnyNumeric) -> bool {
+    with_grants(|g| scopes.iter().all(|s| g.get(&cache_key(*s)).is_some_and(|left| left >= cost)))
+}
+
+/// Takes a write of `cost` dollars out of the grants of `scopes` (which [`covers`] it).
+pub fn consume(scopes: &[ScopeRef<'_>], cost: &AnyNumeric) {
+    with_grants(|g| {
+        for s in scopes {
+            if let Some(left) = g.get_mut(&cache_key(*s)) {
+                *left = left.clone() - cost.clone();
+            }
+        }
+    })
+}
+
+/// Drops this backend's grants (not the other backends').
+pub fn drop_local() {
+    GRANTS.with(|g| g.borrow_mut().1.clear());
+}
+
+/// Revokes the grants of every backend: this one now, the others when this transaction commits
+/// (see the module docs).
+pub fn revoke() {
+    drop_local();
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(backend_cache::oid(c"_alert_grant_signal")) };
+}
+
+/// Registers (once per backend) the callbacks that drop this backend's grants when a
+/// transaction or subtransaction rolls back or is prepared: the `alert_cap` it wrote may be
+/// undone.
+fn register_callbacks() {
+    if CALLBACKS_REGISTERED.with(|c| c.replace(true)) {
+        return;
+    }
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+    }
+}
+
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE) {
+        drop_local();
+    }
+}
+
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        drop_local();
+    }
+}
+
+/// The slot table, its primary key and its key columns for a scope.
+type SlotTable<'a> = (Table, &'static std::ffi::CStr, &'static std::ffi::CStr, Vec<(&'static str, &'a str)>);
+
+fn slot_table<'a>((scope, key, month): ScopeRef<'a>) -> SlotTable<'a> {
+    if scope == "month" {
+        (Table::Month, c"_month_spend", c"_month_spend_pkey", vec![("billing_month", month)])
+    } else {
+        (Table::Campaign, c"_campaign_spend", c"_campaign_spend_pkey", vec![("campaign_id", key), ("billing_month", month)])
+    }
+}
+
+/// Settles a scope after a write its grant did not cover (see the module docs): under the
+/// scope's lock, grants this backend part of the headroom below `next_level` (dollars, the
+/// lowest level not sent; None when the caller cannot tell, e.g. a level is due), or revokes
+/// every backend's grants when there is none. This backend's write is already in its slot row.
+pub fn settle(scope: ScopeRef<'_>, next_level: Option<&AnyNumeric>) {
+    register_callbacks();
+    drop_local_scope(scope);
+    let Some(level) = next_level else {
+        revoke();
+        return;
+    };
+    // A REPEATABLE READ or SERIALIZABLE transaction read the level with its old snapshot.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        revoke();
+        return;
+    }
+    let (table, rel, index, cols) = slot_table(scope);
+    let me = crate::slots::current();
+    let lock = ScopeLock::acquire(scope);
+    // Every version a transaction may still commit: committed, and written by transactions in
+    // progress (both versions of a row one of them updated; its highest value counts).
+    let dirty = Snapshot::dirty();
+    let mut bounds: HashMap<i32, AnyNumeric> = HashMap::new();
+    let mut own = AnyNumeric::from(0);
+    scan_text_eq(&dirty, rel, index, &cols, |r| {
+        let slot = r.get::<i32>("slot").unwrap_or(-1);
+        let spent = r.get::<AnyNumeric>("cost").unwrap_or_default();
+        if slot == me {
+            own = spent;
+            return;
+        }
+        let cap = r.get::<AnyNumeric>("alert_cap").unwrap_or_default();
+        let bound = if cap > spent { cap } else { spent };
+        let entry = bounds.entry(slot).or_insert_with(|| bound.clone());
+        if bound > *entry {
+            *entry = bound;
+        }
+    });
+    drop(dirty);
+    let others = bounds.values().fold(AnyNumeric::from(0), |a, b| a + b.clone());
+    let headroom = level.clone() - own.clone() - others;
+    if headroom <= AnyNumeric::from(0) {
+        drop(lock);
+        revoke();
+        return;
+    }
+    let share = headroom / AnyNumeric::from(2 * (bounds.len() as i64 + 1));
+    let cap = own + share.clone();
+    let key = Key::new(table, &cols);
+    let written = slot_rows::try_apply(&slot_rows::rels(), me, &[(key, vec![Delta::Set("alert_cap", cap)])]);
+    drop(lock);
+    if written {
+        with_grants(|g| g.insert(cache_key(scope), share));
+    }
+}
+
+fn drop_local_scope(scope: ScopeRef<'_>) {
+    with_grants(|g| g.remove(&cache_key(scope)));
+}
+
+/// The settlement lock of one scope: a transaction-level advisory lock in
+/// [`GRANT_LOCK_CLASS`], released as soon as the settlement is written (or by the rollback
+/// of an error in between). Nobody holds it while waiting for anything else.
+struct ScopeLock(pg_sys::LOCKTAG);
+
+impl ScopeLock {
+    fn acquire(scope: ScopeRef<'_>) -> ScopeLock {
+        let text = cache_key(scope);
+        // FNV-1a: the same on every backend.
+        let hash = text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let mut tag: pg_sys::LOCKTAG = unsafe { std::mem::zeroed() };
+        // SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, class, hash, 2), as pg_advisory_xact_lock(int, int).
+        tag.locktag_field1 = unsafe { pg_sys::MyDatabaseId }.to_u32();
+        tag.locktag_field2 = GRANT_LOCK_CLASS as u32;
+        tag.locktag_field3 = hash;
+        tag.locktag_field4 = 2;
+        tag.locktag_type = pg_sys::LockTagType::LOCKTAG_ADVISORY as u8;
+        tag.locktag_lockmethodid = pg_sys::USER_LOCKMETHOD as u8;
+        unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
+        ScopeLock(tag)
+    }
+}
+
+impl Drop for ScopeLock {
+    fn drop(&mut self) {
+        unsafe { pg_sys::LockRelease(&self.0, pg_sys::ExclusiveLock as i32, false) };
+    }
+}
