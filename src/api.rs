@@ -201,6 +201,34 @@ fn track_cost(
     let rate = cached_rate(agent_type);
     let cost = cost.unwrap_or_else(|| crate::money::cost_for_tokens(tokens, rate));
 
+    let (created_at, metadata) = if execution_id.is_none() {
+        // Without an execution_id nothing can conflict: the row is written without SQL when
+        // billing_log is as the extension made it (log_insert.rs).
+        let created = created_at.unwrap_or_else(|| {
+            TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }).expect("now() is a valid timestamptz")
+        });
+        let row = crate::log_insert::NewRow {
+            agent_type,
+            campaign_id,
+            tokens,
+            cost: cost.clone(),
+            task,
+            impact_score,
+            conversion_achieved,
+            quality_score,
+            retry_count,
+            execution_time_ms,
+            metadata,
+            created_at: created,
+            billing_month: crate::month::month_of(created.into()),
+        };
+        match crate::log_insert::insert(row) {
+            Ok(datum) => return unsafe { pgrx::heap_tuple::PgHeapTuple::from_datum(datum, false) },
+            Err(row) => (Some(row.created_at), row.metadata),
+        }
+    } else {
+        (created_at, metadata)
+    };
     Spi::connect_mut(|client| {
         let which = usize::from(execution_id.is_none());
         let insert = INSERTS.with(|sql| plans::plan(

@@ -15,6 +15,7 @@ mod backend_cache;
 mod budget;
 mod error;
 mod gucs;
+mod log_insert;
 mod maintenance;
 mod money;
 mod owner;

@@ -30,13 +30,18 @@ pub fn require_month(arg: &str, text: &str) -> String {
 
 /// The current billing month (`YYYY-MM` of `now()` in `neon_budget.timezone`).
 pub fn current_month() -> String {
-    // to_char(now() AT TIME ZONE tz, 'YYYY-MM') with PostgreSQL's own functions, called directly.
+    month_of(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() })
+}
+
+/// The billing month of a `timestamptz` (microseconds since 2000-01-01 UTC): `to_char(ts AT
+/// TIME ZONE neon_budget.timezone, 'YYYY-MM')`, with PostgreSQL's own functions called
+/// directly. The year has more than four digits after 9999.
+pub fn month_of(ts: pg_sys::TimestampTz) -> String {
     let tz = gucs::timezone();
     unsafe {
-        let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
-        let local = pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(now)]);
+        let local = pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(pg_sys::Datum::from(ts))]);
         let text: Option<String> = pgrx::direct_function_call(pg_sys::timestamp_to_char, &[local, "YYYY-MM".into_datum()]);
-        text.expect("to_char of now() is never NULL")
+        text.expect("to_char of a finite timestamp is never NULL")
     }
 }
 

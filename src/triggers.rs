@@ -178,17 +178,18 @@ a AS (
     RETURNING t.ctid)
 SELECT (SELECT m.ctid FROM m), (SELECT c.ctid FROM c), (SELECT a.ctid FROM a)";
 
-/// The values of one billing_log row that the aggregates use.
-struct OneRow {
-    billing_month: String,
-    campaign_id: Option<String>,
-    agent_type: String,
-    cost: AnyNumeric,
-    tokens: i64,
-    conversion_achieved: Option<bool>,
-    quality_score: Option<f64>,
-    retry_count: Option<i32>,
-    execution_time_ms: Option<i64>,
+/// The values of one billing_log row that the aggregates use (cost in dollars, billing_month
+/// `YYYY-MM`).
+pub(crate) struct OneRow {
+    pub billing_month: String,
+    pub campaign_id: Option<String>,
+    pub agent_type: String,
+    pub cost: AnyNumeric,
+    pub tokens: i64,
+    pub conversion_achieved: Option<bool>,
+    pub quality_score: Option<f64>,
+    pub retry_count: Option<i32>,
+    pub execution_time_ms: Option<i64>,
 }
 
 /// Reads the only row of a one-row transition table, without SQL.
@@ -235,8 +236,9 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
 
 /// Applies one inserted row to this backend's slot rows (heap-API fast path, else SQL) and,
 /// when `alert_watch` says a level may have been reached, reads the totals and sends the alert
-/// levels that became due.
-fn apply_one(r: &OneRow) {
+/// levels that became due. Called by the trigger for a one-row INSERT and by `track_cost`'s
+/// own insert (`log_insert.rs`).
+pub(crate) fn apply_one(r: &OneRow) {
     // Budget, level and rate changes committed by others since this transaction began.
     unsafe { pg_sys::AcceptInvalidationMessages() };
     let rels = slot_rows::rels();

@@ -1,0 +1,243 @@
+//! The `track_cost` fast path: one `billing_log` row inserted with PostgreSQL's heap and index
+//! API instead of an SQL `INSERT`, the way PostgreSQL inserts its own catalog rows
+//! (`CatalogTupleInsert`: `simple_heap_insert`, WAL-logged and visible to logical decoding,
+//! then one entry per index with its unique check).
+//!
+//! An SQL `INSERT` run through SPI starts an executor for every call, and PostgreSQL 15 then
+//! re-reads and re-plans the table's seven CHECK constraints and the WHEN clause of its BEFORE
+//! trigger from their stored text, builds the statement's transition table and fires the
+//! AFTER STATEMENT trigger through it: about a third of `track_cost`'s time. `track_cost` has
+//! already validated every argument against the same rules, so it writes the row itself and
+//! applies it to the aggregates directly (`triggers::apply_one`, as the trigger would).
+//!
+//! This is only done while `billing_log` is exactly as the extension created it; anything a
+//! DBA may have added that an `INSERT` would run, and this path would not, sends the call to
+//! the SQL `INSERT` instead ([`insert`] returns None before writing anything):
+//! - a trigger other than the extension's five (`billing_log_set_month`, whose WHEN clause is
+//!   false here since the row has its month, and the four aggregate triggers), or one of those
+//!   disabled, or `session_replication_role = replica`;
+//! - a CHECK constraint other than the seven of `sql/bootstrap.sql` (checked by name and count);
+//! - an index with expressions or a predicate (other than the partial unique index on
+//!   `execution_id`, which this path never has to enter: it only takes calls without an
+//!   execution_id), a column the extension did not create, row-level security or rules;
+//! - a value that a CHECK constraint would refuse (a billing month outside `YYYY-MM`): the
+//!   SQL path then raises the constraint's own error.
+use crate::backend_cache::{attnum, oid, GenMap};
+use crate::month::is_valid_month;
+use pgrx::prelude::*;
+use pgrx::{AnyNumeric, JsonB, PgTupleDesc};
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+/// The triggers `sql/finalize.sql` creates on `billing_log`.
+const OWN_TRIGGERS: [&str; 5] =
+    ["billing_log_set_month", "billing_log_after_insert", "billing_log_after_update", "billing_log_after_delete", "billing_log_after_truncate"];
+
+/// The CHECK constraints `sql/bootstrap.sql` creates on `billing_log` (PostgreSQL's default
+/// names); `track_cost` validates the same rules before it writes.
+const OWN_CHECKS: [&str; 7] = [
+    "billing_log_tokens_check",
+    "billing_log_cost_check",
+    "billing_log_impact_score_check",
+    "billing_log_quality_score_check",
+    "billing_log_retry_count_check",
+    "billing_log_execution_time_ms_check",
+    "billing_log_billing_month_check",
+];
+
+/// The columns of `billing_log` (all of them: the row is formed in full).
+const COLUMNS: [&str; 15] = [
+    "id", "agent_type", "campaign_id", "tokens", "cost", "task", "execution_id", "impact_score",
+    "conversion_achieved", "quality_score", "retry_count", "execution_time_ms", "metadata", "created_at",
+    "billing_month",
+];
+
+/// The partial unique index on `execution_id` (`WHERE execution_id IS NOT NULL`): a row without
+/// an execution_id has no entry in it.
+const EXECUTION_ID_INDEX: &CStr = c"billing_log_execution_id_key";
+
+thread_local! {
+    /// The sequence of the identity column `id`, per invalidation generation.
+    static ID_SEQUENCE: RefCell<GenMap<(), pg_sys::Oid>> = RefCell::new(GenMap::new());
+}
+
+/// One execution as `track_cost` records it (validated; `cost` in dollars, `created_at`
+/// resolved, `billing_month` its `YYYY-MM` in `neon_budget.timezone`). No execution_id.
+pub struct NewRow<'a> {
+    pub agent_type: &'a str,
+    pub campaign_id: Option<&'a str>,
+    pub tokens: i64,
+    pub cost: AnyNumeric,
+    pub task: Option<&'a str>,
+    pub impact_score: Option<f64>,
+    pub conversion_achieved: Option<bool>,
+    pub quality_score: Option<f64>,
+    pub retry_count: Option<i32>,
+    pub execution_time_ms: Option<i64>,
+    pub metadata: Option<JsonB>,
+    pub created_at: TimestampWithTimeZone,
+    pub billing_month: String,
+}
+
+/// Inserts `row` into `billing_log` and applies it to the aggregates and alerts; returns the
+/// new row as a composite datum, or gives `row` back (having written nothing) when the SQL
+/// `INSERT` must be used (see the module docs). Errors are those of the INSERT: 23505 for an
+/// `id` already taken (ids written by hand), 22003 from the aggregate counters.
+pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, NewRow<'_>> {
+    if !is_valid_month(&row.billing_month) {
+        return Err(row);
+    }
+    unsafe {
+        if pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 {
+            return Err(row);
+        }
+        let rel = pg_sys::table_open(oid(c"billing_log"), pg_sys::RowExclusiveLock as i32);
+        let plain = is_plain(rel);
+        let indexes = if plain { pg_sys::CatalogOpenIndexes(rel) } else { std::ptr::null_mut() };
+        let indexes_plain = plain && indexes_are_plain(indexes);
+        if !indexes_plain {
+            if !indexes.is_null() {
+                pg_sys::CatalogCloseIndexes(indexes);
+            }
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+            return Err(row);
+        }
+        let tupdesc = (*rel).rd_att;
+        let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
+        let natts = (*tupdesc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0usize); natts];
+        let mut nulls = vec![true; natts];
+        let mut set = |name: &'static str, d: Option<pg_sys::Datum>| {
+            let i = attnum(&desc, name) as usize - 1;
+            if let Some(d) = d {
+                values[i] = d;
+                nulls[i] = false;
+            }
+        };
+        let id: Option<i64> = pgrx::direct_function_call(pg_sys::nextval_oid, &[id_sequence(rel).into_datum()]);
+        set("id", id.into_datum());
+        set("agent_type", row.agent_type.into_datum());
+        set("campaign_id", row.campaign_id.into_datum());
+        set("tokens", row.tokens.into_datum());
+        set("cost", row.cost.clone().into_datum());
+        set("task", row.task.into_datum());
+        set("impact_score", row.impact_score.into_datum());
+        set("conversion_achieved", row.conversion_achieved.into_datum());
+        set("quality_score", row.quality_score.into_datum());
+        set("retry_count", row.retry_count.into_datum());
+        set("execution_time_ms", row.execution_time_ms.into_datum());
+        set("metadata", row.metadata.into_datum());
+        set("created_at", row.created_at.into_datum());
+        set("billing_month", row.billing_month.as_str().into_datum());
+        let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::simple_heap_insert(rel, tuple);
+        insert_index_entries(rel, indexes, tuple);
+        pg_sys::CatalogCloseIndexes(indexes);
+        let datum = pg_sys::heap_copy_tuple_as_datum(tuple, tupdesc);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        // As after the INSERT statement: the row is visible to what follows.
+        pg_sys::CommandCounterIncrement();
+        crate::triggers::apply_one(&crate::triggers::OneRow {
+            billing_month: row.billing_month,
+            campaign_id: row.campaign_id.map(str::to_string),
+            agent_type: row.agent_type.to_string(),
+            cost: row.cost,
+            tokens: row.tokens,
+            conversion_achieved: row.conversion_achieved,
+            quality_score: row.quality_score,
+            retry_count: row.retry_count,
+            execution_time_ms: row.execution_time_ms,
+        });
+        Ok(datum)
+    }
+}
+
+/// Whether `billing_log` has only what the extension created (see the module docs).
+unsafe fn is_plain(rel: pg_sys::Relation) -> bool {
+    let form = (*rel).rd_rel;
+    if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char || (*form).relrowsecurity || !(*rel).rd_rules.is_null() {
+        return false;
+    }
+    let tupdesc = (*rel).rd_att;
+    let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
+    if desc.iter().filter(|a| !a.is_dropped()).count() != COLUMNS.len()
+        || !COLUMNS.iter().all(|c| desc.iter().any(|a| !a.is_dropped() && a.name() == *c))
+    {
+        return false;
+    }
+    let constr = (*tupdesc).constr;
+    if constr.is_null() || (*constr).has_generated_stored {
+        return false;
+    }
+    let checks = std::slice::from_raw_parts((*constr).check, (*constr).num_check as usize);
+    if checks.len() != OWN_CHECKS.len()
+        || !checks.iter().all(|c| OWN_CHECKS.iter().any(|n| CStr::from_ptr(c.ccname).to_bytes() == n.as_bytes()))
+    {
+        return false;
+    }
+    let trigdesc = (*rel).trigdesc;
+    if !trigdesc.is_null() {
+        let triggers = std::slice::from_raw_parts((*trigdesc).triggers, (*trigdesc).numtriggers as usize);
+        let own = |t: &pg_sys::Trigger| {
+            t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ON_ORIGIN
+                && OWN_TRIGGERS.iter().any(|n| CStr::from_ptr(t.tgname).to_bytes() == n.as_bytes())
+        };
+        if !triggers.iter().all(own) || triggers.len() != OWN_TRIGGERS.len() {
+            return false;
+        }
+    } else {
+        return false;
+    }
+    true
+}
+
+/// Whether every index of `billing_log` can be maintained here: plain columns, and no predicate
+/// except the execution_id index's (`execution_id IS NOT NULL`, false for every row written
+/// here, so the row has no entry in it).
+unsafe fn indexes_are_plain(indexes: pg_sys::CatalogIndexState) -> bool {
+    (0..(*indexes).ri_NumIndices as usize).all(|i| {
+        let index = *(*indexes).ri_IndexRelationDescs.add(i);
+        let info = *(*indexes).ri_IndexRelationInfo.add(i);
+        (*info).ii_Expressions.is_null() && ((*info).ii_Predicate.is_null() || is_execution_id_index(index))
+    })
+}
+
+unsafe fn is_execution_id_index(index: pg_sys::Relation) -> bool {
+    CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()) == EXECUTION_ID_INDEX
+}
+
+/// The identity sequence of `billing_log.id`, looked up once per invalidation generation (and
+/// again if it was dropped since).
+unsafe fn id_sequence(rel: pg_sys::Relation) -> pg_sys::Oid {
+    let cached = ID_SEQUENCE.with(|s| s.borrow_mut().current().get(&()).copied());
+    if let Some(seq) = cached {
+        if pg_sys::SearchSysCacheExists(pg_sys::SysCacheIdentifier::RELOID as i32, seq.into(), 0.into(), 0.into(), 0.into()) {
+            return seq;
+        }
+    }
+    let desc = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+    let seq = pg_sys::getIdentitySequence((*rel).rd_id, attnum(&desc, "id") as i16, false);
+    ID_SEQUENCE.with(|s| s.borrow_mut().current().insert((), seq));
+    seq
+}
+
+/// Inserts the index entries of the new row `tup` (as `CatalogIndexInsert` does), skipping the
+/// execution_id index, whose predicate the row does not satisfy.
+unsafe fn insert_index_entries(rel: pg_sys::Relation, indexes: pg_sys::CatalogIndexState, tup: pg_sys::HeapTuple) {
+    let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
+    pg_sys::ExecStoreHeapTuple(tup, slot, false);
+    for i in 0..(*indexes).ri_NumIndices as usize {
+        let index = *(*indexes).ri_IndexRelationDescs.add(i);
+        let info = *(*indexes).ri_IndexRelationInfo.add(i);
+        if !(*info).ii_Predicate.is_null() {
+            // The execution_id index (the only partial index allowed, see indexes_are_plain).
+            continue;
+        }
+        let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+        let mut isnull = [false; pg_sys::INDEX_MAX_KEYS as usize];
+        pg_sys::FormIndexDatum(info, slot, std::ptr::null_mut(), values.as_mut_ptr(), isnull.as_mut_ptr());
+        let unique = if (*info).ii_Unique { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES } else { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO };
+        pg_sys::index_insert(index, values.as_mut_ptr(), isnull.as_mut_ptr(), &mut (*tup).t_self, rel, unique, false, info);
+    }
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+}
