@@ -39,23 +39,32 @@ impl Level {
     }
 }
 
-fn num(s: &str) -> AnyNumeric {
-    AnyNumeric::try_from(s).expect("constant numeric")
+thread_local! {
+    /// 0.95, the critical level's fraction (parsed once per backend).
+    static CRITICAL_FRACTION: AnyNumeric = AnyNumeric::try_from("0.95").expect("constant numeric");
+}
+
+/// The three levels with their amounts in dollars against `budget` (warning at `threshold` ×
+/// budget, critical at 0.95 × budget, exceeded at the budget), lowest amount first (a
+/// threshold above 0.95 puts the warning after critical). Exact numeric products.
+fn level_amounts(budget: &AnyNumeric, threshold: &AnyNumeric) -> [(AnyNumeric, Level); 3] {
+    let warning = threshold.clone() * budget.clone();
+    let critical = CRITICAL_FRACTION.with(|f| f.clone()) * budget.clone();
+    let exceeded = budget.clone();
+    if warning <= critical {
+        [(warning, Level::Warning), (critical, Level::Critical), (exceeded, Level::Exceeded)]
+    } else {
+        [(critical, Level::Critical), (warning, Level::Warning), (exceeded, Level::Exceeded)]
+    }
 }
 
 /// The levels that `spent` dollars reach against `budget` dollars with the warning level at
 /// `threshold` (a fraction in (0,1]), in the order of the amounts they stand for. Comparisons
 /// are products, not quotients, so they are exact: spent ≥ threshold × budget, and so on.
 pub fn reached_levels(spent: &AnyNumeric, budget: &AnyNumeric, threshold: &AnyNumeric) -> Vec<Level> {
-    let mut levels = vec![
-        (threshold.clone(), Level::Warning),
-        (num("0.95"), Level::Critical),
-        (num("1"), Level::Exceeded),
-    ];
-    levels.sort_by(|a, b| a.0.cmp(&b.0));
-    levels
+    level_amounts(budget, threshold)
         .into_iter()
-        .filter(|(fraction, _)| *spent >= fraction.clone() * budget.clone())
+        .filter(|(amount, _)| spent >= amount)
         .map(|(_, level)| level)
         .collect()
 }
@@ -63,25 +72,23 @@ pub fn reached_levels(spent: &AnyNumeric, budget: &AnyNumeric, threshold: &AnyNu
 /// The amount in dollars of the lowest level not in `sent` against `budget` dollars (warning at
 /// `threshold`), or None when all three were sent.
 pub fn next_level_amount(budget: &AnyNumeric, threshold: &AnyNumeric, sent: &[String]) -> Option<AnyNumeric> {
-    [(threshold.clone(), Level::Warning), (num("0.95"), Level::Critical), (num("1"), Level::Exceeded)]
+    level_amounts(budget, threshold)
         .into_iter()
-        .filter(|(_, level)| !sent.iter().any(|l| l == level.as_str()))
-        .map(|(fraction, _)| fraction * budget.clone())
-        .min()
+        .find(|(_, level)| !sent.iter().any(|l| l == level.as_str()))
+        .map(|(amount, _)| amount)
 }
 
 /// The status of a spend: the highest level reached, or `ok`.
 pub fn status(spent: &AnyNumeric, budget: &AnyNumeric, threshold: &AnyNumeric) -> &'static str {
-    let reached = reached_levels(spent, budget, threshold);
-    if reached.contains(&Level::Exceeded) {
-        "exceeded"
-    } else if reached.contains(&Level::Critical) {
-        "critical"
-    } else if reached.contains(&Level::Warning) {
-        "warning"
-    } else {
-        "ok"
-    }
+    status_of(&reached_levels(spent, budget, threshold))
+}
+
+/// The status for the levels a spend reached ([`reached_levels`]): the most severe, or `ok`.
+pub fn status_of(reached: &[Level]) -> &'static str {
+    [Level::Exceeded, Level::Critical, Level::Warning]
+        .into_iter()
+        .find(|l| reached.contains(l))
+        .map_or("ok", Level::as_str)
 }
 
 /// `neon_budget._reached_levels(spent numeric, budget numeric, threshold numeric) -> text[]`:
@@ -203,20 +210,20 @@ pub struct Due {
     pub budget: AnyNumeric,
 }
 
-/// Adds to `due` the levels that `spent` reaches against `budget` (warning at `threshold`) and
-/// that are not in `sent`.
+/// Adds to `due` the levels in `reached` (what `spent` reaches against `budget`, from
+/// [`reached_levels`]) that are not in `sent`.
 #[allow(clippy::too_many_arguments)]
 pub fn collect_due(
     due: &mut Vec<Due>,
     scope: &str,
     scope_key: &str,
     month: &str,
+    reached: &[Level],
     spent: &AnyNumeric,
     budget: &AnyNumeric,
-    threshold: &AnyNumeric,
     sent: &[String],
 ) {
-    for level in reached_levels(spent, budget, threshold) {
+    for level in reached {
         if !sent.iter().any(|l| l == level.as_str()) {
             due.push(Due {
                 scope: scope.to_string(),
@@ -308,7 +315,8 @@ fn check_alerts_sql(
 ) {
     let Some(budget) = budget else { return };
     let mut due = Vec::new();
-    collect_due(&mut due, scope, scope_key, month, &spent, &budget, &threshold, &[]);
+    let reached = reached_levels(&spent, &budget, &threshold);
+    collect_due(&mut due, scope, scope_key, month, &reached, &spent, &budget, &[]);
     if due.is_empty() {
         return;
     }
@@ -324,6 +332,10 @@ fn check_alerts_sql(
 #[pg_schema]
 mod tests {
     use super::*;
+
+    fn num(s: &str) -> AnyNumeric {
+        AnyNumeric::try_from(s).unwrap()
+    }
 
     fn levels(spent: &str, budget: &str, threshold: &str) -> Vec<&'static str> {
         reached_levels(&num(spent), &num(budget), &num(threshold))
@@ -342,6 +354,15 @@ mod tests {
         assert_eq!(levels("1000", "1000", "0.8"), vec!["warning", "critical", "exceeded"]);
         // A threshold above 95% sorts after critical.
         assert_eq!(levels("960", "1000", "0.97"), vec!["critical"]);
+        assert_eq!(levels("970", "1000", "0.97"), vec!["critical", "warning"]);
+        assert_eq!(status(&num("970"), &num("1000"), &num("0.97")), "critical");
+        assert_eq!(status(&num("800"), &num("1000"), &num("0.8")), "warning");
+        // The next level to send: the lowest amount not sent.
+        let sent = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(next_level_amount(&num("1000"), &num("0.8"), &sent(&[])), Some(num("800")));
+        assert_eq!(next_level_amount(&num("1000"), &num("0.8"), &sent(&["warning"])), Some(num("950")));
+        assert_eq!(next_level_amount(&num("1000"), &num("0.97"), &sent(&["critical"])), Some(num("970")));
+        assert_eq!(next_level_amount(&num("1000"), &num("0.8"), &sent(&["warning", "critical", "exceeded"])), None);
         assert_eq!(status(&num("0.30"), &num("0.30"), &num("0.8")), "exceeded");
         assert_eq!(status(&num("0"), &num("10"), &num("0.8")), "ok");
     }

@@ -2,6 +2,7 @@
 //! maintained aggregates and the live reservations only (never from `billing_log`).
 use crate::alerts;
 use crate::api::cached_rate;
+use crate::backend_cache::GenMap;
 use crate::error::{raise, Code};
 use crate::gucs;
 use crate::money;
@@ -22,6 +23,49 @@ impl Scope {
     pub fn blocks(&self, estimate: &AnyNumeric) -> bool {
         let held = self.spent.clone() + self.reserved.clone();
         held >= self.budget || held + estimate.clone() > self.budget
+    }
+}
+
+type Cache<V> = std::thread::LocalKey<std::cell::RefCell<GenMap<String, V>>>;
+
+thread_local! {
+    /// Per month: its settings row (total_budget, alert_threshold, override_enabled), or Nones.
+    static MONTHS: std::cell::RefCell<GenMap<String, (Option<AnyNumeric>, Option<AnyNumeric>, Option<bool>)>> =
+        std::cell::RefCell::new(GenMap::new());
+    /// Per campaign: its monthly budget (None: no limit, or no such campaign).
+    static CAMPAIGN_BUDGETS: std::cell::RefCell<GenMap<String, Option<AnyNumeric>>> = std::cell::RefCell::new(GenMap::new());
+    /// Per (scope, scope key, month): the alert levels sent.
+    static LEVELS_SENT: std::cell::RefCell<GenMap<String, Vec<String>>> = std::cell::RefCell::new(GenMap::new());
+}
+
+/// Per-backend caches of the settings rows [`State::read_with`] looks up: month settings,
+/// campaign budgets, levels sent. Every change to them invalidates them (the row triggers of
+/// `alert_watch.rs`, processed before each read), so a cached row is the one a read now would
+/// find. A REPEATABLE READ or SERIALIZABLE transaction reads with its own snapshot instead,
+/// and caches nothing.
+struct SettingsCache {
+    generation: Option<u64>,
+}
+
+impl SettingsCache {
+    fn begin() -> SettingsCache {
+        let fresh = unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32;
+        SettingsCache { generation: fresh.then(crate::backend_cache::generation) }
+    }
+
+    /// The cached value of `key`, or `read()` (cached if no invalidation arrived meanwhile).
+    fn get<V: Clone>(&self, cache: &'static Cache<V>, key: String, read: impl FnOnce() -> V) -> V {
+        let Some(generation) = self.generation else {
+            return read();
+        };
+        if let Some(v) = cache.with(|c| c.borrow_mut().current().get(&key).cloned()) {
+            return v;
+        }
+        let v = read();
+        if crate::backend_cache::generation() == generation {
+            cache.with(|c| c.borrow_mut().current().insert(key, v.clone()));
+        }
+        v
     }
 }
 
@@ -54,14 +98,17 @@ impl State {
     /// the alert check of a write needs.
     pub fn read_with(month: &str, campaign_id: Option<&str>, reservations: bool) -> State {
         use crate::table_scan::{scan_text_eq, Snapshot};
+        // Settings committed by others since this transaction began (the settings cache below
+        // follows their invalidations), then this transaction's own (the CCI in take()).
+        unsafe { pg_sys::AcceptInvalidationMessages() };
         let snap = Snapshot::take();
-        let mut budget = None;
-        let mut threshold = None;
-        let mut month_override = None;
-        scan_text_eq(&snap, c"monthly_budget_setting", c"monthly_budget_setting_pkey", &[("month", month)], |r| {
-            budget = r.get::<AnyNumeric>("total_budget");
-            threshold = r.get::<AnyNumeric>("alert_threshold");
-            month_override = r.get::<bool>("override_enabled");
+        let settings = SettingsCache::begin();
+        let (budget, threshold, month_override) = settings.get(&MONTHS, month.to_string(), || {
+            let mut row = (None, None, None);
+            scan_text_eq(&snap, c"monthly_budget_setting", c"monthly_budget_setting_pkey", &[("month", month)], |r| {
+                row = (r.get::<AnyNumeric>("total_budget"), r.get::<AnyNumeric>("alert_threshold"), r.get::<bool>("override_enabled"));
+            });
+            row
         });
         let sum = |table: &'static std::ffi::CStr, index: &'static std::ffi::CStr, keys: &[(&'static str, &str)]| {
             crate::table_scan::sum_numeric(&snap, table, index, keys, "cost")
@@ -83,18 +130,23 @@ impl State {
             });
         }
         let levels = |scope: &str, key: &str| {
-            let mut sent = Vec::new();
-            scan_text_eq(&snap, c"alert_state", c"alert_state_pkey", &[("scope", scope), ("scope_key", key), ("month", month)], |r| {
-                sent = r.get::<Vec<String>>("levels_sent").unwrap_or_default();
-            });
-            sent
+            settings.get(&LEVELS_SENT, format!("{scope}\0{key}\0{month}"), || {
+                let mut sent = Vec::new();
+                scan_text_eq(&snap, c"alert_state", c"alert_state_pkey", &[("scope", scope), ("scope_key", key), ("month", month)], |r| {
+                    sent = r.get::<Vec<String>>("levels_sent").unwrap_or_default();
+                });
+                sent
+            })
         };
         let month_levels_sent = levels("month", "");
         let (campaign_budget, campaign_spent, campaign_reserved, campaign_levels_sent) = match campaign_id {
             Some(id) => {
-                let mut cb = None;
-                scan_text_eq(&snap, c"campaign", c"campaign_pkey", &[("campaign_id", id)], |r| {
-                    cb = r.get::<AnyNumeric>("monthly_budget");
+                let cb = settings.get(&CAMPAIGN_BUDGETS, id.to_string(), || {
+                    let mut cb = None;
+                    scan_text_eq(&snap, c"campaign", c"campaign_pkey", &[("campaign_id", id)], |r| {
+                        cb = r.get::<AnyNumeric>("monthly_budget");
+                    });
+                    cb
                 });
                 let spent = sum(c"_campaign_spend", c"_campaign_spend_pkey", &[("campaign_id", id), ("billing_month", month)]);
                 (cb, Some(spent), Some(campaign_reserved), levels("campaign", id))
@@ -120,15 +172,23 @@ impl State {
         }
     }
 
+    /// The alert levels the month's spend reaches, and the campaign's (None without a campaign
+    /// budget), from [`alerts::reached_levels`].
+    pub fn reached(&self) -> (Vec<alerts::Level>, Option<Vec<alerts::Level>>) {
+        let m = &self.month_scope;
+        let campaign = self.campaign_scope().map(|c| alerts::reached_levels(&c.spent, &c.budget, &self.threshold));
+        (alerts::reached_levels(&m.spent, &m.budget, &self.threshold), campaign)
+    }
+
     /// Alert levels reached by committed spend and not sent yet (month first, then the
-    /// campaign): levels that concurrent transactions reached together, none of which saw the
-    /// other's spend when it wrote.
-    pub fn missed_alerts(&self, campaign_id: Option<&str>) -> Vec<alerts::Due> {
+    /// campaign), given [`State::reached`]: levels that concurrent transactions reached
+    /// together, none of which saw the other's spend when it wrote.
+    pub fn missed_alerts(&self, campaign_id: Option<&str>, reached: &(Vec<alerts::Level>, Option<Vec<alerts::Level>>)) -> Vec<alerts::Due> {
         let mut due = Vec::new();
         let m = &self.month_scope;
-        alerts::collect_due(&mut due, "month", "", &self.month, &m.spent, &m.budget, &self.threshold, &self.month_levels_sent);
-        if let (Some(c), Some(id)) = (self.campaign_scope(), campaign_id) {
-            alerts::collect_due(&mut due, "campaign", id, &self.month, &c.spent, &c.budget, &self.threshold, &self.campaign_levels_sent);
+        alerts::collect_due(&mut due, "month", "", &self.month, &reached.0, &m.spent, &m.budget, &self.month_levels_sent);
+        if let (Some(c), Some(id), Some(r)) = (self.campaign_scope(), campaign_id, &reached.1) {
+            alerts::collect_due(&mut due, "campaign", id, &self.month, r, &c.spent, &c.budget, &self.campaign_levels_sent);
         }
         due
     }
@@ -236,7 +296,8 @@ fn budget_check(
     // A level that concurrent writers reached together (each saw only its own spend) is sent
     // here, by the next budget_check, when this transaction may write (not on a standby, not in
     // a READ ONLY transaction).
-    let missed = state.missed_alerts(campaign_id);
+    let reached = state.reached();
+    let missed = state.missed_alerts(campaign_id, &reached);
     if !missed.is_empty() && can_write() {
         // budget_check runs as its caller; sending is done as the extension's owner.
         crate::owner::as_owner(|| {
@@ -248,9 +309,9 @@ fn budget_check(
         });
     }
     let m = &state.month_scope;
-    let mut status = alerts::status(&m.spent, &m.budget, &state.threshold);
-    if let Some(c) = state.campaign_scope() {
-        status = worse(status, alerts::status(&c.spent, &c.budget, &state.threshold));
+    let mut status = alerts::status_of(&reached.0);
+    if let Some(c) = &reached.1 {
+        status = worse(status, alerts::status_of(c));
     }
     let can_execute = !gucs::enabled() || state.override_enabled || !state.blocks(&estimate);
     let remaining = m.budget.clone() - m.spent.clone() - m.reserved.clone();

@@ -38,11 +38,24 @@ pub fn current_month() -> String {
 /// directly. The year has more than four digits after 9999.
 pub fn month_of(ts: pg_sys::TimestampTz) -> String {
     let tz = gucs::timezone();
-    unsafe {
+    // A month starts at a whole second in every time zone (tzdata offsets are whole seconds):
+    // the last answer holds for the same zone and second.
+    let second = ts.div_euclid(1_000_000);
+    if let Some(month) = LAST.with(|l| l.borrow().as_ref().filter(|(z, s, _)| *s == second && *z == tz).map(|(_, _, m)| m.clone())) {
+        return month;
+    }
+    let month = unsafe {
         let local = pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(pg_sys::Datum::from(ts))]);
         let text: Option<String> = pgrx::direct_function_call(pg_sys::timestamp_to_char, &[local, "YYYY-MM".into_datum()]);
         text.expect("to_char of a finite timestamp is never NULL")
-    }
+    };
+    LAST.with(|l| *l.borrow_mut() = Some((tz, second, month.clone())));
+    month
+}
+
+thread_local! {
+    /// The last [`month_of`]: time zone, second (since 2000-01-01 UTC) and month.
+    static LAST: std::cell::RefCell<Option<(String, i64, String)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// `neon_budget._timezone() -> text`: the validated value of `neon_budget.timezone`, used by

@@ -348,7 +348,8 @@ pub(crate) fn apply_one(r: &OneRow) {
     let state = crate::budget::State::read_with(&r.billing_month, r.campaign_id.as_deref(), false);
     let mut due = Vec::new();
     let m = &state.month_scope;
-    alerts::collect_due(&mut due, "month", "", &r.billing_month, &m.spent, &m.budget, &state.threshold, &state.month_levels_sent);
+    let reached = alerts::reached_levels(&m.spent, &m.budget, &state.threshold);
+    alerts::collect_due(&mut due, "month", "", &r.billing_month, &reached, &m.spent, &m.budget, &state.month_levels_sent);
     if due.is_empty() && state.month_known {
         alert_watch::record("month", "", &r.billing_month, alert_watch::all_sent(&state.month_levels_sent));
     } else {
@@ -358,7 +359,8 @@ pub(crate) fn apply_one(r: &OneRow) {
         let before = due.len();
         let campaign = state.campaign_scope();
         if let Some(c) = &campaign {
-            alerts::collect_due(&mut due, "campaign", cid, &r.billing_month, &c.spent, &c.budget, &state.threshold, &state.campaign_levels_sent);
+            let reached = alerts::reached_levels(&c.spent, &c.budget, &state.threshold);
+            alerts::collect_due(&mut due, "campaign", cid, &r.billing_month, &reached, &c.spent, &c.budget, &state.campaign_levels_sent);
         }
         if due.len() == before && state.month_known {
             let nothing_left = campaign.is_none() || alert_watch::all_sent(&state.campaign_levels_sent);
