@@ -219,3 +219,37 @@ fn lookups_follow_the_database_collation() {
     drop(l);
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
 }
+
+/// budget_check caches month settings and campaign budgets per connection; a change made in
+/// another session is seen by the next call (and a REPEATABLE READ transaction keeps its
+/// snapshot's view).
+#[test]
+fn budget_check_sees_settings_changed_elsewhere() {
+    let db = TestDb::new("hot_check_settings");
+    let mut a = db.connect();
+    let mut admin = db.connect();
+    let check = |c: &mut Client| -> String {
+        c.query_one(
+            "SELECT total_budget::text || '/' || COALESCE(campaign_budget::text, '-') || '/' || override_enabled::text
+               FROM neon_budget.budget_check('c1')",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 100); SELECT neon_budget.set_campaign('c1', 'C1', NULL, 10)").unwrap();
+    assert_eq!(check(&mut a), "100/10/false");
+    assert_eq!(check(&mut a), "100/10/false");
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 50)").unwrap();
+    assert_eq!(check(&mut a), "50/10/false");
+    admin.batch_execute("SELECT neon_budget.set_campaign('c1', 'C1', NULL, 20)").unwrap();
+    assert_eq!(check(&mut a), "50/20/false");
+    admin.batch_execute("SELECT neon_budget.set_budget_override(true, 'launch')").unwrap();
+    assert_eq!(check(&mut a), "50/20/true");
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
+    assert_eq!(check(&mut a), "50/20/true");
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 70)").unwrap();
+    assert_eq!(check(&mut a), "50/20/true");
+    a.batch_execute("COMMIT").unwrap();
+    assert_eq!(check(&mut a), "70/20/true");
+}
