@@ -14,12 +14,15 @@
 //!   read. The backend remembers how much of its grant is left (`remaining`, dollars).
 //! - A write that its grant does not cover reads the exact totals (and sends what is due), then
 //!   settles ([`settle`]) under a short per-scope lock (an advisory lock released before the
-//!   function returns, so it never waits for another transaction and cannot deadlock). It reads
+//!   function returns; it is tried a few times, never queued for, so a write cannot deadlock or
+//!   stall on it: if another session holds it by hand, the write revokes instead). It reads
 //!   every slot row of the scope with a dirty snapshot (committed and in-progress versions, so
 //!   spend that other transactions have written but not committed is counted), bounds each
 //!   other slot's final spend by `max(spend, alert_cap)`, and the headroom is
 //!   `H = next level - own spend - Σ bounds`. If `H > 0` it takes `H / (2 × slots)`; if not,
-//!   it revokes every grant of every backend ([`revoke`]).
+//!   it revokes every grant of every backend ([`revoke`]). A grant is kept only if no
+//!   revocation reached this backend between the start of the write and the grant (a lock
+//!   taken on the way can process one).
 //! - Any other write that raises spend outside a grant (the SQL path of multi-row statements,
 //!   COPY, UPDATE, a restore, a REPEATABLE READ writer) revokes too.
 //! - Revoking sends a relcache invalidation of `_alert_grant_signal` (a table that never holds
@@ -146,15 +149,13 @@ fn slot_table<'a>((scope, key, month): ScopeRef<'a>) -> SlotTable<'a> {
 
 /// Settles a scope after a write its grant did not cover (see the module docs): under the
 /// scope's lock, grants this backend part of the headroom below `next_level` (dollars, the
-/// lowest level not sent; None when the caller cannot tell, e.g. a level is due), or revokes
-/// every backend's grants when there is none. This backend's write is already in its slot row.
-pub fn settle(scope: ScopeRef<'_>, next_level: Option<&AnyNumeric>) {
+/// lowest level not sent), or revokes every backend's grants when there is none. This
+/// backend's write is already in its slot row. `generation` is the grant generation sampled
+/// before the write read anything: if a revocation is processed in between (any lock taken
+/// can process one), the grant is not kept.
+pub fn settle(scope: ScopeRef<'_>, next_level: &AnyNumeric, generation: u64) {
     register_callbacks();
     drop_local_scope(scope);
-    let Some(level) = next_level else {
-        revoke();
-        return;
-    };
     // A REPEATABLE READ or SERIALIZABLE transaction read the level with its old snapshot.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         revoke();
@@ -162,7 +163,12 @@ pub fn settle(scope: ScopeRef<'_>, next_level: Option<&AnyNumeric>) {
     }
     let (table, rel, index, cols) = slot_table(scope);
     let me = crate::slots::current();
-    let lock = ScopeLock::acquire(scope);
+    let Some(lock) = ScopeLock::acquire(scope) else {
+        // Another session holds the scope's lock for long (only someone taking the advisory
+        // lock by hand can): spend outside any grant, without waiting.
+        revoke();
+        return;
+    };
     // Every version a transaction may still commit: committed, and written by transactions in
     // progress (both versions of a row one of them updated; its highest value counts).
     let dirty = Snapshot::dirty();
@@ -184,7 +190,7 @@ pub fn settle(scope: ScopeRef<'_>, next_level: Option<&AnyNumeric>) {
     });
     drop(dirty);
     let others = bounds.values().fold(AnyNumeric::from(0), |a, b| a + b.clone());
-    let headroom = level.clone() - own.clone() - others;
+    let headroom = next_level.clone() - own.clone() - others;
     if headroom <= AnyNumeric::from(0) {
         drop(lock);
         revoke();
@@ -195,7 +201,7 @@ pub fn settle(scope: ScopeRef<'_>, next_level: Option<&AnyNumeric>) {
     let key = Key::new(table, &cols);
     let written = slot_rows::try_apply(&slot_rows::rels(), me, &[(key, vec![Delta::Set("alert_cap", cap)])]);
     drop(lock);
-    if written {
+    if written && backend_cache::grant_generation() == generation {
         with_grants(|g| g.insert(cache_key(scope), share));
     }
 }
@@ -206,11 +212,16 @@ fn drop_local_scope(scope: ScopeRef<'_>) {
 
 /// The settlement lock of one scope: a transaction-level advisory lock in
 /// [`GRANT_LOCK_CLASS`], released as soon as the settlement is written (or by the rollback
-/// of an error in between). Nobody holds it while waiting for anything else.
+/// of an error in between). Nobody holds it while waiting for anything else, so it is taken
+/// without queueing: tried up to [`LOCK_TRIES`] times, [`LOCK_RETRY_US`] µs apart.
 struct ScopeLock(pg_sys::LOCKTAG);
 
+/// Attempts at the scope lock before settling without it (revoking), and the pause between.
+const LOCK_TRIES: u32 = 40;
+const LOCK_RETRY_US: i64 = 25;
+
 impl ScopeLock {
-    fn acquire(scope: ScopeRef<'_>) -> ScopeLock {
+    fn acquire(scope: ScopeRef<'_>) -> Option<ScopeLock> {
         let text = cache_key(scope);
         // FNV-1a: the same on every backend.
         let hash = text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
@@ -222,8 +233,17 @@ impl ScopeLock {
         tag.locktag_field4 = 2;
         tag.locktag_type = pg_sys::LockTagType::LOCKTAG_ADVISORY as u8;
         tag.locktag_lockmethodid = pg_sys::USER_LOCKMETHOD as u8;
-        unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
-        ScopeLock(tag)
+        for attempt in 0..LOCK_TRIES {
+            if attempt > 0 {
+                unsafe { pg_sys::pg_usleep(LOCK_RETRY_US) };
+                pgrx::check_for_interrupts!();
+            }
+            let got = unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, true) };
+            if got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+                return Some(ScopeLock(tag));
+            }
+        }
+        None
     }
 }
 

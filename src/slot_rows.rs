@@ -8,7 +8,8 @@
 //! The backend remembers the TID (ctid) of the latest version of each of its slot rows. Before
 //! it updates one it re-reads the row at that TID under a buffer lock and uses it only if it is
 //! still the row it expects (same key and slot) and updatable now (`HeapTupleSatisfiesUpdate`
-//! is `TM_Ok`: not deleted or updated since, not locked, not from a rolled-back (sub)transaction).
+//! is `TM_Ok`: not deleted or updated since, not locked by another transaction, not from a
+//! rolled-back (sub)transaction; or `TM_BeingModified` by this transaction's own row lock).
 //! Anything else (first write of a key, a rollback, a `budget_rebuild`, a prepared transaction
 //! holding the row, an SQL-path write of the row) makes [`try_apply`] return `false` before it
 //! changes anything, and the caller applies the row with SQL, which also returns the new TIDs.
@@ -129,7 +130,7 @@ unsafe fn fetch(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, key: &Key<'
                 t_data: pg_sys::PageGetItem(page, lp) as pg_sys::HeapTupleHeader,
             };
             let res = pg_sys::HeapTupleSatisfiesUpdate(&mut tuple, pg_sys::GetCurrentCommandId(false), buf);
-            if res == pg_sys::TM_Result::TM_Ok {
+            if res == pg_sys::TM_Result::TM_Ok || (res == pg_sys::TM_Result::TM_BeingModified && locked_by_us(tuple.t_data)) {
                 copy = pg_sys::heap_copytuple(&mut tuple);
             }
         }
@@ -153,6 +154,18 @@ unsafe fn fetch(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, key: &Key<'
         }
     }
     Some(Fetched { tid, copy })
+}
+
+/// Whether the only lock on a row version is this transaction's own row lock (an `INSERT ...
+/// ON CONFLICT DO UPDATE` of this transaction leaves one on the version it wrote):
+/// `heap_update` proceeds over it, as it does for the SQL path's next update.
+unsafe fn locked_by_us(t: pg_sys::HeapTupleHeader) -> bool {
+    let infomask = u32::from((*t).t_infomask);
+    let lock_only = infomask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
+        || infomask & (pg_sys::HEAP_XMAX_IS_MULTI | pg_sys::HEAP_LOCK_MASK) == pg_sys::HEAP_XMAX_EXCL_LOCK;
+    lock_only
+        && infomask & pg_sys::HEAP_XMAX_IS_MULTI == 0
+        && pg_sys::TransactionIdIsCurrentTransactionId((*t).t_choice.t_heap.t_xmax)
 }
 
 /// Adds `deltas` to this backend's slot rows of `keys` (one per table) with the heap API.

@@ -241,6 +241,8 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
 pub(crate) fn apply_one(r: &OneRow) {
     // Budget, level and rate changes committed by others since this transaction began.
     unsafe { pg_sys::AcceptInvalidationMessages() };
+    // A grant settled below is kept only if no revocation is processed meanwhile.
+    let grant_generation = crate::backend_cache::grant_generation();
     let rels = slot_rows::rels();
     let slot = slots::current();
     let successes: i64 = (r.conversion_achieved == Some(true)).into();
@@ -370,24 +372,31 @@ pub(crate) fn apply_one(r: &OneRow) {
         }
     }
     // Grants: a scope still covered keeps its grant; the others settle (alert_grants.rs). A
-    // scope with a level due, or a month without settings until now, grants nothing.
+    // scope with nothing left to send needs none; one with a level due, or a month without
+    // settings until now, grants nothing and revokes.
     for scope in &scopes {
         if alert_grants::covers(&[*scope], &r.cost) {
             alert_grants::consume(&[*scope], &r.cost);
             continue;
         }
-        let pending = due.iter().any(|d| d.scope == scope.0 && d.scope_key == scope.1);
         let next = match scope.0 {
             "month" => alerts::next_level_amount(&m.budget, &state.threshold, &state.month_levels_sent),
-            _ => state
-                .campaign_scope()
-                .and_then(|c| alerts::next_level_amount(&c.budget, &state.threshold, &state.campaign_levels_sent)),
+            _ => match state.campaign_scope() {
+                Some(c) => alerts::next_level_amount(&c.budget, &state.threshold, &state.campaign_levels_sent),
+                // No budget, no levels: nothing to grant or protect.
+                None => continue,
+            },
         };
-        if scope.0 == "campaign" && state.campaign_scope().is_none() {
-            // No budget, no levels: nothing to grant or protect.
+        let Some(next) = next else {
+            // Every level sent: nothing to protect.
             continue;
+        };
+        let pending = due.iter().any(|d| d.scope == scope.0 && d.scope_key == scope.1);
+        if pending || !state.month_known {
+            alert_grants::revoke();
+        } else {
+            alert_grants::settle(*scope, &next, grant_generation);
         }
-        alert_grants::settle(*scope, next.as_ref().filter(|_| !pending && state.month_known));
     }
     if due.is_empty() && state.month_known {
         return;

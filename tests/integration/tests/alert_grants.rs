@@ -133,3 +133,29 @@ fn campaign_grants_follow_the_campaign_budget() {
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning:8"]);
     assert_oracle(&mut a);
 }
+
+/// The settlement lock is never waited for: a session holding it by hand (an advisory lock in
+/// the extension's key space) only makes writers settle without a grant.
+#[test]
+fn a_held_settlement_lock_does_not_block_writers() {
+    let (db, mut l, mut a, mut b) = setup("grants_lock_held");
+    // The key of the month scope, as src/alert_grants.rs computes it (FNV-1a of the scope key).
+    let scope = b"month\x00\x002024-09";
+    let hash = scope.iter().fold(0x811c_9dc5u32, |h, &x| (h ^ u32::from(x)).wrapping_mul(0x0100_0193));
+    let mut holder = db.connect();
+    holder.batch_execute(&format!("SELECT pg_advisory_lock({}, {})", 0x4e42_0003i32, hash as i32)).unwrap();
+    for c in [&mut a, &mut b] {
+        c.batch_execute("SET statement_timeout = '3s'").unwrap();
+    }
+    track(&mut a, "1");
+    assert_eq!(own_cap(&mut a).parse::<f64>().unwrap(), 0.0, "no grant without the lock");
+    track(&mut b, "78");
+    track(&mut a, "1"); // 80
+    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
+    holder.batch_execute(&format!("SELECT pg_advisory_unlock({}, {})", 0x4e42_0003i32, hash as i32)).unwrap();
+    // 81: settles again below critical (95): a's spend 3, b's 78, H = 95 - 3 - 78 = 14, two
+    // slots: share 3.5, grant 6.5.
+    track(&mut a, "1");
+    assert_eq!(own_cap(&mut a).parse::<f64>().unwrap(), 6.5);
+    assert_oracle(&mut a);
+}
