@@ -26,12 +26,13 @@ q "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 100000000
 for i in 1 2 3 4 5 6 7 8; do q "SELECT neon_budget.set_campaign('campaign-$i', 'Campaign $i', 'BENCH', 1000000000)" >/dev/null; done
 
 : > "$RAW"
-# pgbench wrapper: name, clients, seconds, extra args...; prints "tps median_ms p99_ms"
+# pgbench wrapper: name, clients, seconds, extra args...; prints "tps median_ms p99_ms" (database
+# $DB, default bench)
 bench() {
   local name=$1 c=$2 t=$3; shift 3
   local j=$(( c < 2 ? 1 : 2 )); rm -f "$WORK"/log*
   local tps
-  tps=$("$BIN/pgbench" -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c "$c" -j "$j" -T "$t" -l --log-prefix="$WORK/log" "$@" bench 2>&1 \
+  tps=$("$BIN/pgbench" -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c "$c" -j "$j" -T "$t" -l --log-prefix="$WORK/log" "$@" "${DB:-bench}" 2>&1 \
         | awk '/^tps/ {print $3}')
   local lat
   lat=$(cat "$WORK"/log* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "0 0"} else {i=int(NR*0.99); if (i<1) i=1; printf "%.3f %.3f", a[int((NR+1)/2)]/1000, a[i]/1000}}')
@@ -79,31 +80,38 @@ read -r mix _ _ < <(bench "mix90/10" 16 "$SECS" -f bench/track_cost.sql@9 -f ben
 oracle "mix"
 { echo "## 90/10 mix of track_cost and budget_check, 16 clients"; echo; echo "$mix transactions/s"; echo; } >> "$RES"
 
-# budget_check latency against SELECT 1, with 10^4 and then $BIG rows in billing_log
-check_latency() {
-  local tag=$1 s1 bc
-  for rep in $(seq "$REPS"); do
-    read -r _ a b < <(bench "select1/$tag" 1 "$SECS" -f bench/select1.sql); s1+="$a/$b "
-    read -r _ a b < <(bench "budget_check/$tag" 1 "$SECS" -f bench/budget_check.sql); bc+="$a/$b "
-  done
-  local s1m s1p bcm bcp
-  s1m=$(echo $s1 | tr ' ' '\n' | cut -d/ -f1 | tr '\n' ' ' | median); s1p=$(echo $s1 | tr ' ' '\n' | cut -d/ -f2 | tr '\n' ' ' | median)
-  bcm=$(echo $bc | tr ' ' '\n' | cut -d/ -f1 | tr '\n' ' ' | median); bcp=$(echo $bc | tr ' ' '\n' | cut -d/ -f2 | tr '\n' ' ' | median)
-  echo "$tag $s1m $s1p $bcm $bcp"
-}
+# budget_check latency against SELECT 1, with 10^4 rows in billing_log (database bench) and
+# with $BIG rows (database bench_big); the four are measured interleaved, so that the 10^4 and
+# $BIG figures come from the same moments of this shared machine.
 q "TRUNCATE neon_budget.billing_log" >/dev/null
 q "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost) SELECT 'CONTENT', 'campaign-' || (g % 8 + 1), 1000, 0.04 FROM generate_series(1, 10000) g" >/dev/null
-read -r _ s1m_small s1p_small bcm_small bcp_small < <(check_latency "rows=10^4")
+qb() { psql -d bench_big -At -c "$1"; }
+psql -d postgres -c "DROP DATABASE IF EXISTS bench_big WITH (FORCE)" -c "CREATE DATABASE bench_big"
+qb "CREATE EXTENSION neon_budget" >/dev/null
+qb "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 1000000000)" >/dev/null
+for i in 1 2 3 4 5 6 7 8; do qb "SELECT neon_budget.set_campaign('campaign-$i', 'Campaign $i', 'BENCH', 1000000000)" >/dev/null; done
 start=$(date +%s)
-left=$BIG; while [ "$left" -gt 10000 ]; do
-  n=$(( left > 1000000 ? 1000000 : left - 10000 ))
-  q "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost) SELECT 'CONTENT', 'campaign-' || (g % 8 + 1), 1000, 0.04 FROM generate_series(1, $n) g" >/dev/null
+left=$BIG; while [ "$left" -gt 0 ]; do
+  n=$(( left > 1000000 ? 1000000 : left ))
+  qb "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost) SELECT 'CONTENT', 'campaign-' || (g % 8 + 1), 1000, 0.04 FROM generate_series(1, $n) g" >/dev/null
   left=$(( left - n ))
 done
-q "VACUUM ANALYZE neon_budget.billing_log" >/dev/null
+qb "VACUUM ANALYZE neon_budget.billing_log" >/dev/null
 load_s=$(( $(date +%s) - start ))
-read -r _ s1m_big s1p_big bcm_big bcp_big < <(check_latency "rows=$BIG")
-oracle "big load"
+[ "$(psql -d bench_big -At -f bench/oracle.sql)" = t ] || { echo "AGGREGATE ORACLE FAILED after big load" >&2; exit 1; }
+declare -A LAT=()
+for rep in $(seq "$REPS"); do
+  for db in bench bench_big; do
+    for f in select1 budget_check; do
+      read -r _ a b < <(DB=$db bench "$f/$db" 1 "$SECS" -f "bench/$f.sql"); LAT[$f,$db,m]+="$a "; LAT[$f,$db,p]+="$b "
+    done
+  done
+done
+s1m_small=$(echo ${LAT[select1,bench,m]} | median); s1p_small=$(echo ${LAT[select1,bench,p]} | median)
+bcm_small=$(echo ${LAT[budget_check,bench,m]} | median); bcp_small=$(echo ${LAT[budget_check,bench,p]} | median)
+s1m_big=$(echo ${LAT[select1,bench_big,m]} | median); s1p_big=$(echo ${LAT[select1,bench_big,p]} | median)
+bcm_big=$(echo ${LAT[budget_check,bench_big,m]} | median); bcp_big=$(echo ${LAT[budget_check,bench_big,p]} | median)
+psql -d postgres -c "DROP DATABASE bench_big" >/dev/null
 {
 echo "## budget_check latency (1 client, prepared, same connection setup as SELECT 1)"
 echo

@@ -41,7 +41,10 @@ fn require_non_negative(arg: &str, negative: bool, shown: impl std::fmt::Display
 /// Raises 22008 (datetime_field_overflow) for a `created_at` that has no billing month:
 /// infinite, or before the year 1 (a `YYYY` month cannot say BC).
 pub(crate) fn require_created_at(ts: &TimestampWithTimeZone) {
-    let bad = ts.is_infinity() || ts.is_neg_infinity() || ts.to_utc().year() < 1;
+    // 0001-01-01 00:00:00 UTC in microseconds since 2000-01-01 UTC (PostgreSQL's epoch):
+    // 730119 days. Earlier instants are BC in UTC.
+    const YEAR_1_UTC: i64 = -730_119 * 86_400 * 1_000_000;
+    let bad = ts.is_infinity() || ts.is_neg_infinity() || pg_sys::TimestampTz::from(*ts) < YEAR_1_UTC;
     if bad {
         raise(
             Code::ERRCODE_DATETIME_FIELD_OVERFLOW,

@@ -21,6 +21,9 @@ thread_local! {
     static GRANT_GENERATION: Cell<u64> = const { Cell::new(1) };
     /// `_alert_grant_signal`, whose invalidation only bumps the grant generation.
     static SIGNAL: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
+    static LOG_GENERATION: Cell<u64> = const { Cell::new(1) };
+    /// `billing_log`, whose invalidations only bump the log generation.
+    static LOG: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
     /// Relations whose invalidation bumps the generation (None: not known yet, so all do).
     static WATCHED: Cell<Option<[pg_sys::Oid; 4]>> = const { Cell::new(None) };
     static OIDS: RefCell<GenMap<usize, pg_sys::Oid>> = RefCell::new(GenMap::new());
@@ -30,6 +33,9 @@ thread_local! {
 /// Called by PostgreSQL for every relcache invalidation this backend processes (`relid` 0 =
 /// all). Only bumps the generation: caches are cleared at their next use, never in here.
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if relid == pg_sys::InvalidOid || LOG.with(|l| l.get()) == Some(relid) {
+        LOG_GENERATION.with(|g| g.set(g.get() + 1));
+    }
     if relid != pg_sys::InvalidOid && SIGNAL.with(|s| s.get()) == Some(relid) {
         GRANT_GENERATION.with(|g| g.set(g.get() + 1));
         return;
@@ -48,6 +54,15 @@ pub fn generation() -> u64 {
         CALLBACK_REGISTERED.with(|c| c.set(true));
     }
     GENERATION.with(|g| g.get())
+}
+
+/// The generation of `billing_log`'s relcache entry (bumped by every invalidation of it:
+/// DDL, triggers, indexes, statistics), for what is derived from its definition; `relid` is
+/// its OID. Registers the callback on first use.
+pub fn log_generation(relid: pg_sys::Oid) -> u64 {
+    generation();
+    LOG.with(|l| l.set(Some(relid)));
+    LOG_GENERATION.with(|g| g.get())
 }
 
 /// The current grant generation (see the module docs); registers the callback on first use.

@@ -57,6 +57,9 @@ const COLUMNS: [&str; 15] = [
 const EXECUTION_ID_INDEX: &CStr = c"billing_log_execution_id_key";
 
 thread_local! {
+    /// Whether billing_log is as the extension made it ([`is_plain`] and
+    /// [`indexes_are_plain`]), for the log generation it was found in.
+    static PLAIN: std::cell::Cell<Option<(u64, bool)>> = const { std::cell::Cell::new(None) };
     /// The sequence of the identity column `id`, per invalidation generation.
     static ID_SEQUENCE: RefCell<GenMap<(), pg_sys::Oid>> = RefCell::new(GenMap::new());
 }
@@ -91,10 +94,16 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, NewRow<'_>> {
         if pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 {
             return Err(row);
         }
-        let rel = pg_sys::table_open(oid(c"billing_log"), pg_sys::RowExclusiveLock as i32);
-        let plain = is_plain(rel);
+        let relid = oid(c"billing_log");
+        // The lock keeps billing_log's definition as it is until the transaction ends, and
+        // taking it processed every change committed before.
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
+        let generation = crate::backend_cache::log_generation(relid);
+        let known = PLAIN.with(|p| p.get()).filter(|(g, _)| *g == generation).map(|(_, plain)| plain);
+        let plain = known.unwrap_or_else(|| is_plain(rel));
         let indexes = if plain { pg_sys::CatalogOpenIndexes(rel) } else { std::ptr::null_mut() };
-        let indexes_plain = plain && indexes_are_plain(indexes);
+        let indexes_plain = plain && (known == Some(true) || indexes_are_plain(indexes));
+        PLAIN.with(|p| p.set(Some((generation, indexes_plain))));
         if !indexes_plain {
             if !indexes.is_null() {
                 pg_sys::CatalogCloseIndexes(indexes);

@@ -7,8 +7,13 @@ use pgrx::AnyNumeric;
 /// `tokens × rate × 0.001`, exact (numeric multiplication never rounds).
 /// Source of the rule: the seed's "Cost Constants" (agent cost rates per 1K tokens).
 pub fn cost_for_tokens(tokens: i64, rate_per_1k: AnyNumeric) -> AnyNumeric {
-    let per_token = AnyNumeric::try_from("0.001").expect("0.001 is a valid numeric");
+    let per_token = PER_TOKEN.with(|p| p.clone());
     trim_scale(AnyNumeric::from(tokens) * rate_per_1k * per_token)
+}
+
+thread_local! {
+    /// 0.001 (1 / 1,000 tokens), parsed once per backend.
+    static PER_TOKEN: AnyNumeric = AnyNumeric::try_from("0.001").expect("0.001 is a valid numeric");
 }
 
 /// Drops trailing zeros after the decimal point (PostgreSQL's `trim_scale(numeric)`); the value

@@ -265,8 +265,9 @@ unsafe fn update(rel: pg_sys::Relation, f: Fetched, deltas: &[Delta]) -> pg_sys:
     (*newtup).t_self
 }
 
-/// Inserts the index entries of a new (non-HOT) row version `tup` of `rel` into all its
-/// indexes (the slot tables have only their primary key: plain columns, no predicate).
+/// Inserts the index entries of a new (non-HOT) version `tup` of one of this backend's slot
+/// rows of `rel` into all its indexes (the slot tables have only their primary key: plain
+/// columns, no predicate).
 unsafe fn insert_index_entries(rel: pg_sys::Relation, tup: pg_sys::HeapTuple) {
     let indstate = pg_sys::CatalogOpenIndexes(rel);
     let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
@@ -286,8 +287,21 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, tup: pg_sys::HeapTuple) {
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
         let mut isnull = [false; pg_sys::INDEX_MAX_KEYS as usize];
         pg_sys::FormIndexDatum(info, slot, std::ptr::null_mut(), values.as_mut_ptr(), isnull.as_mut_ptr());
-        let unique = if (*info).ii_Unique { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES } else { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO };
-        pg_sys::index_insert(index, values.as_mut_ptr(), isnull.as_mut_ptr(), &mut (*tup).t_self, rel, unique, false, info);
+        // No unique check: the new version keeps the key of the version it replaces, and only
+        // this backend writes this key (its slot). A unique check would visit every older
+        // version of the row still in the index, which a long-held snapshot keeps from being
+        // removed: the cost of each update would grow with the snapshot's age. indexUnchanged
+        // lets btree delete those older entries bottom-up once they are dead to everyone.
+        pg_sys::index_insert(
+            index,
+            values.as_mut_ptr(),
+            isnull.as_mut_ptr(),
+            &mut (*tup).t_self,
+            rel,
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO,
+            true,
+            info,
+        );
     }
     pg_sys::ExecDropSingleTupleTableSlot(slot);
     pg_sys::CatalogCloseIndexes(indstate);
