@@ -213,12 +213,16 @@ fn drop_local_scope(scope: ScopeRef<'_>) {
 /// The settlement lock of one scope: a transaction-level advisory lock in
 /// [`GRANT_LOCK_CLASS`], released as soon as the settlement is written (or by the rollback
 /// of an error in between). Nobody holds it while waiting for anything else, so it is taken
-/// without queueing: tried up to [`LOCK_TRIES`] times, [`LOCK_RETRY_US`] µs apart.
+/// without queueing: tried for up to [`LOCK_PATIENCE_US`] µs.
 struct ScopeLock(pg_sys::LOCKTAG);
 
-/// Attempts at the scope lock before settling without it (revoking), and the pause between.
-const LOCK_TRIES: u32 = 40;
-const LOCK_RETRY_US: i64 = 25;
+/// How long a settlement tries for the scope lock before settling without it (revoking), in
+/// µs, and the pauses between tries (doubling from the first to the longest). A holder keeps
+/// it for tens of µs, but on an overloaded machine it may be descheduled meanwhile; giving up
+/// too early would revoke every backend's grants, and all of them would then settle at once.
+const LOCK_PATIENCE_US: i64 = 20_000;
+const LOCK_FIRST_PAUSE_US: i64 = 10;
+const LOCK_MAX_PAUSE_US: i64 = 1_000;
 
 impl ScopeLock {
     fn acquire(scope: ScopeRef<'_>) -> Option<ScopeLock> {
@@ -233,17 +237,21 @@ impl ScopeLock {
         tag.locktag_field4 = 2;
         tag.locktag_type = pg_sys::LockTagType::LOCKTAG_ADVISORY as u8;
         tag.locktag_lockmethodid = pg_sys::USER_LOCKMETHOD as u8;
-        for attempt in 0..LOCK_TRIES {
-            if attempt > 0 {
-                unsafe { pg_sys::pg_usleep(LOCK_RETRY_US) };
-                pgrx::check_for_interrupts!();
-            }
+        let mut waited = 0;
+        let mut pause = LOCK_FIRST_PAUSE_US;
+        loop {
             let got = unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, true) };
             if got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
                 return Some(ScopeLock(tag));
             }
+            if waited >= LOCK_PATIENCE_US {
+                return None;
+            }
+            unsafe { pg_sys::pg_usleep(pause) };
+            pgrx::check_for_interrupts!();
+            waited += pause;
+            pause = (pause * 2).min(LOCK_MAX_PAUSE_US);
         }
-        None
     }
 }
 

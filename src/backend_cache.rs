@@ -5,8 +5,8 @@
 //! (row triggers, `budget_rebuild`, see `alert_watch.rs`); DDL on the extension's tables sends
 //! one of its own. A cache is a [`GenMap`]: it empties itself when the generation it was
 //! filled in is not the current one. Alert grants (`alert_grants.rs`) follow a second
-//! generation, bumped by the same invalidations and also by those of `_alert_grant_signal`
-//! (a revocation), which leave the other caches alone.
+//! generation, bumped by invalidations of `alert_state` (settings changed) and of
+//! `_alert_grant_signal` (a revocation) only.
 use crate::error::{raise, Code};
 use pgrx::prelude::*;
 use pgrx::PgTupleDesc;
@@ -40,9 +40,16 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
         GRANT_GENERATION.with(|g| g.set(g.get() + 1));
         return;
     }
-    let ours = WATCHED.with(|w| w.get()).is_none_or(|w| relid == pg_sys::InvalidOid || w.contains(&relid));
+    let watched = WATCHED.with(|w| w.get());
+    let ours = watched.is_none_or(|w| relid == pg_sys::InvalidOid || w.contains(&relid));
     if ours {
         GENERATION.with(|g| g.set(g.get() + 1));
+    }
+    // Grants depend on budgets and levels (alert_state's invalidation is the "settings
+    // changed" signal), not on the slot tables' statistics or storage (autovacuum sends those
+    // all the time, and every backend would then settle again at once).
+    let settings = watched.is_none_or(|w| relid == pg_sys::InvalidOid || relid == w[3]);
+    if settings {
         GRANT_GENERATION.with(|g| g.set(g.get() + 1));
     }
 }
