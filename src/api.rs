@@ -103,6 +103,8 @@ thread_local! {
 /// The current rate of `agent_type` (as [`current_rate`]), from this backend's cache when no
 /// change to `agent_rate` was committed since it was read.
 pub(crate) fn cached_rate(agent_type: &str) -> AnyNumeric {
+    // Registers which relations' invalidations count (again after DROP and CREATE EXTENSION).
+    crate::slot_rows::rels();
     let generation = crate::backend_cache::generation();
     if let Some(rate) = RATES.with(|r| r.borrow_mut().current().get(agent_type).cloned()) {
         return rate;

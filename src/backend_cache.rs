@@ -35,6 +35,8 @@ thread_local! {
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     if relid == pg_sys::InvalidOid || LOG.with(|l| l.get()) == Some(relid) {
         LOG_GENERATION.with(|g| g.set(g.get() + 1));
+        // billing_log's column numbers (attnum) are cached under the main generation.
+        GENERATION.with(|g| g.set(g.get() + 1));
     }
     if relid != pg_sys::InvalidOid && SIGNAL.with(|s| s.get()) == Some(relid) {
         GRANT_GENERATION.with(|g| g.set(g.get() + 1));

@@ -101,6 +101,8 @@ impl State {
         // Settings committed by others since this transaction began (the settings cache below
         // follows their invalidations), then this transaction's own (the CCI in take()).
         unsafe { pg_sys::AcceptInvalidationMessages() };
+        // Registers which relations' invalidations count (again after DROP and CREATE EXTENSION).
+        crate::slot_rows::rels();
         let snap = Snapshot::take();
         let settings = SettingsCache::begin();
         let (budget, threshold, month_override) = settings.get(&MONTHS, month.to_string(), || {

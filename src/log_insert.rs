@@ -17,9 +17,10 @@
 //!   false here since the row has its month, and the four aggregate triggers), or one of those
 //!   disabled, or `session_replication_role = replica`;
 //! - a CHECK constraint other than the seven of `sql/bootstrap.sql` (checked by name and count);
-//! - an index with expressions or a predicate (other than the partial unique index on
+//! - an index with expressions, a predicate (other than the partial unique index on
 //!   `execution_id`, which this path never has to enter: it only takes calls without an
-//!   execution_id), a column the extension did not create, row-level security or rules;
+//!   execution_id) or an exclusion constraint; a column the extension did not create, or one
+//!   whose type, type modifier or NOT NULL changed; row-level security, rules, partitions;
 //! - a value that a CHECK constraint would refuse (a billing month outside `YYYY-MM`): the
 //!   SQL path then raises the constraint's own error.
 use crate::backend_cache::{attnum, oid, GenMap};
@@ -45,11 +46,24 @@ const OWN_CHECKS: [&str; 7] = [
     "billing_log_billing_month_check",
 ];
 
-/// The columns of `billing_log` (all of them: the row is formed in full).
-const COLUMNS: [&str; 15] = [
-    "id", "agent_type", "campaign_id", "tokens", "cost", "task", "execution_id", "impact_score",
-    "conversion_achieved", "quality_score", "retry_count", "execution_time_ms", "metadata", "created_at",
-    "billing_month",
+/// The columns of `billing_log` (all of them: the row is formed in full), with their types and
+/// whether they are NOT NULL (no type modifiers).
+const COLUMNS: [(&str, pg_sys::Oid, bool); 15] = [
+    ("id", pg_sys::INT8OID, true),
+    ("agent_type", pg_sys::TEXTOID, true),
+    ("campaign_id", pg_sys::TEXTOID, false),
+    ("tokens", pg_sys::INT8OID, true),
+    ("cost", pg_sys::NUMERICOID, true),
+    ("task", pg_sys::TEXTOID, false),
+    ("execution_id", pg_sys::TEXTOID, false),
+    ("impact_score", pg_sys::FLOAT8OID, false),
+    ("conversion_achieved", pg_sys::BOOLOID, false),
+    ("quality_score", pg_sys::FLOAT8OID, false),
+    ("retry_count", pg_sys::INT4OID, false),
+    ("execution_time_ms", pg_sys::INT8OID, false),
+    ("metadata", pg_sys::JSONBOID, false),
+    ("created_at", pg_sys::TIMESTAMPTZOID, true),
+    ("billing_month", pg_sys::TEXTOID, true),
 ];
 
 /// The partial unique index on `execution_id` (`WHERE execution_id IS NOT NULL`): a row without
@@ -164,14 +178,23 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, NewRow<'_>> {
 /// Whether `billing_log` has only what the extension created (see the module docs).
 unsafe fn is_plain(rel: pg_sys::Relation) -> bool {
     let form = (*rel).rd_rel;
-    if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char || (*form).relrowsecurity || !(*rel).rd_rules.is_null() {
+    if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+        || (*form).relispartition
+        || (*form).relrowsecurity
+        || !(*rel).rd_rules.is_null()
+    {
         return false;
     }
+    // Every column as created: name, type, no type modifier, NULL-ness (an ALTER COLUMN ...
+    // TYPE or SET NOT NULL would need the executor's coercion or check).
     let tupdesc = (*rel).rd_att;
     let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
-    if desc.iter().filter(|a| !a.is_dropped()).count() != COLUMNS.len()
-        || !COLUMNS.iter().all(|c| desc.iter().any(|a| !a.is_dropped() && a.name() == *c))
-    {
+    let as_created = |a: &pg_sys::FormData_pg_attribute| {
+        COLUMNS.iter().any(|(name, typ, not_null)| {
+            a.name() == *name && a.atttypid == *typ && a.atttypmod == -1 && a.attnotnull == *not_null && a.attgenerated == 0
+        })
+    };
+    if desc.iter().filter(|a| !a.is_dropped()).count() != COLUMNS.len() || !desc.iter().filter(|a| !a.is_dropped()).all(as_created) {
         return false;
     }
     let constr = (*tupdesc).constr;
@@ -207,7 +230,9 @@ unsafe fn indexes_are_plain(indexes: pg_sys::CatalogIndexState) -> bool {
     (0..(*indexes).ri_NumIndices as usize).all(|i| {
         let index = *(*indexes).ri_IndexRelationDescs.add(i);
         let info = *(*indexes).ri_IndexRelationInfo.add(i);
-        (*info).ii_Expressions.is_null() && ((*info).ii_Predicate.is_null() || is_execution_id_index(index))
+        (*info).ii_Expressions.is_null()
+            && (*info).ii_ExclusionOps.is_null()
+            && ((*info).ii_Predicate.is_null() || is_execution_id_index(index))
     })
 }
 
@@ -238,8 +263,10 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, indexes: pg_sys::CatalogIn
     for i in 0..(*indexes).ri_NumIndices as usize {
         let index = *(*indexes).ri_IndexRelationDescs.add(i);
         let info = *(*indexes).ri_IndexRelationInfo.add(i);
-        if !(*info).ii_Predicate.is_null() {
-            // The execution_id index (the only partial index allowed, see indexes_are_plain).
+        if !(*info).ii_Predicate.is_null() || !(*info).ii_ReadyForInserts {
+            // The execution_id index (the only partial index allowed, see indexes_are_plain),
+            // or an index being built concurrently, which takes no entries yet (as in
+            // ExecInsertIndexTuples).
             continue;
         }
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];

@@ -275,7 +275,11 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, tup: pg_sys::HeapTuple) {
     for i in 0..(*indstate).ri_NumIndices as usize {
         let index = *(*indstate).ri_IndexRelationDescs.add(i);
         let info = *(*indstate).ri_IndexRelationInfo.add(i);
-        if !(*info).ii_Expressions.is_null() || !(*info).ii_Predicate.is_null() {
+        if !(*info).ii_ReadyForInserts {
+            // Being built concurrently: it takes no entries yet (as in ExecInsertIndexTuples).
+            continue;
+        }
+        if !(*info).ii_Expressions.is_null() || !(*info).ii_Predicate.is_null() || !(*info).ii_ExclusionOps.is_null() {
             // Such an index needs an executor to evaluate; the slot tables only have their
             // primary keys, and an index added by hand must not be silently mis-maintained.
             raise(

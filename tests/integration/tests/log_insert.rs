@@ -123,3 +123,53 @@ fn a_disabled_aggregate_trigger_is_respected() {
     assert_eq!(text(&mut c, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(), Some("0.04"));
     assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), 2);
 }
+
+/// Column changes a DBA may make apply to track_cost's rows as to an INSERT's: NOT NULL
+/// (23502), a narrower type (22003), an exclusion constraint (23P01); and a column dropped and
+/// re-added under the same name gets the value (column numbers follow the table).
+#[test]
+fn column_changes_by_a_dba_apply() {
+    let db = TestDb::new("log_insert_columns");
+    let mut c = db.connect();
+    track(&mut c);
+    c.batch_execute("ALTER TABLE neon_budget.billing_log ALTER COLUMN execution_time_ms SET NOT NULL").unwrap_err();
+    c.batch_execute("ALTER TABLE neon_budget.billing_log ALTER COLUMN impact_score SET NOT NULL").unwrap_err();
+    c.batch_execute("UPDATE neon_budget.billing_log SET retry_count = 0; ALTER TABLE neon_budget.billing_log ALTER COLUMN retry_count SET NOT NULL").unwrap();
+    assert_eq!(sqlstate(c.query_one(CALL, &[])), "23502");
+    c.batch_execute("ALTER TABLE neon_budget.billing_log ALTER COLUMN retry_count DROP NOT NULL").unwrap();
+    c.batch_execute("ALTER TABLE neon_budget.billing_log ALTER COLUMN execution_time_ms TYPE integer").unwrap();
+    assert_eq!(
+        sqlstate(c.query_one("SELECT id FROM neon_budget.track_cost('CONTENT', 10, execution_time_ms => 5000000000)", &[])),
+        "22003"
+    );
+    c.batch_execute(
+        "ALTER TABLE neon_budget.billing_log ADD COLUMN t2 text;
+         UPDATE neon_budget.billing_log SET t2 = task;
+         ALTER TABLE neon_budget.billing_log DROP COLUMN task;
+         ALTER TABLE neon_budget.billing_log RENAME t2 TO task;",
+    )
+    .unwrap();
+    assert_eq!(
+        text(&mut c, "SELECT (neon_budget.track_cost('CONTENT', 10, task => 'moved')).task").as_deref(),
+        Some("moved")
+    );
+    c.batch_execute("ALTER TABLE neon_budget.billing_log ADD CONSTRAINT one_task EXCLUDE USING btree (task WITH =)").unwrap();
+    assert_eq!(sqlstate(c.query_one("SELECT id FROM neon_budget.track_cost('CONTENT', 10, task => 'moved')", &[])), "23P01");
+    assert_oracle(&mut c);
+}
+
+/// A connection that only reads keeps following settings changes after the extension was
+/// dropped and created again by another session.
+#[test]
+fn a_reader_follows_settings_after_the_extension_is_recreated() {
+    let db = TestDb::new("log_insert_recreated");
+    let mut r = db.connect();
+    let mut admin = db.connect();
+    track(&mut r);
+    admin.batch_execute("DROP EXTENSION neon_budget; CREATE EXTENSION neon_budget").unwrap();
+    let budget = |c: &mut Client| text(c, "SELECT total_budget::text FROM neon_budget.budget_check()").unwrap();
+    let before = budget(&mut r);
+    admin.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 123)").unwrap();
+    assert_ne!(before, "123");
+    assert_eq!(budget(&mut r), "123");
+}
