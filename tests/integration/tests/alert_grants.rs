@@ -16,16 +16,6 @@ fn track(c: &mut Client, cost: &str) {
     c.batch_execute(&format!("SELECT neon_budget.track_cost('CONTENT', 1, cost => {cost}, {AT})")).unwrap();
 }
 
-fn levels(payloads: &[String]) -> Vec<String> {
-    payloads
-        .iter()
-        .map(|p| {
-            let v: serde_json::Value = serde_json::from_str(p).unwrap();
-            format!("{}:{}:{}", v["scope"].as_str().unwrap(), v["level"].as_str().unwrap(), v["spent"])
-        })
-        .collect()
-}
-
 /// The grant of the connection's own slot row of September 2024, as text.
 fn own_cap(c: &mut Client) -> String {
     text(
@@ -77,7 +67,7 @@ fn a_grant_taken_in_a_rolled_back_transaction_is_dropped() {
         assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
         // 80.5: a's undone grant would have covered this write.
         track(&mut a, "1.5");
-        assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80.5"], "{undo}");
+        assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80.5"], "{undo}");
         assert_oracle(&mut a);
     }
 }
@@ -94,7 +84,7 @@ fn a_multi_row_insert_revokes_grants() {
     .unwrap();
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     track(&mut a, "1"); // 80
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
     assert_oracle(&mut a);
 }
 
@@ -107,13 +97,13 @@ fn a_write_past_the_unallocated_headroom_revokes_grants() {
     track(&mut b, "77"); // 79: beyond b's grant; H = 80 - 78 - 40.5 < 0: revokes
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     track(&mut a, "1"); // 80: a's grant of 39.5 would have covered it
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
     // After the warning: grants again, below critical (95), and critical is sent by its write.
     track(&mut a, "14");
     track(&mut b, "0.5");
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     track(&mut b, "0.5"); // 95
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:critical:95.0"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:critical:95.0"]);
     assert_oracle(&mut a);
 }
 
@@ -130,7 +120,7 @@ fn campaign_grants_follow_the_campaign_budget() {
     camp(&mut b, "6"); // 7: b beyond any grant; H = 8 - 6 - 4.5 < 0: revokes
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     camp(&mut a, "1"); // 8
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning:8"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning:8"]);
     assert_oracle(&mut a);
 }
 
@@ -151,7 +141,7 @@ fn a_held_settlement_lock_does_not_block_writers() {
     assert_eq!(own_cap(&mut a).parse::<f64>().unwrap(), 0.0, "no grant without the lock");
     track(&mut b, "78");
     track(&mut a, "1"); // 80
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
     holder.batch_execute(&format!("SELECT pg_advisory_unlock({}, {})", 0x4e42_0003i32, hash as i32)).unwrap();
     // 81: settles again below critical (95): a's spend 3, b's 78, H = 95 - 3 - 78 = 14, two
     // slots: share 3.5, grant 6.5.

@@ -14,16 +14,6 @@ fn track(c: &mut Client, args: &str) {
     c.batch_execute(&format!("SELECT neon_budget.track_cost({args})")).unwrap();
 }
 
-fn levels(payloads: &[String]) -> Vec<String> {
-    payloads
-        .iter()
-        .map(|p| {
-            let v: serde_json::Value = serde_json::from_str(p).unwrap();
-            format!("{}:{}:{}", v["scope"].as_str().unwrap(), v["level"].as_str().unwrap(), v["spent"])
-        })
-        .collect()
-}
-
 /// A writer far below its budget needs no read; when an admin lowers the budget in another
 /// session, the writer's next write must read again and alert at once.
 #[test]
@@ -39,7 +29,7 @@ fn a_budget_lowered_elsewhere_is_seen_at_the_next_write() {
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     // 2 + 78 = 80 of 100: the warning level, sent by this write.
     track(&mut w, &format!("'CONTENT', 1, cost => 78, {AT}"));
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
     assert_oracle(&mut w);
 }
 
@@ -55,7 +45,7 @@ fn a_campaign_budget_set_elsewhere_is_seen_at_the_next_write() {
     admin.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 10)").unwrap();
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     track(&mut w, &format!("'SEO', 1, campaign_id => 'cmp', cost => 3.5, {AT}"));
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning:8.5"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning:8.5"]);
 }
 
 /// A re-armed level (raise the budget, spend again) alerts again in a writer that had cached
@@ -68,11 +58,11 @@ fn a_level_rearmed_elsewhere_alerts_again() {
     let mut w = db.connect();
     admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
     track(&mut w, &format!("'CONTENT', 1, cost => 85, {AT}"));
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:85"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:85"]);
     track(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
     admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000)").unwrap();
     track(&mut w, &format!("'CONTENT', 1, cost => 714, {AT}"));
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:800"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:800"]);
 }
 
 /// The rate cache follows set_agent_rate in another session (exact costs).
@@ -144,7 +134,7 @@ fn the_write_that_reaches_a_level_sends_it() {
     assert_eq!(int(&mut a, "SELECT count(*) FROM neon_budget.alert_log"), 0);
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     track(&mut b, &format!("'CONTENT', 1, cost => 100, {AT}"));
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80000"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80000"]);
     assert_oracle(&mut a);
 }
 
@@ -163,10 +153,10 @@ fn stale_readers_cannot_skip_a_level() {
     track(&mut a, &format!("'CONTENT', 1, cost => 39.9, {AT}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     track(&mut b, &format!("'CONTENT', 1, cost => 19.9, {AT}"));
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:99.81", "month:critical:99.81"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:99.81", "month:critical:99.81"]);
     // Everything sent: further writes have nothing left to read for, and send nothing.
     track(&mut a, &format!("'CONTENT', 1, cost => 0.19, {AT}"));
-    assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:exceeded:100.0"]);
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:exceeded:100.0"]);
     track(&mut a, &format!("'CONTENT', 1, cost => 5, {AT}"));
     track(&mut b, &format!("'CONTENT', 1, cost => 5, {AT}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());

@@ -10,23 +10,6 @@
 use neon_budget_integration::*;
 use postgres::Client;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
-    }
-}
-
 const COSTS: [&str; 10] = ["0", "0.5", "1", "2.25", "3", "5", "7.5", "10", "0.01", "1.75"];
 const CAMPS: [&str; 4] = ["", "c1", "c2", "c3"];
 
@@ -147,7 +130,7 @@ fn run(seed: u64, steps: usize) {
                     entry = format!("c{i}: {s}\nc{j}: {fin}");
                 }
                 Err(e) => {
-                    let _ = conns[i].batch_execute("ROLLBACK");
+                    conns[i].batch_execute("ROLLBACK").unwrap();
                     entry = format!("c{i}: {s} -- failed: {}", e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default());
                 }
             }
