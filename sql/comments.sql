@@ -5,13 +5,13 @@ COMMENT ON FUNCTION track_cost(text, bigint, text, text, text, double precision,
 $$Records one agent execution and returns its billing_log row.
 Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's current rate, exact), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction).
 The same execution_id twice records once and returns the first row. Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
-Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate (see set_agent_rate).$$;
+Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role.$$;
 
 COMMENT ON FUNCTION budget_check(text, text, bigint) IS
 $$May an execution run now? Arguments: campaign_id, agent_type, estimated_tokens (priced at the agent type's current rate).
 Returns one row: can_execute, status (ok, warning, critical, exceeded), month (YYYY-MM), total_budget, total_spent, remaining (dollars, after live reservations), utilization_percentage, override_enabled, campaign_id, campaign_budget (NULL = no limit), campaign_spent, estimated_cost, reserved, campaign_reserved (dollars).
 can_execute is false when the current month's or the campaign's spend plus live reservations has reached its budget or would pass it with the estimate, unless the override is on. Reads only the maintained aggregates and live reservations.
-Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_type; 42704 unknown agent type.$$;
+Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_type; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100.$$;
 
 COMMENT ON FUNCTION budget_report(text, text) IS
 $$Cost report of a billing month (YYYY-MM; NULL = current month): monthly overview, campaign breakdown, agent usage, cost optimization suggestions. Money in dollars.
@@ -19,27 +19,32 @@ format (default 'md'): 'md' the Markdown report (figures rounded); 'json' one ob
 Errors: 22007 malformed month; 22023 unknown format.$$;
 
 COMMENT ON FUNCTION set_monthly_budget(text, numeric, numeric) IS
-$$Sets a month's (YYYY-MM) total budget in dollars and, when given, its alert threshold in (0,1]. Raising the budget re-arms alert levels no longer reached. Writes audit_log.
-Errors: 22007 malformed month; 22023 budget <= 0 or threshold outside (0,1]; 22004 NULL month or budget.$$;
+$$Sets a month's (YYYY-MM) total budget in dollars and its alert threshold in (0,1]. An argument left out (NULL) keeps the month's value (a new month: the GUC defaults). Any change re-arms and re-evaluates the alert levels of the month and of every campaign in it; levels the change makes reached are sent when it commits. Writes audit_log.
+Errors: 22007 malformed month; 22023 budget <= 0 or threshold outside (0,1]; 22004 NULL month.$$;
 
 COMMENT ON FUNCTION set_campaign(text, text, text, numeric) IS
-$$Creates or updates a campaign: campaign_id, name, campaign_type, monthly_budget in dollars (NULL = no limit). Writes audit_log.
-Errors: 22004 NULL campaign_id or name; 22023 empty campaign_id or budget <= 0.$$;
+$$Creates or updates a campaign: campaign_id, name, campaign_type, monthly_budget in dollars. An argument left out (NULL) keeps the stored value, so a rename never lifts a cap; a new campaign without a budget has no limit. Remove a budget with clear_campaign_budget(campaign_id). A budget change re-arms and re-evaluates the campaign's alert levels. Writes audit_log.
+Errors: 22004 NULL campaign_id, or NULL name for a new campaign; 22023 empty campaign_id or budget <= 0; 22001 campaign_id, name or campaign_type over 200 characters.$$;
+
+COMMENT ON FUNCTION clear_campaign_budget(text) IS
+$$Removes a campaign's monthly budget: it has no limit (never blocks, never alerts) until set_campaign gives it one again. Writes audit_log.
+Errors: 22004 NULL campaign_id; 22023 empty campaign_id; 22001 campaign_id over 200 characters; 42704 no such campaign.$$;
 
 COMMENT ON FUNCTION set_agent_rate(text, numeric) IS
 $$Sets an agent type's rate in dollars per 1,000 tokens, effective now; recorded costs never change. Writes audit_log.
-Errors: 22004 NULL argument; 22023 empty agent type or negative rate.$$;
+Errors: 22004 NULL argument; 22023 empty agent type or negative rate; 22001 agent type over 100 characters.$$;
 
 COMMENT ON FUNCTION set_budget_override(boolean, text) IS
-$$Turns the emergency override of the current month on (a reason is required) or off. While on, budget_check allows executions past every budget; alerts still fire. Writes audit_log.
-Errors: 22004 NULL enabled; 22023 on without a reason.$$;
+$$Turns the emergency override of the current month on (a reason is required) or off (without a reason the last one stays on record). While on, budget_check allows executions past every budget; alerts still fire. Writes audit_log.
+Errors: 22004 NULL enabled; 22023 on without a reason; 22001 reason over 1,000 characters.$$;
 
 COMMENT ON FUNCTION budget_reserve(text, bigint, text, interval, numeric) IS
 $$Reserves an execution's estimated cost (estimated_cost dollars, or estimated_tokens at the agent type's rate) against the current month's and the campaign's budget for ttl (default 15 minutes); returns the reservation id for track_cost(reservation_id => id) or budget_release(id). Reservations of a month are decided one at a time, so concurrent ones never jointly pass a budget.
-Errors: 53000 the budget cannot cover it (figures in the detail); 22003 negative tokens or cost; 22023 ttl not positive; 42704 unknown agent type; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction.$$;
+Errors: 53000 the budget cannot cover it (figures in the detail); 22003 negative tokens or cost; 22023 ttl not positive; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction.$$;
 
 COMMENT ON FUNCTION budget_release(bigint) IS
-$$Cancels a reservation. Returns true when it was live, false when unknown, settled, released or expired.$$;
+$$Cancels a reservation. Returns true when it was live, false when unknown, settled, released or expired. Only the role that made it or a neon_budget_admin may release it (or settle it with track_cost).
+Errors: 42501 reservation made by another role.$$;
 
 COMMENT ON FUNCTION budget_verify(text) IS
 $$Every maintained aggregate row that differs from billing_log plus purged_spend: aggregate (monthly_budget, campaign_cost, agent_cost), key, month (YYYY-MM; NULL argument = all months), expected and stored sums as JSON (dollars, tokens, executions, ...). Empty when all agree. Admin only. Errors: 22007 malformed month.$$;

@@ -5,28 +5,12 @@
 -- same transaction (src/triggers.rs), so a rollback (or ROLLBACK TO SAVEPOINT) undoes the
 -- aggregates with the rows. Each statement touches each aggregate row once, whatever its row count.
 
--- The billing month of a row, fixed when it is written: YYYY-MM of created_at in
--- neon_budget.timezone. Skipped (WHEN clause) when the writer already set billing_month.
-CREATE FUNCTION _billing_log_set_month() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, neon_budget, pg_temp
-AS $$
-BEGIN
-    IF NEW.created_at IN ('infinity', '-infinity')
-       OR pg_catalog.date_part('year', NEW.created_at AT TIME ZONE neon_budget._timezone()) < 1 THEN
-        RAISE EXCEPTION 'created_at % has no billing month', NEW.created_at
-              USING ERRCODE = '22008',
-                    HINT = 'Use a finite time from the year 1 to 9999, or leave created_at out for now().';
-    END IF;
-    NEW.billing_month := pg_catalog.to_char(NEW.created_at AT TIME ZONE neon_budget._timezone(), 'YYYY-MM');
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER billing_log_set_month
+-- Every row inserted by a direct INSERT or COPY gets track_cost's rules (src/before_insert.rs):
+-- identifier lengths, the created_at window, a cost priced from its tokens when it has none,
+-- and its billing month (YYYY-MM of created_at in neon_budget.timezone) when none is given.
+CREATE TRIGGER billing_log_before_insert
     BEFORE INSERT ON billing_log
-    FOR EACH ROW WHEN (NEW.billing_month IS NULL)
-    EXECUTE FUNCTION _billing_log_set_month();
+    FOR EACH ROW EXECUTE FUNCTION _billing_log_before_insert();
 
 -- The aggregate trigger function neon_budget._billing_log_changed() is written in Rust
 -- (src/triggers.rs): one statement-level trigger per event, with transition tables.
@@ -71,7 +55,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, neon_budget, pg_temp
 AS $$
 BEGIN
-    IF pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.<>) 'pg_restore' THEN
+    -- Only a restore (src/restore.rs: a superuser session with row_security off, never
+    -- purge_before) adds purged sums back; purge_before moved them out of the aggregates itself.
+    IF NOT neon_budget._restoring() THEN
         RETURN NULL;
     END IF;
     INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
@@ -187,9 +173,9 @@ COMMENT ON VIEW agent_analytics IS
 
 -- ---------------------------------------------------------------------------------------------
 -- Roles and privileges. Three NOLOGIN roles (created if missing; roles are cluster-wide and
--- outlive DROP EXTENSION): neon_budget_reader (views, budget_check, budget_report),
+-- outlive DROP EXTENSION): neon_budget_reader (views, alert_log, budget_check, budget_report),
 -- neon_budget_writer (reader + track_cost and reservations), neon_budget_admin (writer + the
--- admin functions, alert_log, audit_log and the tables). PUBLIC gets nothing.
+-- admin functions, audit_log and the tables). PUBLIC gets nothing.
 -- Functions that write run SECURITY DEFINER with search_path pinned to
 -- pg_catalog, neon_budget, pg_temp, so a caller's objects can never shadow what they call.
 -- budget_check and the aggregate trigger _billing_log_changed run as their caller (budget_check
@@ -197,21 +183,35 @@ COMMENT ON VIEW agent_analytics IS
 -- src/slot_rows.rs); what they do in SQL runs as the extension's owner with the same pinned
 -- search_path (src/owner.rs).
 -- ---------------------------------------------------------------------------------------------
+-- Roles are cluster-wide: CREATE EXTENSION in several databases at once (a fresh cluster, a test
+-- suite) races to create them. Each creation and membership tolerates a concurrent creator: the
+-- loser waits for the winner's commit and then finds 42710 (the role exists) or 23505 (the
+-- catalog's unique index saw the winner's row); either way the role is there.
 DO $roles$
+DECLARE
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'neon_budget_reader') THEN
-        CREATE ROLE neon_budget_reader NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'neon_budget_writer') THEN
-        CREATE ROLE neon_budget_writer NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'neon_budget_admin') THEN
-        CREATE ROLE neon_budget_admin NOLOGIN;
-    END IF;
+    FOREACH r IN ARRAY ARRAY['neon_budget_reader', 'neon_budget_writer', 'neon_budget_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            BEGIN
+                EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END LOOP;
+    BEGIN
+        GRANT neon_budget_reader TO neon_budget_writer;
+    EXCEPTION WHEN unique_violation THEN
+        NULL;
+    END;
+    BEGIN
+        GRANT neon_budget_writer TO neon_budget_admin;
+    EXCEPTION WHEN unique_violation THEN
+        NULL;
+    END;
 END
 $roles$;
-GRANT neon_budget_reader TO neon_budget_writer;
-GRANT neon_budget_writer TO neon_budget_admin;
 
 DO $definer$
 DECLARE
@@ -221,8 +221,8 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('track_cost', 'budget_report', 'budget_reserve', 'budget_release',
-                             'set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override',
-                             '_ensure_month', '_check_alerts', '_billing_log_set_month',
+                             'set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate',
+                             'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
                              '_purged_spend_restored')
     LOOP
@@ -239,7 +239,8 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA neon_budget FROM PUBLIC;
 GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
 GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost,
                 neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
-                neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting
+                neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting,
+                neon_budget.alert_log
    TO neon_budget_reader;
 DO $reader$
 DECLARE
@@ -262,8 +263,8 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override',
-                             'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before')
+           AND p.proname IN ('set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate',
+                             'set_budget_override', 'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_admin', f);
     END LOOP;

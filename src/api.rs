@@ -38,22 +38,6 @@ fn require_non_negative(arg: &str, negative: bool, shown: impl std::fmt::Display
     }
 }
 
-/// Raises 22008 (datetime_field_overflow) for a `created_at` that has no billing month:
-/// infinite, or before the year 1 (a `YYYY` month cannot say BC).
-pub(crate) fn require_created_at(ts: &TimestampWithTimeZone) {
-    // 0001-01-01 00:00:00 UTC in microseconds since 2000-01-01 UTC (PostgreSQL's epoch):
-    // 730119 days. Earlier instants are BC in UTC.
-    const YEAR_1_UTC: i64 = -730_119 * 86_400 * 1_000_000;
-    let bad = ts.is_infinity() || ts.is_neg_infinity() || pg_sys::TimestampTz::from(*ts) < YEAR_1_UTC;
-    if bad {
-        raise(
-            Code::ERRCODE_DATETIME_FIELD_OVERFLOW,
-            format!("created_at {ts} has no billing month"),
-            "Pass a finite time from the year 1 to 9999, or leave created_at out for now().",
-        );
-    }
-}
-
 /// The current rate of `agent_type` in dollars per 1,000 tokens, or SQLSTATE 42704
 /// (undefined_object) when the agent type has no rate.
 pub(crate) fn current_rate(agent_type: &str) -> AnyNumeric {
@@ -136,7 +120,10 @@ const SELECT_BY_EXECUTION_ID: &str =
 ///
 /// Errors: 22004 for a NULL `agent_type` or `tokens`; 22003 for negative `tokens`, `cost`,
 /// `retry_count` or `execution_time_ms`, or a score outside 0..1; 42704 for an agent type with no
-/// rate; 22023 for an empty agent type. A failing call writes nothing.
+/// rate; 22023 for an empty agent type; 22001 for a `campaign_id` or `execution_id` over 200
+/// characters or an `agent_type` over 100; 22008 for a `created_at` with no billing month or
+/// further ahead of the clock than `neon_budget.max_clock_skew`; 42501 for a `reservation_id`
+/// made by another role. A failing call writes nothing.
 #[pg_extern(volatile, parallel_unsafe)]
 #[allow(clippy::too_many_arguments)]
 fn track_cost(
@@ -188,8 +175,10 @@ fn track_cost(
             );
         }
     }
+    crate::validation::require_keys(campaign_id, Some(agent_type));
+    crate::validation::require_length_opt("execution_id", execution_id, crate::validation::MAX_ID_CHARS);
     if let Some(ts) = &created_at {
-        require_created_at(ts);
+        crate::validation::require_created_at(ts);
     }
     require_score("impact_score", impact_score);
     require_score("quality_score", quality_score);

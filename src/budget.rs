@@ -257,7 +257,8 @@ pub(crate) fn require_estimate(arg: &str, negative: bool, shown: impl std::fmt::
 /// transaction is read-only or on a standby.
 ///
 /// Errors: 22003 for negative `estimated_tokens`; 22023 when `estimated_tokens` is positive and
-/// no `agent_type` is given; 42704 for an agent type with no rate.
+/// no `agent_type` is given; 42704 for an agent type with no rate; 22001 for a `campaign_id`
+/// over 200 characters or an `agent_type` over 100 (track_cost's limits).
 #[pg_extern(volatile, parallel_unsafe)]
 #[allow(clippy::type_complexity)]
 fn budget_check(
@@ -285,6 +286,8 @@ fn budget_check(
 > {
     let estimated_tokens = estimated_tokens.unwrap_or(0);
     require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
+    // The same limits as track_cost: an id that could never be recorded is refused, not allowed.
+    crate::validation::require_keys(campaign_id, agent_type);
     let estimate = match agent_type {
         Some(a) => money::cost_for_tokens(estimated_tokens, cached_rate(a)),
         None if estimated_tokens > 0 => raise(

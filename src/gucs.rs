@@ -26,6 +26,11 @@ static DEFAULT_ALERT_THRESHOLD: GucSetting<Option<CString>> =
 /// `neon_budget.timezone` (default `UTC`): the zone whose calendar months are billing months.
 static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
+/// `neon_budget.max_clock_skew` (default 300 seconds; -1 turns the check off): how far ahead of
+/// the server's clock a recorded `created_at` may be (clients' clocks drift); later ones are
+/// refused (22008).
+static MAX_CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(300);
+
 /// Registers the GUCs; called once from `_PG_init`.
 pub fn init() {
     GucRegistry::define_bool_guc(
@@ -68,6 +73,22 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"neon_budget.max_clock_skew",
+        c"How far ahead of the server's clock a recorded created_at may be.",
+        c"Executions with a later created_at are refused with SQLSTATE 22008 (e.g. epoch milliseconds passed as seconds); -1 accepts any.",
+        &MAX_CLOCK_SKEW,
+        -1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+}
+
+/// `neon_budget.max_clock_skew` in seconds; None when it is -1 (no limit).
+pub fn max_clock_skew_seconds() -> Option<i64> {
+    let s = MAX_CLOCK_SKEW.get();
+    (s >= 0).then_some(i64::from(s))
 }
 
 /// `neon_budget.enabled`.

@@ -12,6 +12,7 @@ mod alert_watch;
 mod alerts;
 mod api;
 mod backend_cache;
+mod before_insert;
 mod budget;
 mod error;
 mod gucs;
@@ -23,10 +24,12 @@ mod month;
 mod plans;
 mod report;
 mod reservations;
+mod restore;
 mod slot_rows;
 mod slots;
 mod table_scan;
 mod triggers;
+mod validation;
 
 ::pgrx::pg_module_magic!();
 
@@ -43,6 +46,7 @@ extension_sql_file!(
         report::budget_report,
         admin::set_monthly_budget,
         admin::set_campaign,
+        admin::clear_campaign_budget,
         admin::set_agent_rate,
         admin::set_budget_override
     ]

@@ -13,8 +13,8 @@
 //! This is only done while `billing_log` is exactly as the extension created it; anything a
 //! DBA may have added that an `INSERT` would run, and this path would not, sends the call to
 //! the SQL `INSERT` instead ([`insert`] returns None before writing anything):
-//! - a trigger other than the extension's five (`billing_log_set_month`, whose WHEN clause is
-//!   false here since the row has its month, and the four aggregate triggers), or one of those
+//! - a trigger other than the extension's five (`billing_log_before_insert`, whose rules
+//!   `track_cost` has applied already, and the four aggregate triggers), or one of those
 //!   disabled, or `session_replication_role = replica`;
 //! - a CHECK constraint other than the seven of `sql/bootstrap.sql` (checked by name and count);
 //! - an index with expressions, a predicate (other than the partial unique index on
@@ -32,7 +32,7 @@ use std::ffi::CStr;
 
 /// The triggers `sql/finalize.sql` creates on `billing_log`.
 const OWN_TRIGGERS: [&str; 5] =
-    ["billing_log_set_month", "billing_log_after_insert", "billing_log_after_update", "billing_log_after_delete", "billing_log_after_truncate"];
+    ["billing_log_before_insert", "billing_log_after_insert", "billing_log_after_update", "billing_log_after_delete", "billing_log_after_truncate"];
 
 /// The CHECK constraints `sql/bootstrap.sql` creates on `billing_log` (PostgreSQL's default
 /// names); `track_cost` validates the same rules before it writes.

@@ -59,3 +59,29 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     }
     result
 }
+
+/// The role a call acts for: `current_user` outside any SECURITY DEFINER function (what `SET
+/// ROLE` chose; PostgreSQL's `GetOuterUserId`), whatever function of the extension runs now.
+pub fn caller() -> pg_sys::Oid {
+    unsafe { pg_sys::GetOuterUserId() }
+}
+
+/// The name of [`caller`].
+pub fn caller_name() -> String {
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(caller(), false);
+        std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+    }
+}
+
+/// Whether [`caller`] is a superuser or has the privileges of `neon_budget_admin`.
+pub fn caller_is_admin() -> bool {
+    unsafe {
+        let caller = caller();
+        if pg_sys::superuser_arg(caller) {
+            return true;
+        }
+        let admin = pg_sys::get_role_oid(c"neon_budget_admin".as_ptr(), true);
+        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(caller, admin)
+    }
+}

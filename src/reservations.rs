@@ -61,6 +61,7 @@ fn budget_reserve(
     if let Some(c) = &estimated_cost {
         require_estimate("estimated_cost", !crate::money::is_finite(c) || *c < AnyNumeric::from(0), c);
     }
+    crate::validation::require_keys(campaign_id, Some(agent_type));
     if campaign_id.is_some_and(|id| id.trim().is_empty()) {
         raise(
             Code::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -129,27 +130,62 @@ fn budget_reserve(
         &[month.as_str().into()],
     ));
     spi_opt(Spi::get_one_with_args::<i64>(
-        "INSERT INTO neon_budget.reservation (month, campaign_id, agent_type, estimated_tokens, estimated_cost, expires_at)
-         VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $6)
+        "INSERT INTO neon_budget.reservation (month, campaign_id, agent_type, estimated_tokens, estimated_cost, expires_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $6, $7)
          RETURNING id",
-        &[month.as_str().into(), campaign_id.into(), agent_type.into(), estimated_tokens.into(), estimate.into(), ttl.into()],
+        &[
+            month.as_str().into(),
+            campaign_id.into(),
+            agent_type.into(),
+            estimated_tokens.into(),
+            estimate.into(),
+            ttl.into(),
+            crate::owner::caller_name().into(),
+        ],
     ))
 }
 
 /// `budget_release(reservation_id bigint) -> boolean`: cancels a reservation; true when it was
 /// live (held budget), false when it was unknown, settled, released or expired.
+///
+/// Errors: 42501 when the reservation was made by another role and the caller is not a member
+/// of `neon_budget_admin` (nothing is released).
 #[pg_extern(volatile, parallel_unsafe)]
 fn budget_release(reservation_id: i64) -> bool {
     crate::error::require_writable("budget_release()");
     settle(reservation_id)
 }
 
-/// Removes a reservation (settled by track_cost or released); true when it was live.
+/// Removes a reservation (settled by track_cost or released); true when it was live. Only the
+/// role that made it ([`crate::owner::caller`] at `budget_reserve`), a member of
+/// `neon_budget_admin` or a superuser may: anyone else gets 42501 and nothing changes.
 pub(crate) fn settle(reservation_id: i64) -> bool {
-    spi_opt(Spi::get_one_with_args::<bool>(
-        "DELETE FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1
-         RETURNING r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
+    let row: Option<(Option<String>, Option<bool>)> = spi(Spi::connect_mut(|client| {
+        let t = client.update(
+            "SELECT r.created_by, r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
+               FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+            None,
+            &[reservation_id.into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let first = t.first();
+        Ok(Some((first.get(1)?, first.get(2)?)))
+    }));
+    let Some((made_by, live)) = row else {
+        return false;
+    };
+    if made_by.as_deref() != Some(crate::owner::caller_name().as_str()) && !crate::owner::caller_is_admin() {
+        raise(
+            Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("reservation {reservation_id} was made by another role"),
+            "Only the role that made a reservation, or a member of neon_budget_admin, may settle or release it.",
+        );
+    }
+    spi(Spi::run_with_args(
+        "DELETE FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1",
         &[reservation_id.into()],
-    ))
-    .unwrap_or(false)
+    ));
+    live.unwrap_or(false)
 }

@@ -321,7 +321,7 @@ pub(crate) fn apply_one(r: &OneRow) {
             }
         }));
     }
-    if restoring() {
+    if crate::restore::restoring() {
         // Spend outside any grant (see alert_grants.rs).
         alert_grants::revoke();
         return;
@@ -413,15 +413,6 @@ pub(crate) fn apply_one(r: &OneRow) {
     });
 }
 
-/// Whether this session is `pg_restore` loading a dump (its `application_name`). It then loads
-/// `billing_log` before `monthly_budget_setting`, `campaign` and the alert state of the dump
-/// are complete, so the trigger only rebuilds the aggregates: it creates no month rows (the
-/// dump's own rows follow) and sends no alerts (the dump's alert state is restored as it was).
-fn restoring() -> bool {
-    let name = unsafe { pg_sys::application_name };
-    !name.is_null() && unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes() == b"pg_restore"
-}
-
 /// The trigger function `neon_budget._billing_log_changed()` (statement level, AFTER INSERT /
 /// UPDATE / DELETE with transition tables `new_rows` / `old_rows`, and AFTER TRUNCATE).
 #[pg_trigger]
@@ -476,7 +467,7 @@ fn _billing_log_changed<'a>(
             raise(Code::ERRCODE_INTERNAL_ERROR, format!("SPI_register_trigger_data failed: {rc}"), "This is a bug in neon_budget.");
         }
         let apply = APPLY_SQL.with(|s| plans::plan(client, &s[which], &[oid::INT4, oid::BOOL]));
-        let restoring = restoring();
+        let restoring = crate::restore::restoring();
         let due: Vec<alerts::Due> = spi(client.update(&*apply, None, &[slots::current().into(), (!restoring).into()]).and_then(|table| {
             table
                 .map(|row| {

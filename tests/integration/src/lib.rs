@@ -42,6 +42,18 @@ impl TestDb {
         TestDb { name, client }
     }
 
+    /// Lets this database record executions at any `created_at` (the superuser setting
+    /// `neon_budget.max_clock_skew = -1`), for tests of months far ahead; this connection and
+    /// every later one.
+    pub fn allow_future_created_at(&mut self) {
+        self.client
+            .batch_execute(&format!(
+                "ALTER DATABASE {} SET neon_budget.max_clock_skew = -1; SET neon_budget.max_clock_skew = -1",
+                self.name
+            ))
+            .unwrap();
+    }
+
     /// Another connection to this test's database.
     pub fn connect(&self) -> Client {
         Client::connect(&format!("{} dbname={}", dsn(), self.name), NoTls).unwrap()
@@ -63,6 +75,35 @@ impl Drop for TestDb {
             let _ignored_cleanup = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
         }
     }
+}
+
+/// Creates (once per cluster) a LOGIN role `name`, member of `member_of` when given, lets it
+/// connect to `db` and returns a connection as that role. Roles are cluster-wide: give each test
+/// its own names.
+pub fn login_role(db: &mut TestDb, name: &str, member_of: Option<&str>) -> Client {
+    db.client
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN CREATE ROLE {name} LOGIN; END IF;
+             END $$;
+             GRANT CONNECT, CREATE ON DATABASE {db} TO {name};
+             {grant}",
+            db = db.name,
+            grant = member_of.map(|r| format!("GRANT {r} TO {name};")).unwrap_or_default()
+        ))
+        .unwrap();
+    Client::connect(&format!("{} dbname={} user={name}", dsn().replace("user=postgres", ""), db.name), NoTls).unwrap()
+}
+
+/// Runs `sql`, expects SQLSTATE `code`, and checks that no table or aggregate changed.
+#[track_caller]
+pub fn rejects(c: &mut Client, sql: &str, code: &str) {
+    let before = table_counts(c);
+    let snap = aggregates_snapshot(c);
+    let got = sqlstate(c.batch_execute(sql));
+    assert_eq!(got, code, "{sql}");
+    assert_eq!(table_counts(c), before, "{sql} wrote something");
+    assert_eq!(aggregates_snapshot(c), snap, "{sql} changed an aggregate");
 }
 
 /// The SQLSTATE of a failed statement; panics when it succeeded or failed without one.

@@ -464,7 +464,7 @@ fn admin_functions_write_audit_log() {
     assert_sql(c,
         "SELECT old_value->>'name' = 'Launch' AND (old_value->>'monthly_budget')::numeric = 200
                 AND new_value->>'name' = 'Launch 2' AND new_value->>'campaign_type' = 'SEO'
-                AND new_value->'monthly_budget' = 'null'::jsonb
+                AND (new_value->>'monthly_budget')::numeric = 200
            FROM neon_budget.audit_log WHERE action = 'set_campaign' ORDER BY id DESC LIMIT 1");
 
     // set_agent_rate: existing and new agent types.

@@ -2,17 +2,6 @@
 use neon_budget_integration::*;
 use postgres::Client;
 
-/// Runs `sql`, expects SQLSTATE `code`, and checks that no table changed.
-#[track_caller]
-fn rejects(c: &mut Client, sql: &str, code: &str) {
-    let before = table_counts(c);
-    let snap = aggregates_snapshot(c);
-    let got = sqlstate(c.batch_execute(sql));
-    assert_eq!(got, code, "{sql}");
-    assert_eq!(table_counts(c), before, "{sql} wrote something");
-    assert_eq!(aggregates_snapshot(c), snap, "{sql} changed an aggregate");
-}
-
 /// Some data first, so that "nothing written" compares non-empty tables.
 fn seeded(name: &str) -> TestDb {
     let mut db = TestDb::new(name);
@@ -99,7 +88,9 @@ fn budgets_and_thresholds_out_of_range() {
         rejects(c, &format!("SELECT neon_budget.set_campaign('c2', 'C2', NULL, {b})"), "22023");
         rejects(c, &format!("SELECT neon_budget.set_campaign('c', 'C', NULL, {b})"), "22023");
     }
-    rejects(c, "SELECT neon_budget.set_monthly_budget('2024-01', NULL)", "22004");
+    // A NULL budget keeps the month's (issue #10: an omitted argument keeps the stored value).
+    c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-01', NULL)").unwrap();
+    assert_sql(c, "SELECT total_budget = 100 FROM neon_budget.monthly_budget_setting WHERE month = '2024-01'");
     for t in ["0", "1.5", "-0.8", "1.0001"] {
         rejects(c, &format!("SELECT neon_budget.set_monthly_budget('2024-01', 100, {t})"), "22023");
         rejects(c, &format!("SELECT neon_budget.set_monthly_budget('2024-03', 100, {t})"), "22023");

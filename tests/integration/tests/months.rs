@@ -144,6 +144,7 @@ fn month_rollover_unblocks() {
 #[test]
 fn a_new_month_gets_its_settings_on_first_use() {
     let mut db = TestDb::new("months_first_use");
+    db.allow_future_created_at();
     let c = &mut db.client;
     let cur = text(c, "SELECT neon_budget._current_month()").unwrap();
     c.batch_execute("SET neon_budget.max_monthly_budget = '250.50'").unwrap();
@@ -187,7 +188,8 @@ fn a_new_month_gets_its_settings_on_first_use() {
 
 #[test]
 fn concurrent_first_writers_of_a_new_month() {
-    let db = TestDb::new("months_concurrent_first");
+    let mut db = TestDb::new("months_concurrent_first");
+    db.allow_future_created_at();
     let threads = 8;
     let per_thread = 25;
     let barrier = Arc::new(Barrier::new(threads));

@@ -2,23 +2,7 @@
 //! pinned search_path that a caller's objects cannot hijack, and no task/metadata in alerts or
 //! the audit log.
 use neon_budget_integration::*;
-use postgres::{Client, NoTls};
-
-/// Creates (once per cluster) a LOGIN role `name` member of `member_of`, and lets it connect.
-fn login_role(db: &mut TestDb, name: &str, member_of: Option<&str>) -> Client {
-    db.client
-        .batch_execute(&format!(
-            "DO $$ BEGIN
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN CREATE ROLE {name} LOGIN; END IF;
-             END $$;
-             GRANT CONNECT, CREATE ON DATABASE {db} TO {name};
-             {grant}",
-            db = db.name,
-            grant = member_of.map(|r| format!("GRANT {r} TO {name};")).unwrap_or_default()
-        ))
-        .unwrap();
-    Client::connect(&format!("{} dbname={} user={name}", dsn().replace("user=postgres", ""), db.name), NoTls).unwrap()
-}
+use postgres::Client;
 
 fn counts(c: &mut Client) -> Vec<i64> {
     [
@@ -62,6 +46,9 @@ fn each_role_can_do_what_it_should_and_nothing_more() {
     assert!(text(&mut reader, "SELECT neon_budget.budget_report()").unwrap().contains("- Total Budget: $100.00"));
     assert_eq!(int(&mut reader, "SELECT count(*) FROM neon_budget.monthly_overview"), 1);
     assert_eq!(sqlstate(reader.query("SELECT neon_budget.track_cost('CONTENT', 10)", &[])), "42501");
+    // Readers follow alerts (neon-budget listen): alert_log carries no task or metadata.
+    assert_eq!(int(&mut reader, "SELECT count(*) FROM neon_budget.alert_log"), 0);
+    assert_eq!(sqlstate(reader.query("SELECT * FROM neon_budget.audit_log", &[])), "42501");
 
     // Writer: track_cost and reservations work...
     assert_eq!(
@@ -80,7 +67,6 @@ fn each_role_can_do_what_it_should_and_nothing_more() {
         "SELECT neon_budget.set_agent_rate('CONTENT', 0)",
         "SELECT neon_budget.set_budget_override(true, 'let me spend')",
         "SELECT * FROM neon_budget.audit_log",
-        "SELECT * FROM neon_budget.alert_log",
         "UPDATE neon_budget.monthly_budget_setting SET total_budget = 1000000",
         "DELETE FROM neon_budget._month_spend",
     ] {

@@ -1,0 +1,65 @@
+//! The BEFORE INSERT row trigger of `billing_log` (`billing_log_before_insert`): the rules of
+//! `track_cost` applied to every other entry path, a direct `INSERT` or `COPY` by an admin, so
+//! that each path refuses the same input with the same SQLSTATE and fills in the same values.
+//!
+//! For each row it checks the identifier lengths and the `created_at` window
+//! (`validation.rs`), prices a row without a `cost` from its tokens at the agent type's current
+//! rate exactly as `track_cost` does (`tokens / 1000 × rate`), and fixes its `billing_month`
+//! from `created_at` in `neon_budget.timezone` when none is given. `track_cost`'s own fast
+//! path (`log_insert.rs`) applies the same rules before it writes and does not fire it.
+use crate::error::{raise, Code};
+use crate::validation;
+use pgrx::prelude::*;
+use pgrx::AnyNumeric;
+
+fn column_error(e: impl std::fmt::Display) -> ! {
+    raise(
+        Code::ERRCODE_INTERNAL_ERROR,
+        format!("billing_log_before_insert: {e}"),
+        "billing_log's columns were changed; ALTER EXTENSION neon_budget UPDATE restores them.",
+    )
+}
+
+/// The trigger function `neon_budget._billing_log_before_insert()` (BEFORE INSERT, FOR EACH
+/// ROW, on `billing_log`). Returns the row with `cost` and `billing_month` filled in.
+///
+/// Errors: 22001 for a `campaign_id` or `execution_id` over 200 characters or an `agent_type`
+/// over 100; 22008 for a `created_at` with no billing month or further ahead of the clock than
+/// `neon_budget.max_clock_skew`; 42704 for a row without a cost whose agent type has no rate.
+#[pg_trigger]
+fn _billing_log_before_insert<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, pgrx::PgTriggerError> {
+    let Some(new) = trigger.new() else {
+        return Ok(None);
+    };
+    let mut row = new.into_owned();
+    let agent_type: Option<String> = row.get_by_name("agent_type").unwrap_or_else(|e| column_error(e));
+    let campaign_id: Option<String> = row.get_by_name("campaign_id").unwrap_or_else(|e| column_error(e));
+    let execution_id: Option<String> = row.get_by_name("execution_id").unwrap_or_else(|e| column_error(e));
+    validation::require_keys(campaign_id.as_deref(), agent_type.as_deref());
+    validation::require_length_opt("execution_id", execution_id.as_deref(), validation::MAX_ID_CHARS);
+    let created_at: Option<TimestampWithTimeZone> = row.get_by_name("created_at").unwrap_or_else(|e| column_error(e));
+    if let Some(ts) = &created_at {
+        validation::require_created_at(ts);
+    }
+    let cost: Option<AnyNumeric> = row.get_by_name("cost").unwrap_or_else(|e| column_error(e));
+    if cost.is_none() {
+        // NULL agent_type or tokens: left to the NOT NULL constraints (23502).
+        let tokens: Option<i64> = row.get_by_name("tokens").unwrap_or_else(|e| column_error(e));
+        if let (Some(agent_type), Some(tokens)) = (agent_type.as_deref(), tokens) {
+            if tokens >= 0 {
+                // The rate lookup reads agent_rate, which the inserting role may not.
+                let rate = crate::owner::as_owner(|| crate::api::cached_rate(agent_type));
+                row.set_by_name("cost", crate::money::cost_for_tokens(tokens, rate)).unwrap_or_else(|e| column_error(e));
+            }
+        }
+    }
+    let month: Option<String> = row.get_by_name("billing_month").unwrap_or_else(|e| column_error(e));
+    if month.is_none() {
+        if let Some(ts) = created_at {
+            row.set_by_name("billing_month", crate::month::month_of(ts.into())).unwrap_or_else(|e| column_error(e));
+        }
+    }
+    Ok(Some(row))
+}
