@@ -63,8 +63,9 @@ fn html_report_renders_in_chromium_with_its_figures_and_no_requests() {
          SELECT neon_budget.set_campaign('c-ads', 'Ad <Optimization> & \"Co\"', 'AD_OPTIMIZATION', 120);
          SELECT neon_budget.set_campaign('c-social', 'Social Media', 'SOCIAL', NULL);
          SELECT count(neon_budget.track_cost(a.agent, a.tokens, a.campaign,
-                      created_at => (date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
-                                    + (g % 20) * interval '1 day' + interval '9 hours'))
+                      -- Spread over the month's first 20 days, none in the future (early in a month).
+                      created_at => LEAST((date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+                                          + (g % 20) * interval '1 day' + interval '9 hours', now())))
            FROM generate_series(1, 40) g,
                 (VALUES ('CONTENT', 120000, 'c-content'), ('AD', 50000, 'c-ads'), ('DESIGN', 60000, 'c-social')) a(agent, tokens, campaign);",
     );

@@ -18,7 +18,8 @@ fn seed_month(db: &mut TestDb) {
          SELECT count(neon_budget.track_cost('SEO', 100, CASE WHEN g <= 10 THEN 'social' END,
                       cost => CASE WHEN g = 1 THEN 0.28 ELSE 0.145 END,
                       created_at => CASE WHEN g % 2 = 0
-                                         THEN (date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') + interval '12 hours'
+                                         -- (not in the future on the 1st before noon)
+                                         THEN LEAST((date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') + interval '12 hours', now())
                                          ELSE now() END))
            FROM generate_series(1, 1091) g;",
     );
