@@ -1,8 +1,11 @@
 //! `neon-budget check`: the seed's `budget:check`. Prints the current month's status with the
 //! color and emoji of its level, the remaining budget, and every campaign over its warning
 //! level; the exit code tells the level (0 ok, 1 warning or critical, 2 exceeded, 3 cannot
-//! connect or the extension is missing). With `--init`, first creates the month's budget row
-//! when it is missing (the seed's "initialize monthly budget" step).
+//! connect or the extension is missing, 6 permission denied). With `--init`, first creates the
+//! month's budget row when it is missing (the seed's "initialize monthly budget" step).
+//!
+//! Needs `neon_budget_reader`; `--init` needs `neon_budget_admin`, checked before anything else
+//! so that a reader's `check --init` fails every time, not only on the first run of a month.
 use crate::conn;
 use crate::money::{dollars, percent};
 use crate::output::{emoji, json_decimal, meaning, paint, use_color};
@@ -19,7 +22,8 @@ pub struct Args {
     /// First create the current month's budget row when it is missing, with --max-monthly-budget
     /// (MAX_MONTHLY_BUDGET) and --alert-threshold (DEFAULT_ALERT_THRESHOLD), else the server's
     /// neon_budget.max_monthly_budget and neon_budget.default_alert_threshold. An existing row
-    /// is never changed.
+    /// is never changed. Needs the neon_budget_admin role (exit 6 without it, even when the row
+    /// exists).
     #[arg(long)]
     pub init: bool,
     /// With --init: the month's budget in dollars, e.g. 1000 or 2500.50.
@@ -75,6 +79,23 @@ fn init_month(client: &mut Client, args: &Args) -> Result<Option<String>, Failur
                 return Err(Failure::bad_input(format!("{name} must be a decimal number, not {v:?} (e.g. 1000 or 0.8).")));
             }
         }
+    }
+    // set_monthly_budget is the admin role's: refused up front, whether or not the row exists.
+    let row = client
+        .query_one(
+            "SELECT current_user::text,
+                    pg_catalog.has_schema_privilege('neon_budget', 'USAGE')
+                    AND COALESCE(bool_and(pg_catalog.has_function_privilege(p.oid, 'EXECUTE')), false)
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'neon_budget'::regnamespace AND p.proname = 'set_monthly_budget'",
+            &[],
+        )
+        .map_err(|e| conn::db_failure("--init: reading the privileges", &e))?;
+    if !row.get::<_, bool>(1) {
+        return Err(Failure::permission_denied(format!(
+            "--init: permission denied: it creates the month's budget row with neon_budget.set_monthly_budget(), which user \"{}\" may not execute (SQLSTATE 42501).",
+            row.get::<_, String>(0)
+        )));
     }
     let mut tx = client.transaction().map_err(|e| conn::db_failure("--init", &e))?;
     // Concurrent `check --init`s create the row once.

@@ -99,6 +99,17 @@ pub fn connect(database_url: Option<&str>) -> Result<Client, Failure> {
 
 fn connect_failure(cfg: &Config, e: &postgres::Error) -> Failure {
     let target = describe(cfg);
+    if let Some(db) = e.as_db_error().filter(|db| db.code().code() == "42501") {
+        // "permission denied for database": no CONNECT privilege.
+        let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+        return Failure::permission_denied(format!(
+            "cannot connect to PostgreSQL ({target}): {}{detail} (42501): have an administrator run \
+             GRANT CONNECT ON DATABASE {} TO {};",
+            db.message(),
+            quote_ident(cfg.get_dbname().unwrap_or("?")),
+            quote_ident(cfg.get_user().unwrap_or("?"))
+        ));
+    }
     let settings = "--database-url / DATABASE_URL or PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE";
     let what = match e.as_db_error() {
         Some(db) => {
@@ -125,6 +136,18 @@ fn connect_failure(cfg: &Config, e: &postgres::Error) -> Failure {
         }
     };
     Failure::unavailable(format!("cannot connect to PostgreSQL ({target}): {what}"))
+}
+
+/// An SQL identifier as it must be written: bare when it is a plain lower-case name, else in
+/// double quotes (`alice`, `"Bob"`, `"a""b"`).
+pub fn quote_ident(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 /// The full text of an error, its sources included.
@@ -189,7 +212,8 @@ pub fn require_extension(client: &mut Client, min_version: Option<&str>) -> Resu
 /// A failed statement as a [`Failure`] with an exit code that fits: the connection lost or the
 /// extension's library missing → [`exit::UNAVAILABLE`]; bad data (SQLSTATE class 22) →
 /// [`exit::BAD_INPUT`]; an unknown function → [`exit::UNAVAILABLE`] (extension too old);
-/// otherwise [`exit::FAILED`]. The message keeps the server's message, detail and hint.
+/// permission denied (42501) → [`exit::PERMISSION_DENIED`] (`main` adds the role the command
+/// needs); otherwise [`exit::FAILED`]. The message keeps the server's message, detail and hint.
 pub fn db_failure(context: &str, e: &postgres::Error) -> Failure {
     let Some(db) = e.as_db_error() else {
         return Failure::unavailable(format!(
@@ -216,10 +240,8 @@ pub fn db_failure(context: &str, e: &postgres::Error) -> Failure {
             exit::UNAVAILABLE
         }
         "42501" => {
-            text.push_str(
-                ". Connect as a user granted what this command needs (check and report read the budget views, check --init sets a budget, listen reads alert_log), or as a superuser.",
-            );
-            exit::FAILED
+            text.push('.');
+            exit::PERMISSION_DENIED
         }
         c if c.starts_with("08") || c.starts_with("57") => exit::UNAVAILABLE,
         _ => exit::FAILED,

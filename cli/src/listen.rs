@@ -21,10 +21,14 @@
 //!
 //! When the server goes away the listener reconnects with exponential backoff (0.25 s doubling up
 //! to `--max-backoff`) and catches up again. It stops on SIGINT or SIGTERM.
+//!
+//! It needs only `neon_budget_reader`: it reads `alert_log` and `campaign` and writes nothing in
+//! the database. A permission denied (SQLSTATE 42501), at connection time or from a statement,
+//! is never retried: it ends the listener with exit code 6.
 use crate::conn;
 use crate::money::{dollars, percent};
 use crate::output::{emoji, ensure_dir, paint, use_color, write_atomic};
-use crate::{Failure, Global};
+use crate::{exit, Failure, Global};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 use std::collections::BTreeSet;
@@ -117,6 +121,16 @@ impl State {
 struct Checkpoint {
     max_id: i64,
     xmax: u64,
+}
+
+/// A failed statement: a permission denied ends the listener (`Err`, never retried), anything
+/// else ends the session (`Ok(message)`, reconnect and retry).
+fn lost_or_fatal(f: Failure) -> Result<String, Failure> {
+    if f.code == exit::PERMISSION_DENIED {
+        Err(f)
+    } else {
+        Ok(f.message)
+    }
 }
 
 /// Why a connected session ended.
@@ -256,7 +270,8 @@ impl Listener<'_> {
     }
 
     /// Reads and writes the alerts not yet written, then moves the watermark past the ids that
-    /// can no longer appear. `Ok(Err(message))` when the connection or the query failed.
+    /// can no longer appear. `Ok(Err(message))` when the connection or the query failed (retry);
+    /// `Err` for a permission denied or an alert that cannot be written (stop).
     fn poll(&mut self, client: &mut Client) -> Result<Result<(), String>, Failure> {
         let rows = match client.query(
             "SELECT pg_catalog.pg_snapshot_xmin(s.snap)::text, pg_catalog.pg_snapshot_xmax(s.snap)::text, s.max_id,
@@ -273,7 +288,7 @@ impl Listener<'_> {
             &[&self.state.watermark],
         ) {
             Ok(rows) => rows,
-            Err(e) => return Ok(Err(conn::db_failure("reading alert_log", &e).message)),
+            Err(e) => return Ok(Err(lost_or_fatal(conn::db_failure("reading alert_log", &e))?)),
         };
         let parse_xid = |s: Option<String>| s.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
         let (mut xmin, mut xmax, mut max_id) = (0u64, 0u64, 0i64);
@@ -332,7 +347,7 @@ impl Listener<'_> {
     /// the connection fails.
     fn session(&mut self, client: &mut Client, stop: &AtomicBool, reconnected: bool) -> Result<SessionEnd, Failure> {
         if let Err(e) = client.batch_execute("LISTEN neon_budget_alerts") {
-            return Ok(SessionEnd::Lost(conn::db_failure("LISTEN", &e).message));
+            return Ok(SessionEnd::Lost(lost_or_fatal(conn::db_failure("LISTEN", &e))?));
         }
         let before = self.written_now;
         if let Err(msg) = self.poll(client)? {
@@ -405,7 +420,8 @@ fn file_safe(name: &str) -> String {
 }
 
 /// Runs `listen`; returns 0 when stopped by SIGINT or SIGTERM (or, with `--once`, when caught
-/// up). The first connection must succeed (exit 3 otherwise); later ones are retried.
+/// up). The first connection must succeed (exit 3 otherwise); later ones are retried, except
+/// after a permission denied (exit 6).
 pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     for (name, v) in [("--poll-interval", args.poll_interval), ("--max-backoff", args.max_backoff)] {
         if !(v.is_finite() && v > 0.0) {
@@ -465,7 +481,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
         if !g.quiet {
             eprintln!("listen --once: {} alerts written to {}", l.written_now, g.log_dir.display());
         }
-        return Ok(crate::exit::OK);
+        return Ok(exit::OK);
     }
 
     let mut client = Some(client);
@@ -479,6 +495,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
             Some(c) => c,
             None => match conn::connect(g.database_url.as_deref()) {
                 Ok(c) => c,
+                Err(f) if f.code == exit::PERMISSION_DENIED => return Err(f),
                 Err(f) => {
                     if !g.quiet {
                         eprintln!("⚠️  {}; retrying in {backoff:.2} s", f.message);
@@ -509,7 +526,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     if !g.quiet {
         eprintln!("listen: stopped; {} alerts written", l.written_now);
     }
-    Ok(crate::exit::OK)
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! `budget_check(campaign, agent, tokens)` first and records the execution with `track_cost`
 //! only when it may run; otherwise the execution counts as blocked. A listener connection prints
 //! every `neon_budget_alerts` NOTIFY as it arrives. Progress prints every two seconds;
-//! `--quiet` prints only the final summary and `--json` prints it as JSON.
+//! `--quiet` prints only the final summary and `--json` prints it as JSON. Needs
+//! `neon_budget_writer`.
 use crate::conn;
 use crate::{exit, Failure, Global};
 use postgres::fallible_iterator::FallibleIterator;
@@ -84,7 +85,8 @@ struct Totals {
 
 /// Runs the replay; returns 0 when every request was replayed. Fails with exit 4 for an
 /// unreadable trace or a bad `--speed`, 3 when it cannot connect or the extension is missing,
-/// 5 when a statement fails.
+/// 6 when a statement is refused (SQLSTATE 42501), otherwise as [`conn::db_failure`] maps the
+/// failed statement's error.
 pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     if !(args.speed.is_finite() && args.speed >= 0.0) {
         return Err(Failure::bad_input(format!("--speed must be 0 (as fast as possible) or a positive factor, not {}.", args.speed)));
@@ -141,16 +143,16 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
         let campaigns = args.campaigns;
         let speed = args.speed;
         let prefix = args.execution_prefix.clone();
-        workers.push(std::thread::spawn(move || -> Result<(), String> {
+        workers.push(std::thread::spawn(move || -> Result<(), Failure> {
             let check = client
                 .prepare("SELECT can_execute FROM neon_budget.budget_check(campaign_id => $1, agent_type => $2, estimated_tokens => $3)")
-                .map_err(|e| format!("prepare budget_check: {e}"))?;
+                .map_err(|e| conn::db_failure("preparing budget_check()", &e))?;
             let track = client
                 .prepare(
                     "SELECT (neon_budget.track_cost(agent_type => $1, tokens => $2, campaign_id => $3, task => 'chat completion',
                              execution_id => $4, metadata => $5::text::jsonb)).id",
                 )
-                .map_err(|e| format!("prepare track_cost: {e}"))?;
+                .map_err(|e| conn::db_failure("preparing track_cost()", &e))?;
             for req in requests.iter().skip(k).step_by(clients) {
                 if speed > 0.0 {
                     let due = req.offset.div_f64(speed);
@@ -163,7 +165,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
                 let campaign = (campaigns > 0).then(|| format!("campaign-{}", req.row % campaigns + 1));
                 let can: bool = client
                     .query_one(&check, &[&campaign, agent, &tokens])
-                    .map_err(|e| format!("budget_check failed at row {}: {e}", req.row))?
+                    .map_err(|e| conn::db_failure(&format!("budget_check() at request {}", req.row), &e))?
                     .get(0);
                 if !can {
                     totals.blocked.fetch_add(1, Ordering::Relaxed);
@@ -182,7 +184,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
                 let execution_id = format!("{prefix}-{}", req.row);
                 client
                     .query_one(&track, &[agent, &tokens, &campaign, &execution_id, &metadata])
-                    .map_err(|e| format!("track_cost failed at row {}: {e}", req.row))?;
+                    .map_err(|e| conn::db_failure(&format!("track_cost() at request {}", req.row), &e))?;
                 totals.admitted.fetch_add(1, Ordering::Relaxed);
                 totals.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
             }
@@ -213,13 +215,13 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
         match w.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => failed = Some(e),
-            Err(_) => failed = Some("a replay client panicked".to_string()),
+            Err(_) => failed = Some(Failure::new(exit::FAILED, "a replay client panicked")),
         }
     }
     done.store(true, Ordering::Relaxed);
     let _listener_done = listen_thread.join();
-    if let Some(e) = failed {
-        return Err(Failure::new(exit::FAILED, e));
+    if let Some(f) = failed {
+        return Err(f);
     }
 
     let a = totals.admitted.load(Ordering::Relaxed);

@@ -273,3 +273,54 @@ pub fn logged_ids(path: &Path) -> Vec<i64> {
         .filter_map(|l| l.split("[alert_id=").nth(1)?.split(']').next()?.parse().ok())
         .collect()
 }
+
+/// A login role of one test (roles are cluster-wide: each test uses a name of its own), with
+/// CONNECT on the test's database and membership in the given neon_budget roles only; dropped
+/// (with its privileges) when dropped. Declare it after its [`TestDb`], so that it is dropped
+/// first, while the database still exists.
+pub struct LoginRole {
+    pub name: String,
+    db_dsn: String,
+}
+
+impl LoginRole {
+    /// `nbcli_role_<name>`, a member of `member_of` (none: no neon_budget role at all).
+    pub fn new(db: &mut TestDb, name: &str, member_of: &[&str]) -> LoginRole {
+        let name = format!("nbcli_role_{name}");
+        // A role left by an interrupted run loses what it had.
+        db.sql(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{name}') THEN
+                 CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
+               END IF;
+             END $$;
+             SET client_min_messages = error;
+             REVOKE neon_budget_reader, neon_budget_writer, neon_budget_admin FROM {name};
+             RESET client_min_messages;
+             GRANT CONNECT ON DATABASE {db} TO {name};
+             {grants}",
+            db = db.name,
+            grants = member_of.iter().map(|r| format!("GRANT {r} TO {name};")).collect::<String>()
+        ));
+        LoginRole { name, db_dsn: db.dsn() }
+    }
+
+    /// The test database's connection string, logging in as this role.
+    pub fn dsn(&self) -> String {
+        format!("{} user={}", self.db_dsn, self.name)
+    }
+}
+
+impl Drop for LoginRole {
+    fn drop(&mut self) {
+        // Its sessions first (a listener may still be connected), then its privileges in the
+        // test database (CONNECT), then the role.
+        if let Ok(mut admin) = Client::connect(&self.db_dsn, NoTls) {
+            let _ignored_cleanup = admin.batch_execute(&format!(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = '{n}';
+                 DROP OWNED BY {n}; DROP ROLE IF EXISTS {n};",
+                n = self.name
+            ));
+        }
+    }
+}
