@@ -51,7 +51,10 @@ struct Status {
     total_budget: String,
     total_spent: String,
     remaining: String,
+    /// Percent, 2 decimals (budget_check()'s), for JSON.
     utilization: String,
+    /// Percent, exact, for the text (rounded once, to 1 decimal).
+    utilization_exact: String,
     override_enabled: bool,
     reserved: String,
     campaign_budget: Option<String>,
@@ -59,6 +62,7 @@ struct Status {
     campaign_reserved: Option<String>,
     campaign_remaining: Option<String>,
     campaign_utilization: Option<String>,
+    campaign_utilization_exact: Option<String>,
 }
 
 /// A campaign over its warning level.
@@ -67,7 +71,10 @@ struct OverCampaign {
     name: String,
     cost: String,
     budget: String,
+    /// Percent, 2 decimals (as the month's), for JSON.
     utilization: String,
+    /// Percent, exact, for the text.
+    utilization_exact: String,
     status: String,
 }
 
@@ -131,7 +138,9 @@ fn read_status(client: &mut Client, campaign: Option<&str>) -> Result<Status, Fa
                     utilization_percentage::text, override_enabled, reserved::text,
                     campaign_budget::text, campaign_spent::text, campaign_reserved::text,
                     (campaign_budget - campaign_spent - COALESCE(campaign_reserved, 0))::text,
-                    pg_catalog.round(campaign_spent / campaign_budget * 100, 2)::text
+                    pg_catalog.round(campaign_spent / campaign_budget * 100, 2)::text,
+                    COALESCE((total_spent / NULLIF(total_budget, 0) * 100)::text, utilization_percentage::text),
+                    (campaign_spent / NULLIF(campaign_budget, 0) * 100)::text
                FROM neon_budget.budget_check(campaign_id => $1)",
             &[&campaign],
         )
@@ -151,6 +160,8 @@ fn read_status(client: &mut Client, campaign: Option<&str>) -> Result<Status, Fa
         campaign_reserved: r.get(11),
         campaign_remaining: r.get(12),
         campaign_utilization: r.get(13),
+        utilization_exact: r.get(14),
+        campaign_utilization_exact: r.get(15),
     })
 }
 
@@ -167,7 +178,9 @@ fn campaigns_over_warning(client: &mut Client, month: &str) -> Result<Vec<OverCa
                    LEFT JOIN neon_budget.monthly_budget_setting s ON s.month = cc.month
                   WHERE cc.month = $1 AND c.monthly_budget IS NOT NULL)
              SELECT campaign_id, name, total_cost::text, monthly_budget::text,
-                    (total_cost / monthly_budget * 100)::text, status
+                    -- 2 decimals, as budget_check()'s utilization_percentage of the month.
+                    pg_catalog.round(total_cost / monthly_budget * 100, 2)::text, status,
+                    (total_cost / monthly_budget * 100)::text
                FROM c WHERE status <> 'ok'
               ORDER BY total_cost / monthly_budget DESC, campaign_id",
             &[&month],
@@ -182,6 +195,7 @@ fn campaigns_over_warning(client: &mut Client, month: &str) -> Result<Vec<OverCa
             budget: r.get(3),
             utilization: r.get(4),
             status: r.get(5),
+            utilization_exact: r.get(6),
         })
         .collect())
 }
@@ -258,7 +272,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     );
     println!("{}", paint(&headline, &s.status, color));
     println!("   Total budget:  {}", dollars(&s.total_budget, 2));
-    println!("   Spent:         {} ({})", dollars(&s.total_spent, 2), percent(&s.utilization));
+    println!("   Spent:         {} ({})", dollars(&s.total_spent, 2), percent(&s.utilization_exact));
     if !s.reserved.trim_start_matches(['0', '.']).is_empty() {
         println!("   Reserved:      {}", dollars(&s.reserved, 2));
     }
@@ -276,7 +290,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
                 one_line(id),
                 dollars(spent.as_deref().unwrap_or("0"), 2),
                 dollars(b, 2),
-                percent(s.campaign_utilization.as_deref().unwrap_or("0")),
+                percent(s.campaign_utilization_exact.as_deref().unwrap_or("0")),
                 dollars(s.campaign_remaining.as_deref().unwrap_or("0"), 2)
             ),
             (None, spent) => println!(
@@ -298,7 +312,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
                 one_line(&c.campaign_id),
                 dollars(&c.cost, 2),
                 dollars(&c.budget, 2),
-                percent(&c.utilization),
+                percent(&c.utilization_exact),
                 c.status
             );
             println!("{}", paint(&line, &c.status, color));

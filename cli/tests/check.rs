@@ -170,3 +170,35 @@ fn init_creates_the_month_from_the_environment_once() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("22023"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(db3.int("SELECT count(*) FROM neon_budget.monthly_budget_setting"), 0);
 }
+
+#[test]
+fn json_utilization_has_two_decimals_for_the_month_and_every_campaign() {
+    let mut db = TestDb::new("check_rounding");
+    db.budget("1000", "0.8");
+    db.sql(
+        "SELECT neon_budget.set_campaign('c-over', 'Over', NULL, 30);
+         SELECT neon_budget.set_campaign('c-half', 'Half', NULL, 100);",
+    );
+    db.spend("30.01", Some("c-over")); // 100.0333...%
+    db.spend("84.949", Some("c-half")); // 84.949%
+    db.spend("9.5", None); // month: 124.459 of 1000 = 12.4459%
+    let out = db.cmd().args(["--json", "check", "--campaign", "c-half"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["utilization_percentage"].to_string(), "12.45");
+    assert_eq!(v["campaign"]["utilization_percentage"].to_string(), "84.95");
+    let over = v["campaigns_over_warning"].as_array().unwrap();
+    assert_eq!(over.len(), 2, "{v}");
+    assert_eq!((over[0]["campaign_id"].as_str(), over[0]["utilization_percentage"].to_string().as_str()), (Some("c-over"), "100.03"));
+    assert_eq!((over[1]["campaign_id"].as_str(), over[1]["utilization_percentage"].to_string().as_str()), (Some("c-half"), "84.95"));
+    // Exact JSON numbers, not strings.
+    assert!(over[0]["utilization_percentage"].is_number() && v["utilization_percentage"].is_number(), "{v}");
+
+    // The text rounds the exact ratio once, to 1 decimal (12.4459 -> 12.4, not 12.45 -> 12.5).
+    let out = db.cmd().args(["check", "--campaign", "c-half"]).output().unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("   Spent:         $124.46 (12.4%)\n"), "{text}");
+    assert!(text.contains("   Campaign c-half: $84.95 of $100.00 (84.9%), remaining $15.05\n"), "{text}");
+    assert!(text.contains("   🔴 Over (c-over): $30.01 of $30.00 (100.0%), exceeded\n"), "{text}");
+    assert!(text.contains("   🟡 Half (c-half): $84.95 of $100.00 (84.9%), warning\n"), "{text}");
+}
