@@ -8,7 +8,7 @@
 //! so that a reader's `check --init` fails every time, not only on the first run of a month.
 use crate::conn;
 use crate::money::{dollars, percent};
-use crate::output::{emoji, json_decimal, meaning, paint, use_color};
+use crate::output::{campaign_label, emoji, json_decimal, meaning, paint, use_color};
 use crate::{exit, Failure, Global};
 use postgres::Client;
 
@@ -286,16 +286,16 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     if let Some(id) = &args.campaign {
         match (&s.campaign_budget, &s.campaign_spent) {
             (Some(b), spent) => println!(
-                "   Campaign {}: {} of {} ({}), remaining {}",
-                one_line(id),
+                "   {}: {} of {} ({}), remaining {}",
+                campaign_label("Campaign", &one_line(id)),
                 dollars(spent.as_deref().unwrap_or("0"), 2),
                 dollars(b, 2),
                 percent(s.campaign_utilization_exact.as_deref().unwrap_or("0")),
                 dollars(s.campaign_remaining.as_deref().unwrap_or("0"), 2)
             ),
             (None, spent) => println!(
-                "   Campaign {}: {} spent, no limit",
-                one_line(id),
+                "   {}: {} spent, no limit",
+                campaign_label("Campaign", &one_line(id)),
                 dollars(spent.as_deref().unwrap_or("0"), 2)
             ),
         }

@@ -27,7 +27,7 @@
 //! is never retried: it ends the listener with exit code 6.
 use crate::conn;
 use crate::money::{dollars, percent};
-use crate::output::{emoji, ensure_dir, paint, use_color, write_atomic};
+use crate::output::{campaign_label, emoji, ensure_dir, paint, use_color, write_atomic};
 use crate::{exit, Failure, Global};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
@@ -198,8 +198,10 @@ impl Listener<'_> {
     fn describe(&self, a: &Alert) -> String {
         let scope = match (&a.campaign_id, a.scope.as_str()) {
             (Some(id), "campaign") => match &a.campaign_name {
-                Some(name) if name != id => format!("campaign {} \"{}\" {}", one_line(id), one_line(name), a.month),
-                _ => format!("campaign {} {}", one_line(id), a.month),
+                Some(name) if name != id => {
+                    format!("{} \"{}\" {}", campaign_label("campaign", &one_line(id)), one_line(name), a.month)
+                }
+                _ => format!("{} {}", campaign_label("campaign", &one_line(id)), a.month),
             },
             _ => format!("monthly budget {}", a.month),
         };

@@ -27,6 +27,21 @@ pub fn meaning(level: &str) -> &'static str {
     }
 }
 
+/// A campaign's id or name after the word `word` ("Campaign" or "campaign"), unless it already
+/// starts with that word (`campaign-1`, `Campaign A`, `CAMPAIGN_X`): then it stands alone, so
+/// no label reads "Campaign Campaign A".
+pub fn campaign_label(word: &str, id_or_name: &str) -> String {
+    let starts_with_word = id_or_name
+        .get(..8)
+        .is_some_and(|head| head.eq_ignore_ascii_case("campaign"))
+        && !id_or_name[8..].starts_with(|c: char| c.is_alphabetic());
+    if starts_with_word {
+        id_or_name.to_string()
+    } else {
+        format!("{word} {id_or_name}")
+    }
+}
+
 /// The ANSI color of a level: green, yellow, orange (256-color 208) or red.
 fn ansi(level: &str) -> &'static str {
     match level {
@@ -115,4 +130,22 @@ pub fn ensure_dir(dir: &Path) -> Result<(), Failure> {
             dir.display()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::campaign_label;
+
+    #[test]
+    fn campaign_labels_never_repeat_the_word() {
+        assert_eq!(campaign_label("Campaign", "c1"), "Campaign c1");
+        assert_eq!(campaign_label("Campaign", "campaign-1"), "campaign-1");
+        assert_eq!(campaign_label("campaign", "Campaign A"), "Campaign A");
+        assert_eq!(campaign_label("campaign", "CAMPAIGN_7"), "CAMPAIGN_7");
+        assert_eq!(campaign_label("campaign", "campaign"), "campaign");
+        assert_eq!(campaign_label("Campaign", "Campaigns 2024"), "Campaign Campaigns 2024");
+        assert_eq!(campaign_label("Campaign", "Launch Campaign"), "Campaign Launch Campaign");
+        assert_eq!(campaign_label("Campaign", "Campañ"), "Campaign Campañ");
+        assert_eq!(campaign_label("Campaign", "é"), "Campaign é");
+    }
 }

@@ -9,6 +9,7 @@
 //! `--quiet` prints only the final summary and `--json` prints it as JSON. Needs
 //! `neon_budget_writer`.
 use crate::conn;
+use crate::output::campaign_label;
 use crate::{exit, Failure, Global};
 use postgres::fallible_iterator::FallibleIterator;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -262,7 +263,7 @@ pub fn describe_alert(payload: &str) -> String {
         _ => "❔",
     };
     let scope = match v["campaign_id"].as_str() {
-        Some(c) => format!("campaign {c}"),
+        Some(c) => campaign_label("campaign", c),
         None => "monthly budget".to_string(),
     };
     format!(

@@ -202,3 +202,23 @@ fn json_utilization_has_two_decimals_for_the_month_and_every_campaign() {
     assert!(text.contains("   🔴 Over (c-over): $30.01 of $30.00 (100.0%), exceeded\n"), "{text}");
     assert!(text.contains("   🟡 Half (c-half): $84.95 of $100.00 (84.9%), warning\n"), "{text}");
 }
+
+#[test]
+fn a_campaign_id_starting_with_campaign_is_not_labelled_campaign_twice() {
+    let mut db = TestDb::new("check_label");
+    db.budget("1000", "0.8");
+    db.sql(
+        "SELECT neon_budget.set_campaign('campaign-1', 'Campaign One', NULL, 100);
+         SELECT neon_budget.set_campaign('Campaign 2', 'Second', NULL, NULL);",
+    );
+    db.spend("10", Some("campaign-1"));
+    db.spend("5", Some("Campaign 2"));
+    let out = db.cmd().args(["check", "--campaign", "campaign-1"]).output().unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.lines().any(|l| l == "   campaign-1: $10.00 of $100.00 (10.0%), remaining $90.00"), "{text}");
+    let out = db.cmd().args(["check", "--campaign", "Campaign 2"]).output().unwrap();
+    let text = stdout(&out);
+    assert!(text.lines().any(|l| l == "   Campaign 2: $5.00 spent, no limit"), "{text}");
+    assert!(!text.to_lowercase().contains("campaign campaign"), "{text}");
+}

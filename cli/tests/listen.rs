@@ -200,6 +200,31 @@ fn a_crash_between_log_line_and_state_writes_nothing_twice() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not valid"));
 }
 
+#[test]
+fn a_campaign_id_starting_with_campaign_is_not_labelled_campaign_twice() {
+    let mut db = TestDb::new("listen_label");
+    db.budget("1000", "0.8");
+    db.sql(
+        "SELECT neon_budget.set_campaign('campaign-1', 'Campaign One', NULL, 10);
+         SELECT neon_budget.set_campaign('campaign-2', 'campaign-2', NULL, 10);",
+    );
+    db.spend("8.5", Some("campaign-1")); // 85%: warning
+    db.spend("8.5", Some("campaign-2"));
+    let month = db.month();
+    let ids = alert_ids(&mut db, "campaign");
+    assert_eq!(ids.len(), 2);
+    let out = db.cmd().args(["listen", "--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "🟡 WARNING campaign-1 \"Campaign One\" {month}: spent $8.50 of $10.00 (85.0%) [alert_id={}]\n\
+             🟡 WARNING campaign-2 {month}: spent $8.50 of $10.00 (85.0%) [alert_id={}]\n",
+            ids[0], ids[1]
+        )
+    );
+}
+
 /// A cluster of this test's own (`scripts/cluster.sh`), stopped when dropped.
 struct OwnCluster {
     dir: String,

@@ -68,3 +68,24 @@ fn a_bad_trace_is_exit_4() {
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad TIMESTAMP"));
 }
+
+#[test]
+fn alerts_of_a_campaign_id_starting_with_campaign_are_not_labelled_campaign_twice() {
+    let mut db = TestDb::new("replay_label");
+    db.budget("1000", "0.8");
+    // The override lets every request run, so the tiny campaign budget raises its alerts.
+    db.sql(
+        "SELECT neon_budget.set_campaign('campaign-1', 'Campaign One', NULL, 0.0001);
+         SELECT neon_budget.set_budget_override(true, 'replay label test');",
+    );
+    let path = trace(&db, 3);
+    let out = db.cmd().arg("replay").arg(&path).args(["--clients", "1", "--campaigns", "1", "--agent", "CONTENT"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let month = db.month();
+    for level in ["warning", "critical", "exceeded"] {
+        let prefix = format!(" ALERT {month} {level}: campaign-1 spent $");
+        assert_eq!(text.lines().filter(|l| l.contains(&prefix)).count(), 1, "{level}: {text}");
+    }
+    assert!(!text.contains("campaign campaign"), "{text}");
+}
