@@ -5,7 +5,10 @@
 \echo Use "ALTER EXTENSION neon_budget UPDATE TO '0.3.0'" to load this file. \quit
 
 -- Readers follow alerts: alert_log holds no task or metadata (neon-budget listen as a reader).
+-- (Revoked from the admin and granted again so that the ACL reads as a fresh install's.)
+REVOKE SELECT ON neon_budget.alert_log FROM neon_budget_admin;
 GRANT SELECT ON neon_budget.alert_log TO neon_budget_reader;
+GRANT SELECT ON neon_budget.alert_log TO neon_budget_admin;
 
 -- ---------------------------------------------------------------------------------------------
 -- Admin setters keep what they were not given; clear_campaign_budget lifts a cap explicitly.
