@@ -210,6 +210,18 @@ CREATE TABLE _agent_spend (
     PRIMARY KEY (agent_type, billing_month, slot)
 ) WITH (fillfactor = 50);
 
+CREATE TABLE _day_spend (
+    billing_month text    NOT NULL,
+    billing_day   text    NOT NULL,
+    slot          integer NOT NULL,
+    cost          numeric NOT NULL,
+    tokens        numeric NOT NULL,
+    executions    bigint  NOT NULL,
+    PRIMARY KEY (billing_month, billing_day, slot)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE _day_spend IS
+  'Spend per billing month and day (YYYY-MM-DD of created_at in neon_budget.timezone, fixed when a row is written) and slot: cost in dollars, tokens, executions (see the daily_cost view).';
+
 -- What purge_before removed from billing_log, per month, campaign ('' = none) and agent type:
 -- the maintained aggregates keep these sums, so reports of purged months do not change.
 CREATE TABLE purged_spend (
@@ -231,7 +243,42 @@ CREATE TABLE purged_spend (
 COMMENT ON TABLE purged_spend IS
   'Sums (dollars, tokens, executions, ...) of billing_log rows deleted by purge_before(), per month, campaign and agent type; the maintained aggregates still include them.';
 
+-- What purge_before removed from billing_log per month and day: the per-day aggregate keeps it.
+CREATE TABLE purged_day_spend (
+    billing_month text    NOT NULL,
+    billing_day   text    NOT NULL,
+    cost          numeric NOT NULL,
+    tokens        numeric NOT NULL,
+    executions    bigint  NOT NULL,
+    PRIMARY KEY (billing_month, billing_day)
+);
+COMMENT ON TABLE purged_day_spend IS
+  'Sums (dollars, tokens, executions) of billing_log rows deleted by purge_before(), per month and day; the per-day aggregate still includes them.';
+
+-- Execution ids after retention (src/execution_ids.rs): anonymize_before replaces an id by its
+-- keyed digest (HMAC-SHA-256 under this database's random key) and purge_before keeps the digests
+-- of the ids it deletes, so a late retry still records once.
+CREATE TABLE _execution_id_key (
+    id  integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    key bytea   NOT NULL CHECK (pg_catalog.length(key) >= 32)
+);
+COMMENT ON TABLE _execution_id_key IS
+  'The key of the keyed digests (HMAC-SHA-256) of anonymized and purged execution ids; one row, readable only by the extension''s owner (src/execution_ids.rs).';
+INSERT INTO _execution_id_key (key)
+VALUES (pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text, '-', ''), 'hex'));
+
+CREATE TABLE purged_execution_id (
+    digest        text        PRIMARY KEY,
+    billing_month text        NOT NULL,
+    purged_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE purged_execution_id IS
+  'Keyed digests (nb-anon:...) of the execution ids of rows deleted by purge_before(): a retry of one of them records nothing.';
+
+SELECT pg_catalog.pg_extension_config_dump('_execution_id_key', '');
+SELECT pg_catalog.pg_extension_config_dump('purged_execution_id', '');
 SELECT pg_catalog.pg_extension_config_dump('purged_spend', '');
+SELECT pg_catalog.pg_extension_config_dump('purged_day_spend', '');
 SELECT pg_catalog.pg_extension_config_dump('agent_rate', 'WHERE effective_from <> ''-infinity''');
 SELECT pg_catalog.pg_extension_config_dump('campaign', '');
 SELECT pg_catalog.pg_extension_config_dump('monthly_budget_setting', '');

@@ -4,7 +4,7 @@
 COMMENT ON FUNCTION track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint) IS
 $$Records one agent execution and returns its billing_log row.
 Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's current rate, exact), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction).
-The same execution_id twice records once and returns the first row. Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
+The same execution_id twice records once and returns the first row, also after retention: an anonymized row is returned, a purged one gives NULL (a keyed digest of the id is kept). Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
 Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role.$$;
 
 COMMENT ON FUNCTION budget_check(text, text, bigint) IS
@@ -53,7 +53,7 @@ COMMENT ON FUNCTION budget_rebuild(text) IS
 $$Recomputes a month's (YYYY-MM) aggregates from billing_log plus purged_spend under a SHARE ROW EXCLUSIVE lock on billing_log (writers wait); returns the aggregate rows written. Writes audit_log. Admin only. Errors: 22007 malformed month; 22004 NULL.$$;
 
 COMMENT ON FUNCTION anonymize_before(timestamptz) IS
-$$Clears task, metadata and execution_id of billing_log rows created before the cutoff; returns the rows changed. Totals do not change. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+$$Clears task and metadata of billing_log rows created before the cutoff and replaces each execution_id by its keyed digest (nb-anon:..., so a retry still records once); returns the rows changed. Totals do not change. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
 
 COMMENT ON FUNCTION purge_before(timestamptz) IS
-$$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign and agent totals do not change (the purged sums move to purged_spend). Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+$$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign and agent totals do not change (the purged sums move to purged_spend, the execution ids' keyed digests to purged_execution_id). Writes audit_log. Admin only. Errors: 22004 NULL.$$;

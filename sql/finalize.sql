@@ -94,6 +94,47 @@ CREATE TRIGGER purged_spend_restored
     AFTER INSERT ON purged_spend REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION _purged_spend_restored();
 
+-- The same for the per-day sums in purged_day_spend.
+CREATE FUNCTION _purged_day_spend_restored() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, neon_budget, pg_temp
+AS $$
+BEGIN
+    IF NOT neon_budget._restoring() THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO neon_budget._day_spend AS t (billing_month, billing_day, slot, cost, tokens, executions)
+    SELECT r.billing_month, r.billing_day, 0, sum(r.cost), sum(r.tokens), sum(r.executions) FROM new_rows r
+     GROUP BY r.billing_month, r.billing_day
+    ON CONFLICT (billing_month, billing_day, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost, tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER purged_day_spend_restored
+    AFTER INSERT ON purged_day_spend REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION _purged_day_spend_restored();
+
+-- pg_restore loads the dump's key into _execution_id_key, where CREATE EXTENSION put a new one:
+-- the dump's key replaces it (the anonymized ids of the dump were digested with it).
+CREATE FUNCTION _execution_id_key_restored() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, neon_budget, pg_temp
+AS $$
+BEGIN
+    UPDATE neon_budget._execution_id_key k SET key = NEW.key WHERE k.id OPERATOR(pg_catalog.=) NEW.id;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER execution_id_key_restored
+    BEFORE INSERT ON _execution_id_key
+    FOR EACH ROW EXECUTE FUNCTION _execution_id_key_restored();
+
 -- ---------------------------------------------------------------------------------------------
 -- Views: the maintained aggregates and the admin dashboard's panels
 -- ---------------------------------------------------------------------------------------------
@@ -119,6 +160,15 @@ SELECT s.agent_type, s.billing_month AS month,
 HAVING sum(s.executions) <> 0;
 COMMENT ON VIEW agent_cost IS
   'Per agent type and month (YYYY-MM): cost (dollars), tokens, executions, successes/failures (conversion_achieved) and the sums behind average quality, retries and execution time (ms).';
+
+CREATE VIEW daily_cost AS
+SELECT s.billing_month AS month, s.billing_day AS day,
+       sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
+  FROM _day_spend s
+ GROUP BY s.billing_month, s.billing_day
+HAVING sum(s.executions) <> 0 OR sum(s.cost) <> 0;
+COMMENT ON VIEW daily_cost IS
+  'Per billing month (YYYY-MM) and day (YYYY-MM-DD in neon_budget.timezone, fixed when written): total cost (dollars), tokens and executions, maintained from billing_log; purge_before keeps them.';
 
 CREATE VIEW monthly_budget AS
 SELECT b.month, b.total_budget,
@@ -224,7 +274,7 @@ BEGIN
                              'set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate',
                              'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
-                             '_purged_spend_restored')
+                             '_purged_spend_restored', '_purged_day_spend_restored')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp', f);
     END LOOP;
@@ -237,7 +287,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA neon_budget FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA neon_budget FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
-GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost,
+GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost, neon_budget.daily_cost,
                 neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
                 neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting,
                 neon_budget.alert_log
@@ -271,4 +321,6 @@ BEGIN
 END
 $reader$;
 GRANT SELECT ON ALL TABLES IN SCHEMA neon_budget TO neon_budget_admin;
+-- The digest key stays with the owner: with it, anonymized ids could be guessed back.
+REVOKE SELECT ON neon_budget._execution_id_key FROM neon_budget_admin;
 GRANT INSERT ON neon_budget.billing_log TO neon_budget_admin;

@@ -44,6 +44,19 @@ REVOKE EXECUTE ON FUNCTION neon_budget.clear_campaign_budget(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION neon_budget.clear_campaign_budget(text) TO neon_budget_admin;
 
 -- ---------------------------------------------------------------------------------------------
+-- budget_report gets a C symbol of its own (src/schema_version.rs): the old one is a shim that
+-- tells a database not yet updated to run ALTER EXTENSION ... UPDATE.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION neon_budget."budget_report"(
+	"month" TEXT DEFAULT NULL, /* Option < & str > */
+	"format" TEXT DEFAULT 'md' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'budget_report_v3_wrapper';
+ALTER FUNCTION neon_budget.budget_report(text, text) SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp;
+
+-- ---------------------------------------------------------------------------------------------
 -- Restores are recognised by what only a superuser can be, not by application_name
 -- (src/restore.rs).
 -- ---------------------------------------------------------------------------------------------
@@ -114,7 +127,7 @@ CREATE TRIGGER billing_log_before_insert
 COMMENT ON FUNCTION neon_budget.track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint) IS
 $$Records one agent execution and returns its billing_log row.
 Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's current rate, exact), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction).
-The same execution_id twice records once and returns the first row. Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
+The same execution_id twice records once and returns the first row, also after retention: an anonymized row is returned, a purged one gives NULL (a keyed digest of the id is kept). Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
 Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role.$$;
 
 COMMENT ON FUNCTION neon_budget.budget_check(text, text, bigint) IS
@@ -151,3 +164,136 @@ COMMENT ON FUNCTION neon_budget.budget_release(bigint) IS
 $$Cancels a reservation. Returns true when it was live, false when unknown, settled, released or expired. Only the role that made it or a neon_budget_admin may release it (or settle it with track_cost).
 Errors: 42501 reservation made by another role.$$;
 
+-- ---------------------------------------------------------------------------------------------
+-- Execution ids after retention (src/execution_ids.rs): keyed digests of anonymized and purged ids.
+-- Rows anonymized by 0.2.0 lost their ids (execution_id NULL); nothing can bring those back.
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE neon_budget._execution_id_key (
+    id  integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    key bytea   NOT NULL CHECK (pg_catalog.length(key) >= 32)
+);
+COMMENT ON TABLE neon_budget._execution_id_key IS
+  'The key of the keyed digests (HMAC-SHA-256) of anonymized and purged execution ids; one row, readable only by the extension''s owner (src/execution_ids.rs).';
+INSERT INTO neon_budget._execution_id_key (key)
+VALUES (pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text, '-', ''), 'hex'));
+
+CREATE TABLE neon_budget.purged_execution_id (
+    digest        text        PRIMARY KEY,
+    billing_month text        NOT NULL,
+    purged_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE neon_budget.purged_execution_id IS
+  'Keyed digests (nb-anon:...) of the execution ids of rows deleted by purge_before(): a retry of one of them records nothing.';
+
+SELECT pg_catalog.pg_extension_config_dump('neon_budget._execution_id_key', '');
+SELECT pg_catalog.pg_extension_config_dump('neon_budget.purged_execution_id', '');
+REVOKE ALL ON neon_budget._execution_id_key FROM PUBLIC;
+REVOKE ALL ON neon_budget.purged_execution_id FROM PUBLIC;
+GRANT SELECT ON neon_budget.purged_execution_id TO neon_budget_admin;
+CREATE FUNCTION neon_budget."_execution_digest"(
+	"execution_id" TEXT /* &str */
+) RETURNS TEXT /* alloc::string::String */
+STRICT VOLATILE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'execution_digest_sql_wrapper';
+REVOKE EXECUTE ON FUNCTION neon_budget._execution_digest(text) FROM PUBLIC;
+CREATE FUNCTION neon_budget._execution_id_key_restored() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, neon_budget, pg_temp
+AS $$
+BEGIN
+    UPDATE neon_budget._execution_id_key k SET key = NEW.key WHERE k.id OPERATOR(pg_catalog.=) NEW.id;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER execution_id_key_restored
+    BEFORE INSERT ON neon_budget._execution_id_key
+    FOR EACH ROW EXECUTE FUNCTION neon_budget._execution_id_key_restored();
+REVOKE EXECUTE ON FUNCTION neon_budget._execution_id_key_restored() FROM PUBLIC;
+
+COMMENT ON FUNCTION neon_budget.anonymize_before(timestamptz) IS
+$$Clears task and metadata of billing_log rows created before the cutoff and replaces each execution_id by its keyed digest (nb-anon:..., so a retry still records once); returns the rows changed. Totals do not change. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+
+COMMENT ON FUNCTION neon_budget.purge_before(timestamptz) IS
+$$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign and agent totals do not change (the purged sums move to purged_spend, the execution ids' keyed digests to purged_execution_id). Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The per-day aggregate (_day_spend, the daily_cost view): reports' daily spend survives
+-- purge_before. Backfilled from billing_log; rows purged by 0.2.0 have no day on record, so a
+-- month purged before this upgrade shows only its remaining rows per day.
+-- ---------------------------------------------------------------------------------------------
+CREATE  FUNCTION neon_budget."_billing_day"(
+	"created_at" timestamp with time zone
+) RETURNS TEXT
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'billing_day_sql_wrapper';
+REVOKE EXECUTE ON FUNCTION neon_budget._billing_day(timestamptz) FROM PUBLIC;
+CREATE TABLE neon_budget._day_spend (
+    billing_month text    NOT NULL,
+    billing_day   text    NOT NULL,
+    slot          integer NOT NULL,
+    cost          numeric NOT NULL,
+    tokens        numeric NOT NULL,
+    executions    bigint  NOT NULL,
+    PRIMARY KEY (billing_month, billing_day, slot)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE neon_budget._day_spend IS
+  'Spend per billing month and day (YYYY-MM-DD of created_at in neon_budget.timezone, fixed when a row is written) and slot: cost in dollars, tokens, executions (see the daily_cost view).';
+
+-- What purge_before removed from billing_log per month and day: the per-day aggregate keeps it.
+CREATE TABLE neon_budget.purged_day_spend (
+    billing_month text    NOT NULL,
+    billing_day   text    NOT NULL,
+    cost          numeric NOT NULL,
+    tokens        numeric NOT NULL,
+    executions    bigint  NOT NULL,
+    PRIMARY KEY (billing_month, billing_day)
+);
+COMMENT ON TABLE neon_budget.purged_day_spend IS
+  'Sums (dollars, tokens, executions) of billing_log rows deleted by purge_before(), per month and day; the per-day aggregate still includes them.';
+SELECT pg_catalog.pg_extension_config_dump('neon_budget.purged_day_spend', '');
+REVOKE ALL ON neon_budget._day_spend FROM PUBLIC;
+REVOKE ALL ON neon_budget.purged_day_spend FROM PUBLIC;
+GRANT SELECT ON neon_budget._day_spend, neon_budget.purged_day_spend TO neon_budget_admin;
+INSERT INTO neon_budget._day_spend (billing_month, billing_day, slot, cost, tokens, executions)
+SELECT b.billing_month, neon_budget._billing_day(b.created_at), 0, sum(b.cost), sum(b.tokens), count(*)
+  FROM neon_budget.billing_log b GROUP BY 1, 2;
+-- The same for the per-day sums in purged_day_spend.
+CREATE FUNCTION neon_budget._purged_day_spend_restored() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, neon_budget, pg_temp
+AS $$
+BEGIN
+    IF NOT neon_budget._restoring() THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO neon_budget._day_spend AS t (billing_month, billing_day, slot, cost, tokens, executions)
+    SELECT r.billing_month, r.billing_day, 0, sum(r.cost), sum(r.tokens), sum(r.executions) FROM new_rows r
+     GROUP BY r.billing_month, r.billing_day
+    ON CONFLICT (billing_month, billing_day, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost, tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER purged_day_spend_restored
+    AFTER INSERT ON neon_budget.purged_day_spend REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._purged_day_spend_restored();
+ALTER FUNCTION neon_budget._purged_day_spend_restored() SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp;
+REVOKE EXECUTE ON FUNCTION neon_budget._purged_day_spend_restored() FROM PUBLIC;
+CREATE VIEW neon_budget.daily_cost AS
+SELECT s.billing_month AS month, s.billing_day AS day,
+       sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
+  FROM neon_budget._day_spend s
+ GROUP BY s.billing_month, s.billing_day
+HAVING sum(s.executions) <> 0 OR sum(s.cost) <> 0;
+COMMENT ON VIEW neon_budget.daily_cost IS
+  'Per billing month (YYYY-MM) and day (YYYY-MM-DD in neon_budget.timezone, fixed when written): total cost (dollars), tokens and executions, maintained from billing_log; purge_before keeps them.';
+REVOKE ALL ON neon_budget.daily_cost FROM PUBLIC;
+GRANT SELECT ON neon_budget.daily_cost TO neon_budget_reader;
+GRANT SELECT ON neon_budget.daily_cost TO neon_budget_admin;

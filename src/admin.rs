@@ -56,6 +56,7 @@ fn set_monthly_budget(
     alert_threshold: default!(Option<AnyNumeric>, "NULL"),
 ) {
     crate::error::require_writable("set_monthly_budget()");
+    crate::schema_version::require_current();
     let month = month::require_month("month", required("month", month));
     if let Some(b) = &total_budget {
         require_positive_money("total_budget", b);
@@ -169,6 +170,7 @@ fn set_campaign(
     monthly_budget: default!(Option<AnyNumeric>, "NULL"),
 ) {
     crate::error::require_writable("set_campaign()");
+    crate::schema_version::require_current();
     let campaign_id = require_campaign_id(campaign_id);
     validation::require_length_opt("name", name, validation::MAX_NAME_CHARS);
     validation::require_length_opt("campaign_type", campaign_type, validation::MAX_NAME_CHARS);
@@ -215,6 +217,7 @@ fn set_campaign(
 #[pg_extern(volatile, parallel_unsafe)]
 fn clear_campaign_budget(campaign_id: Option<&str>) {
     crate::error::require_writable("clear_campaign_budget()");
+    crate::schema_version::require_current();
     let campaign_id = require_campaign_id(campaign_id);
     let Some(old_value) = lock_campaign(campaign_id) else {
         raise(
@@ -272,6 +275,7 @@ fn audit_campaign(action: &str, campaign_id: &str, old_value: Option<pgrx::JsonB
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_agent_rate(agent_type: Option<&str>, cost_per_1k_tokens: Option<AnyNumeric>) {
     crate::error::require_writable("set_agent_rate()");
+    crate::schema_version::require_current();
     let agent_type = required("agent_type", agent_type);
     let rate = required("cost_per_1k_tokens", cost_per_1k_tokens);
     if agent_type.trim().is_empty() {
@@ -323,6 +327,7 @@ fn set_agent_rate(agent_type: Option<&str>, cost_per_1k_tokens: Option<AnyNumeri
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_budget_override(enabled: Option<bool>, reason: default!(Option<&str>, "NULL")) {
     crate::error::require_writable("set_budget_override()");
+    crate::schema_version::require_current();
     let enabled = required("enabled", enabled);
     if enabled && reason.map(str::trim).unwrap_or("").is_empty() {
         raise(

@@ -143,6 +143,7 @@ fn track_cost(
     reservation_id: default!(Option<i64>, "NULL"),
 ) -> Option<pgrx::composite_type!('static, "billing_log")> {
     crate::error::require_writable("track_cost()");
+    crate::schema_version::require_current();
     let agent_type = required("agent_type", agent_type);
     let tokens = required("tokens", tokens);
     if !gucs::enabled() {
@@ -177,6 +178,9 @@ fn track_cost(
     }
     crate::validation::require_keys(campaign_id, Some(agent_type));
     crate::validation::require_length_opt("execution_id", execution_id, crate::validation::MAX_ID_CHARS);
+    if let Some(id) = execution_id {
+        crate::execution_ids::require_plain(id);
+    }
     if let Some(ts) = &created_at {
         crate::validation::require_created_at(ts);
     }
@@ -223,7 +227,16 @@ fn track_cost(
     } else {
         (created_at, metadata)
     };
-    Spi::connect_mut(|client| {
+    // A retry of an execution whose row was anonymized or purged since (execution_ids.rs).
+    let retired_digest = execution_id.map(crate::execution_ids::digest);
+    if let Some(d) = &retired_digest {
+        match crate::execution_ids::retired(d) {
+            Some(crate::execution_ids::Retired::Anonymized(row)) => return Some(row),
+            Some(crate::execution_ids::Retired::Purged) => return None,
+            None => {}
+        }
+    }
+    let recorded = Spi::connect_mut(|client| {
         let which = usize::from(execution_id.is_none());
         let insert = INSERTS.with(|sql| plans::plan(
             client,
@@ -268,6 +281,18 @@ fn track_cost(
                 spi_opt(client.select(&*existing, None, &[execution_id.into()]).and_then(|t| t.first().get_one()))
             }
         }
-    })
+    });
+    // Inserted while the retention of an earlier record of this id committed (the insert
+    // waited for it on the unique index): refuse, and the retry finds the digest.
+    if let Some(d) = &retired_digest {
+        if crate::execution_ids::retired(d).is_some() {
+            raise(
+                Code::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                "execution_id was anonymized or purged while this call recorded it",
+                "Retry the call: it then returns the earlier record and records nothing.",
+            );
+        }
+    }
+    recorded
 }
 

@@ -25,7 +25,7 @@ thread_local! {
     /// `billing_log`, whose invalidations only bump the log generation.
     static LOG: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
     /// Relations whose invalidation bumps the generation (None: not known yet, so all do).
-    static WATCHED: Cell<Option<[pg_sys::Oid; 4]>> = const { Cell::new(None) };
+    static WATCHED: Cell<Option<[pg_sys::Oid; 5]>> = const { Cell::new(None) };
     static OIDS: RefCell<GenMap<usize, pg_sys::Oid>> = RefCell::new(GenMap::new());
     static ATTNUMS: RefCell<GenMap<(u32, usize), i32>> = RefCell::new(GenMap::new());
 }
@@ -50,7 +50,7 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     // Grants depend on budgets and levels (alert_state's invalidation is the "settings
     // changed" signal), not on the slot tables' statistics or storage (autovacuum sends those
     // all the time, and every backend would then settle again at once).
-    let settings = watched.is_none_or(|w| relid == pg_sys::InvalidOid || relid == w[3]);
+    let settings = watched.is_none_or(|w| relid == pg_sys::InvalidOid || relid == w[4]);
     if settings {
         GRANT_GENERATION.with(|g| g.set(g.get() + 1));
     }
@@ -83,7 +83,7 @@ pub fn grant_generation() -> u64 {
 /// Restricts the generation bumps to invalidations of these relations (the slot tables and
 /// `alert_state`) or of everything; `signal` (`_alert_grant_signal`) only bumps the grant
 /// generation.
-pub fn watch(relids: [pg_sys::Oid; 4], signal: pg_sys::Oid) {
+pub fn watch(relids: [pg_sys::Oid; 5], signal: pg_sys::Oid) {
     WATCHED.with(|w| w.set(Some(relids)));
     SIGNAL.with(|s| s.set(Some(signal)));
 }
@@ -123,7 +123,7 @@ pub fn oid(name: &'static CStr) -> pg_sys::Oid {
         raise(
             Code::ERRCODE_UNDEFINED_TABLE,
             format!("neon_budget.{} does not exist", name.to_string_lossy()),
-            "Reinstall the extension: DROP EXTENSION neon_budget; CREATE EXTENSION neon_budget;",
+            "Run ALTER EXTENSION neon_budget UPDATE; in this database (it keeps every recorded cent).",
         );
     }
     OIDS.with(|o| o.borrow_mut().current().insert(key, oid));
@@ -141,7 +141,7 @@ pub fn attnum(desc: &PgTupleDesc<'_>, name: &'static str) -> i32 {
         .iter()
         .position(|a| !a.is_dropped() && a.name() == name)
         .map(|i| i as i32 + 1)
-        .unwrap_or_else(|| raise(Code::ERRCODE_UNDEFINED_COLUMN, format!("neon_budget table has no column {name}"), "Reinstall neon_budget."));
+        .unwrap_or_else(|| raise(Code::ERRCODE_UNDEFINED_COLUMN, format!("neon_budget table has no column {name}"), "Run ALTER EXTENSION neon_budget UPDATE; in this database (it keeps every recorded cent)."));
     ATTNUMS.with(|a| a.borrow_mut().current().insert(key, n));
     n
 }

@@ -24,12 +24,14 @@ fn column_error(e: impl std::fmt::Display) -> ! {
 /// ROW, on `billing_log`). Returns the row with `cost` and `billing_month` filled in.
 ///
 /// Errors: 22001 for a `campaign_id` or `execution_id` over 200 characters or an `agent_type`
-/// over 100; 22008 for a `created_at` with no billing month or further ahead of the clock than
+/// over 100; 23505 for an `execution_id` whose earlier record was anonymized or purged; 22023
+/// for one of the digest form (`nb-anon:...`) outside a restore; 22008 for a `created_at` with no billing month or further ahead of the clock than
 /// `neon_budget.max_clock_skew`; 42704 for a row without a cost whose agent type has no rate.
 #[pg_trigger]
 fn _billing_log_before_insert<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, pgrx::PgTriggerError> {
+    crate::schema_version::require_current();
     let Some(new) = trigger.new() else {
         return Ok(None);
     };
@@ -39,6 +41,17 @@ fn _billing_log_before_insert<'a>(
     let execution_id: Option<String> = row.get_by_name("execution_id").unwrap_or_else(|e| column_error(e));
     validation::require_keys(campaign_id.as_deref(), agent_type.as_deref());
     validation::require_length_opt("execution_id", execution_id.as_deref(), validation::MAX_ID_CHARS);
+    if let Some(id) = execution_id.as_deref() {
+        crate::execution_ids::require_plain(id);
+        // An id whose earlier record was anonymized or purged is recorded already.
+        if !id.starts_with(crate::execution_ids::PREFIX) && crate::execution_ids::retired(&crate::execution_ids::digest(id)).is_some() {
+            raise(
+                Code::ERRCODE_UNIQUE_VIOLATION,
+                format!("execution_id \"{id}\" is recorded already (its row was anonymized or purged)"),
+                "The same execution_id records once; leave the row out, or record it with track_cost, which returns the earlier record.",
+            );
+        }
+    }
     let created_at: Option<TimestampWithTimeZone> = row.get_by_name("created_at").unwrap_or_else(|e| column_error(e));
     if let Some(ts) = &created_at {
         validation::require_created_at(ts);

@@ -284,6 +284,7 @@ fn budget_check(
         name!(campaign_reserved, Option<AnyNumeric>),
     ),
 > {
+    crate::schema_version::require_current();
     let estimated_tokens = estimated_tokens.unwrap_or(0);
     require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
     // The same limits as track_cost: an id that could never be recorded is refused, not allowed.

@@ -15,6 +15,7 @@ mod backend_cache;
 mod before_insert;
 mod budget;
 mod error;
+mod execution_ids;
 mod gucs;
 mod log_insert;
 mod maintenance;
@@ -25,6 +26,7 @@ mod plans;
 mod report;
 mod reservations;
 mod restore;
+mod schema_version;
 mod slot_rows;
 mod slots;
 mod table_scan;
@@ -43,7 +45,7 @@ extension_sql_file!(
         budget::budget_check,
         reservations::budget_reserve,
         reservations::budget_release,
-        report::budget_report,
+        report::budget_report_v3,
         admin::set_monthly_budget,
         admin::set_campaign,
         admin::clear_campaign_budget,

@@ -161,6 +161,7 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, NewRow<'_>> {
         // As after the INSERT statement: the row is visible to what follows.
         pg_sys::CommandCounterIncrement();
         crate::triggers::apply_one(&crate::triggers::OneRow {
+            billing_day: crate::month::day_of(row.created_at.into()),
             billing_month: row.billing_month,
             campaign_id: row.campaign_id.map(str::to_string),
             agent_type: row.agent_type.to_string(),

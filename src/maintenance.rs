@@ -71,6 +71,15 @@ got_agent AS (SELECT agent_type AS k, billing_month AS month, sum(cost) AS cost,
                      sum(quality_sum) AS quality_sum, sum(quality_count)::numeric AS quality_count, sum(retry_sum) AS retry_sum,
                      sum(execution_time_sum) AS execution_time_sum, sum(execution_time_count)::numeric AS execution_time_count
                 FROM neon_budget._agent_spend GROUP BY 1, 2),
+exp_day AS (
+    SELECT k, m AS month, sum(c) AS cost, sum(t) AS tokens, sum(n) AS executions FROM (
+        SELECT neon_budget._billing_day(created_at) AS k, billing_month AS m, sum(cost) c, sum(tokens)::numeric t, count(*)::numeric n
+          FROM neon_budget.billing_log GROUP BY 1, 2
+        UNION ALL SELECT billing_day, billing_month, sum(cost), sum(tokens), sum(executions)
+          FROM neon_budget.purged_day_spend GROUP BY 1, 2) x
+    GROUP BY k, m),
+got_day AS (SELECT billing_day AS k, billing_month AS month, sum(cost) AS cost, sum(tokens) AS tokens,
+                   sum(executions)::numeric AS executions FROM neon_budget._day_spend GROUP BY 1, 2),
 pairs AS (
     SELECT 'monthly_budget'::text AS aggregate, ''::text AS key, COALESCE(e.month, g.month) AS month,
            CASE WHEN e.month IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object('cost', e.cost, 'tokens', e.tokens, 'executions', e.executions) END AS expected,
@@ -85,7 +94,12 @@ pairs AS (
     SELECT 'agent_cost', COALESCE(e.k, g.k), COALESCE(e.month, g.month),
            CASE WHEN e.k IS NULL THEN NULL ELSE pg_catalog.to_jsonb(e) - 'k' - 'month' END,
            CASE WHEN g.k IS NULL THEN NULL ELSE pg_catalog.to_jsonb(g) - 'k' - 'month' END
-      FROM exp_agent e FULL JOIN got_agent g ON g.k = e.k AND g.month = e.month)
+      FROM exp_agent e FULL JOIN got_agent g ON g.k = e.k AND g.month = e.month
+    UNION ALL
+    SELECT 'daily_cost', COALESCE(e.k, g.k), COALESCE(e.month, g.month),
+           CASE WHEN e.k IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object('cost', e.cost, 'tokens', e.tokens, 'executions', e.executions) END,
+           CASE WHEN g.k IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object('cost', g.cost, 'tokens', g.tokens, 'executions', g.executions) END
+      FROM exp_day e FULL JOIN got_day g ON g.k = e.k AND g.month = e.month)
 SELECT aggregate, key, month, expected, stored FROM pairs
  WHERE ($1 IS NULL OR month = $1)
    AND expected IS DISTINCT FROM stored
@@ -96,8 +110,8 @@ SELECT aggregate, key, month, expected, stored FROM pairs
 
 /// `budget_verify(month text DEFAULT NULL)` returns every maintained aggregate row that differs
 /// from what `billing_log` (plus `purged_spend`) says it should be: `aggregate`
-/// (`monthly_budget`, `campaign_cost`, `agent_cost`), `key` (campaign id or agent type, `''`
-/// for the month), `month` (`YYYY-MM`), `expected` and `stored` (JSON of the sums: cost in
+/// (`monthly_budget`, `campaign_cost`, `agent_cost`, `daily_cost`), `key` (campaign id, agent
+/// type or day `YYYY-MM-DD`, `''` for the month), `month` (`YYYY-MM`), `expected` and `stored` (JSON of the sums: cost in
 /// dollars, tokens, executions, ...). Empty when all agree. Reads the whole log of the month:
 /// an admin check, not a hot path.
 ///
@@ -115,6 +129,7 @@ fn budget_verify(
         name!(stored, Option<pgrx::JsonB>),
     ),
 > {
+    crate::schema_version::require_current();
     let month = month.map(|m| month::require_month("month", m));
     let rows = spi(Spi::connect(|client| {
         client
@@ -142,6 +157,7 @@ fn budget_verify(
 #[pg_extern(volatile, parallel_unsafe)]
 fn budget_rebuild(month: Option<&str>) -> i64 {
     crate::error::require_writable("budget_rebuild()");
+    crate::schema_version::require_current();
     let month = month::require_month("month", crate::api::required("month", month));
     spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
     // The month's totals may change: every backend re-reads them at its next write.
@@ -153,7 +169,8 @@ fn budget_rebuild(month: Option<&str>) -> i64 {
     spi(Spi::run_with_args(
         "DELETE FROM neon_budget._month_spend WHERE billing_month = $1;
          DELETE FROM neon_budget._campaign_spend WHERE billing_month = $1;
-         DELETE FROM neon_budget._agent_spend WHERE billing_month = $1",
+         DELETE FROM neon_budget._agent_spend WHERE billing_month = $1;
+         DELETE FROM neon_budget._day_spend WHERE billing_month = $1",
         &[month.as_str().into()],
     ));
     let written: i64 = spi(Spi::get_one_with_args::<i64>(
@@ -182,6 +199,21 @@ fn budget_rebuild(month: Option<&str>) -> i64 {
         &[month.as_str().into()],
     ))
     .unwrap_or(0);
+    let days: i64 = spi(Spi::get_one_with_args::<i64>(
+        "WITH src AS (
+            SELECT billing_month, neon_budget._billing_day(created_at) AS billing_day, sum(cost) cost,
+                   sum(tokens)::numeric tokens, count(*) executions
+              FROM neon_budget.billing_log WHERE billing_month = $1 GROUP BY 1, 2
+            UNION ALL
+            SELECT billing_month, billing_day, cost, tokens, executions
+              FROM neon_budget.purged_day_spend WHERE billing_month = $1),
+         d AS (INSERT INTO neon_budget._day_spend (billing_month, billing_day, slot, cost, tokens, executions)
+               SELECT billing_month, billing_day, 0, sum(cost), sum(tokens), sum(executions) FROM src GROUP BY 1, 2 RETURNING 1)
+         SELECT count(*) FROM d",
+        &[month.as_str().into()],
+    ))
+    .unwrap_or(0);
+    let written = written + days;
     spi(Spi::run_with_args(
         "INSERT INTO neon_budget.audit_log (action, target, old_value, new_value)
          VALUES ('budget_rebuild', $1, pg_catalog.jsonb_build_object('differences', $2),
@@ -195,18 +227,23 @@ fn require_cutoff(cutoff: Option<TimestampWithTimeZone>) -> TimestampWithTimeZon
     crate::api::required("cutoff", cutoff)
 }
 
-/// `anonymize_before(cutoff timestamptz) -> bigint`: clears `task`, `metadata` and
-/// `execution_id` of every `billing_log` row created before `cutoff`, and returns how many rows
-/// it changed. Totals do not change. Writes `audit_log`.
+/// `anonymize_before(cutoff timestamptz) -> bigint`: clears `task` and `metadata` of every
+/// `billing_log` row created before `cutoff` and replaces its `execution_id` with the id's keyed
+/// digest (`nb-anon:...`, `execution_ids.rs`: a retry of the execution still records once), and
+/// returns how many rows it changed. Totals do not change. Writes `audit_log`.
 ///
 /// Errors: 22004 for NULL.
 #[pg_extern(volatile, parallel_unsafe)]
 fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
     crate::error::require_writable("anonymize_before()");
+    crate::schema_version::require_current();
     let cutoff = require_cutoff(cutoff);
     let n: i64 = spi(Spi::get_one_with_args::<i64>(
-        "WITH u AS (UPDATE neon_budget.billing_log SET task = NULL, metadata = NULL, execution_id = NULL
-                     WHERE created_at < $1 AND (task IS NOT NULL OR metadata IS NOT NULL OR execution_id IS NOT NULL)
+        "WITH u AS (UPDATE neon_budget.billing_log
+                       SET task = NULL, metadata = NULL, execution_id = neon_budget._execution_digest(execution_id)
+                     WHERE created_at < $1
+                       AND (task IS NOT NULL OR metadata IS NOT NULL
+                            OR (execution_id IS NOT NULL AND NOT pg_catalog.starts_with(execution_id, 'nb-anon:')))
                      RETURNING 1)
          SELECT count(*) FROM u",
         &[cutoff.into()],
@@ -218,12 +255,14 @@ fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
 
 /// `purge_before(cutoff timestamptz) -> bigint`: deletes every `billing_log` row created before
 /// `cutoff` and returns how many. Monthly, campaign and agent totals do not change: the purged
-/// rows' sums move to `purged_spend`. Writes `audit_log`.
+/// rows' sums move to `purged_spend`, and their execution ids' keyed digests to
+/// `purged_execution_id` (a retry still records once). Writes `audit_log`.
 ///
 /// Errors: 22004 for NULL.
 #[pg_extern(volatile, parallel_unsafe)]
 fn purge_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
     crate::error::require_writable("purge_before()");
+    crate::schema_version::require_current();
     let cutoff = require_cutoff(cutoff);
     spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
     spi(Spi::run_with_args(
@@ -241,6 +280,23 @@ fn purge_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
             quality_sum = p.quality_sum + EXCLUDED.quality_sum, quality_count = p.quality_count + EXCLUDED.quality_count,
             retry_sum = p.retry_sum + EXCLUDED.retry_sum, execution_time_sum = p.execution_time_sum + EXCLUDED.execution_time_sum,
             execution_time_count = p.execution_time_count + EXCLUDED.execution_time_count",
+        &[cutoff.into()],
+    ));
+    spi(Spi::run_with_args(
+        "INSERT INTO neon_budget.purged_day_spend AS p (billing_month, billing_day, cost, tokens, executions)
+         SELECT billing_month, neon_budget._billing_day(created_at), sum(cost), sum(tokens), count(*)
+           FROM neon_budget.billing_log WHERE created_at < $1
+          GROUP BY 1, 2
+         ON CONFLICT (billing_month, billing_day) DO UPDATE SET
+            cost = p.cost + EXCLUDED.cost, tokens = p.tokens + EXCLUDED.tokens, executions = p.executions + EXCLUDED.executions",
+        &[cutoff.into()],
+    ));
+    // The purged ids' keyed digests: a late retry of one of them still records nothing.
+    spi(Spi::run_with_args(
+        "INSERT INTO neon_budget.purged_execution_id (digest, billing_month)
+         SELECT neon_budget._execution_digest(execution_id), billing_month FROM neon_budget.billing_log
+          WHERE created_at < $1 AND execution_id IS NOT NULL
+         ON CONFLICT (digest) DO NOTHING",
         &[cutoff.into()],
     ));
     let _guard = PurgeGuard::new();

@@ -53,7 +53,35 @@ pub fn month_of(ts: pg_sys::TimestampTz) -> String {
     month
 }
 
+/// The billing day of a `timestamptz`: `to_char(ts AT TIME ZONE neon_budget.timezone,
+/// 'YYYY-MM-DD')`, fixed when a row is written, like its month (the per-day aggregate
+/// `_day_spend` keys its rows by it within the row's billing month).
+pub fn day_of(ts: pg_sys::TimestampTz) -> String {
+    let tz = gucs::timezone();
+    // A day starts at a whole second in every time zone, as a month does.
+    let second = ts.div_euclid(1_000_000);
+    if let Some(day) = LAST_DAY.with(|l| l.borrow().as_ref().filter(|(z, s, _)| *s == second && *z == tz).map(|(_, _, d)| d.clone())) {
+        return day;
+    }
+    let day = unsafe {
+        let local = pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(pg_sys::Datum::from(ts))]);
+        let text: Option<String> = pgrx::direct_function_call(pg_sys::timestamp_to_char, &[local, "YYYY-MM-DD".into_datum()]);
+        text.expect("to_char of a finite timestamp is never NULL")
+    };
+    LAST_DAY.with(|l| *l.borrow_mut() = Some((tz, second, day.clone())));
+    day
+}
+
+/// `neon_budget._billing_day(created_at timestamptz) -> text`: [`day_of`], `YYYY-MM-DD` in
+/// `neon_budget.timezone`.
+#[pg_extern(stable, strict, parallel_safe, name = "_billing_day")]
+fn billing_day_sql(created_at: TimestampWithTimeZone) -> String {
+    day_of(created_at.into())
+}
+
 thread_local! {
+    /// The last [`day_of`]: time zone, second and day.
+    static LAST_DAY: std::cell::RefCell<Option<(String, i64, String)>> = const { std::cell::RefCell::new(None) };
     /// The last [`month_of`]: time zone, second (since 2000-01-01 UTC) and month.
     static LAST: std::cell::RefCell<Option<(String, i64, String)>> = const { std::cell::RefCell::new(None) };
 }

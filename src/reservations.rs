@@ -55,6 +55,7 @@ fn budget_reserve(
     estimated_cost: default!(Option<AnyNumeric>, "NULL"),
 ) -> Option<i64> {
     crate::error::require_writable("budget_reserve()");
+    crate::schema_version::require_current();
     let agent_type = required("agent_type", agent_type);
     let estimated_tokens = required("estimated_tokens", estimated_tokens);
     require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
@@ -153,6 +154,7 @@ fn budget_reserve(
 #[pg_extern(volatile, parallel_unsafe)]
 fn budget_release(reservation_id: i64) -> bool {
     crate::error::require_writable("budget_release()");
+    crate::schema_version::require_current();
     settle(reservation_id)
 }
 

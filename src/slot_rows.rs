@@ -1,5 +1,5 @@
 //! The write fast path of the aggregates: a backend updates its OWN slot rows (see `slots.rs`)
-//! of `_month_spend`, `_campaign_spend` and `_agent_spend` with PostgreSQL's heap API instead of
+//! of `_month_spend`, `_campaign_spend`, `_agent_spend` and `_day_spend` with PostgreSQL's heap API instead of
 //! an SQL upsert, the way PostgreSQL updates its own catalogs (`CatalogTupleUpdate`: a normal
 //! MVCC update, WAL-logged, HOT when it can be, index entries when it cannot). This removes the
 //! executor start-up, planning checks and index searches of three `INSERT ... ON CONFLICT DO
@@ -21,19 +21,20 @@ use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgTupleDesc};
 use std::cell::RefCell;
 
-/// The three aggregate tables, in the order of [`Rels`].
+/// The four aggregate tables, in the order of [`Rels`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Table {
     Month = 0,
     Campaign = 1,
     Agent = 2,
+    Day = 3,
 }
 
 /// OIDs of the slot tables and of `alert_state` (whose relcache invalidation is the extension's
 /// "budget settings changed" signal, see `alert_watch.rs`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Rels {
-    pub slot_tables: [pg_sys::Oid; 3],
+    pub slot_tables: [pg_sys::Oid; 4],
     pub alert_state: pg_sys::Oid,
 }
 
@@ -80,10 +81,13 @@ pub fn rels() -> Rels {
         return r;
     }
     let r = Rels {
-        slot_tables: [oid(c"_month_spend"), oid(c"_campaign_spend"), oid(c"_agent_spend")],
+        slot_tables: [oid(c"_month_spend"), oid(c"_campaign_spend"), oid(c"_agent_spend"), oid(c"_day_spend")],
         alert_state: oid(c"alert_state"),
     };
-    backend_cache::watch([r.slot_tables[0], r.slot_tables[1], r.slot_tables[2], r.alert_state], oid(c"_alert_grant_signal"));
+    backend_cache::watch(
+        [r.slot_tables[0], r.slot_tables[1], r.slot_tables[2], r.slot_tables[3], r.alert_state],
+        oid(c"_alert_grant_signal"),
+    );
     RELS.with(|c| c.borrow_mut().current().insert((), r));
     r
 }

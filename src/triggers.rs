@@ -34,7 +34,7 @@ use pgrx::{AnyNumeric, PgTupleDesc};
 /// nothing due, costs one plan execution.
 const APPLY_TEMPLATE: &str = "
 WITH d AS MATERIALIZED (
-    SELECT r.billing_month, r.campaign_id, r.agent_type,
+    SELECT r.billing_month, neon_budget._billing_day(r.created_at) AS billing_day, r.campaign_id, r.agent_type,
            sum(r.s * r.cost) AS cost, sum(r.s * r.tokens) AS tokens, sum(r.s)::bigint AS executions,
            COALESCE(sum(r.s) FILTER (WHERE r.conversion_achieved), 0)::bigint AS successes,
            COALESCE(sum(r.s) FILTER (WHERE NOT r.conversion_achieved), 0)::bigint AS failures,
@@ -44,7 +44,7 @@ WITH d AS MATERIALIZED (
            COALESCE(sum(r.s * r.execution_time_ms), 0)::numeric AS execution_time_sum,
            COALESCE(sum(r.s) FILTER (WHERE r.execution_time_ms IS NOT NULL), 0)::bigint AS execution_time_count
       FROM ({src}) r
-     GROUP BY r.billing_month, r.campaign_id, r.agent_type),
+     GROUP BY 1, 2, r.campaign_id, r.agent_type),
 dz AS MATERIALIZED (
     SELECT * FROM d
      WHERE (d.cost, d.tokens, d.executions, d.successes, d.failures, d.quality_sum, d.quality_count,
@@ -91,6 +91,14 @@ a AS (
            retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
            execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
            execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count),
+dd AS (
+    INSERT INTO neon_budget._day_spend AS t (billing_month, billing_day, slot, cost, tokens, executions)
+    SELECT dz.billing_month, dz.billing_day, $1, sum(dz.cost), sum(dz.tokens), sum(dz.executions)::bigint
+      FROM dz GROUP BY dz.billing_month, dz.billing_day
+    ON CONFLICT (billing_month, billing_day, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
+           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions),
 -- Alerts: spend after this statement = what this statement's snapshot sees (committed spend and
 -- this transaction's earlier statements) + this statement's delta. Only scopes whose spend went up.
 grown_months AS (
@@ -175,13 +183,23 @@ a AS (
            retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
            execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
            execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count
+    RETURNING t.ctid),
+dd AS (
+    INSERT INTO neon_budget._day_spend AS t (billing_month, billing_day, slot, cost, tokens, executions)
+    VALUES ($1, $14, $2, $3, $4, 1)
+    ON CONFLICT (billing_month, billing_day, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
+           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) 1
     RETURNING t.ctid)
-SELECT (SELECT m.ctid FROM m), (SELECT c.ctid FROM c), (SELECT a.ctid FROM a)";
+SELECT (SELECT m.ctid FROM m), (SELECT c.ctid FROM c), (SELECT a.ctid FROM a), (SELECT dd.ctid FROM dd)";
 
 /// The values of one billing_log row that the aggregates use (cost in dollars, billing_month
 /// `YYYY-MM`).
 pub(crate) struct OneRow {
     pub billing_month: String,
+    /// `YYYY-MM-DD` of `created_at` in `neon_budget.timezone` ([`crate::month::day_of`]).
+    pub billing_day: String,
     pub campaign_id: Option<String>,
     pub agent_type: String,
     pub cost: AnyNumeric,
@@ -215,8 +233,10 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
                 <$t as FromDatum>::from_datum(d, n)
             }};
         }
+        let created_at = val!(TimestampWithTimeZone, "created_at");
         Some(OneRow {
             billing_month: val!(String, "billing_month").unwrap_or_default(),
+            billing_day: created_at.map(|t| crate::month::day_of(t.into())).unwrap_or_default(),
             campaign_id: val!(String, "campaign_id"),
             agent_type: val!(String, "agent_type").unwrap_or_default(),
             cost: val!(AnyNumeric, "cost").unwrap_or_default(),
@@ -275,6 +295,8 @@ pub(crate) fn apply_one(r: &OneRow) {
         Delta::Int("execution_time_count", r.execution_time_ms.is_some().into()),
     ]);
     rows.push((Key::new(Table::Agent, &agent_cols), agent));
+    let day_cols = [("billing_month", r.billing_month.as_str()), ("billing_day", r.billing_day.as_str())];
+    rows.push((Key::new(Table::Day, &day_cols), common()));
 
     if !slot_rows::try_apply(&rels, slot, &rows) {
         owner::as_owner(|| Spi::connect_mut(|client| {
@@ -283,11 +305,11 @@ pub(crate) fn apply_one(r: &OneRow) {
                 APPLY_UPSERT,
                 &[
                     oid::TEXT, oid::INT4, oid::NUMERIC, oid::INT8, oid::TEXT, oid::TEXT, oid::INT8, oid::INT8,
-                    oid::NUMERIC, oid::INT8, oid::INT8, oid::INT8, oid::INT8,
+                    oid::NUMERIC, oid::INT8, oid::INT8, oid::INT8, oid::INT8, oid::TEXT,
                 ],
             );
-            type Tids = (Option<pg_sys::ItemPointerData>, Option<pg_sys::ItemPointerData>, Option<pg_sys::ItemPointerData>);
-            let (m, c, a): Tids = spi(
+            type Tid = Option<pg_sys::ItemPointerData>;
+            let (m, c, a, d): (Tid, Tid, Tid, Tid) = spi(
                 client
                     .update(
                         &*p,
@@ -306,14 +328,15 @@ pub(crate) fn apply_one(r: &OneRow) {
                             i64::from(r.retry_count.unwrap_or(0)).into(),
                             r.execution_time_ms.unwrap_or(0).into(),
                             i64::from(r.execution_time_ms.is_some()).into(),
+                            r.billing_day.as_str().into(),
                         ],
                     )
                     .and_then(|t| {
                         let t = t.first();
-                        Ok((t.get(1)?, t.get(2)?, t.get(3)?))
+                        Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?))
                     }),
             );
-            let tids = if r.campaign_id.is_some() { vec![m, c, a] } else { vec![m, a] };
+            let tids = if r.campaign_id.is_some() { vec![m, c, a, d] } else { vec![m, a, d] };
             for ((key, _), tid) in rows.iter().zip(tids) {
                 if let Some(tid) = tid {
                     slot_rows::remember(key, tid);
@@ -419,6 +442,7 @@ pub(crate) fn apply_one(r: &OneRow) {
 fn _billing_log_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    crate::schema_version::require_current();
     let op = trigger.op()?;
     // purge_before keeps the totals: the purged rows' sums already moved to purged_spend.
     if matches!(op, PgTriggerOperation::Delete) && crate::maintenance::purging() {
@@ -432,7 +456,8 @@ fn _billing_log_changed<'a>(
             alert_watch::invalidate_all();
             owner::as_owner(|| {
                 spi(Spi::run(
-                    "DELETE FROM neon_budget._month_spend; DELETE FROM neon_budget._campaign_spend; DELETE FROM neon_budget._agent_spend",
+                    "DELETE FROM neon_budget._month_spend; DELETE FROM neon_budget._campaign_spend;
+                     DELETE FROM neon_budget._agent_spend; DELETE FROM neon_budget._day_spend",
                 ))
             });
             return Ok(None);

@@ -55,7 +55,7 @@ fn markdown_report_written_to_logs_budget() {
         "- Utilization: 24.8%".into(),
         "- Remaining: $752.44".into(),
         "- Total Executions: 1,247".into(),
-        "### Marketing Campaign Q1 (CONTENT\\_GENERATION)\n\n- Cost: $89.23\n- Budget: $200.00\n- Utilization: 44.6%".into(),
+        "### Marketing Campaign Q1 (CONTENT_GENERATION)\n\n- Cost: $89.23\n- Budget: $200.00\n- Utilization: 44.6%".into(),
         "### CONTENT\n\n- Total Cost: $89.23\n- Tokens Used: 2,230,750\n- Executions: 156\n- Avg Cost/Execution: $0.5720".into(),
     ] {
         assert!(md.contains(&line), "missing {line:?} in\n{md}");

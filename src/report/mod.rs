@@ -1,6 +1,5 @@
 //! `budget_report`: the seed's cost report ("Report Contents") in Markdown, JSON or CSV, read
-//! from the maintained aggregates (and, for the JSON and CSV daily spend, one indexed query on
-//! `billing_log.billing_month`).
+//! from the maintained aggregates only (the daily spend of JSON and CSV from the per-day one).
 use crate::alerts;
 use crate::error::{raise, spi, Code};
 use crate::gucs;
@@ -18,20 +17,38 @@ use json::render_json;
 use csv::{csv_field, csv_row, csv_text, CSV_COLUMNS};
 
 /// Escapes text that comes from users (campaign names, types, agent types) so that it cannot
-/// change the structure of the Markdown: line breaks become spaces and Markdown punctuation is
-/// backslash-escaped.
+/// change the structure of the Markdown, and escapes nothing else, so that the raw text reads
+/// cleanly in psql (`CONTENT_GENERATION`, `(no cap)` stay as they are). Following CommonMark:
+/// - line breaks become spaces, other control characters are dropped;
+/// - `\`, `` ` ``, `*`, `[`, `]`, `<`, `>`, `#` and `~` are always escaped (code, emphasis,
+///   links, HTML, heading closers, strikethrough);
+/// - `_` only where it could open or close emphasis: not between two letters or digits;
+/// - `&` only where it could start an entity (`&copy;`, `&#169;`);
+/// - a leading `-`, `+` or `=`, or the `.` or `)` of a leading number (`1.`), which would start a
+///   list or an underline.
 pub fn escape_markdown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 8);
+    let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+    let digits = chars.iter().take_while(|c| c.is_ascii_digit()).count();
+    for (i, &ch) in chars.iter().enumerate() {
+        let escape = match ch {
+            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '#' | '~' => true,
+            '_' => !(i > 0 && word(chars.get(i - 1)) && word(chars.get(i + 1))),
+            '&' => chars.get(i + 1).is_some_and(|c| c.is_alphanumeric() || *c == '#'),
+            '-' | '+' | '=' => i == 0,
+            '.' | ')' => digits > 0 && i == digits,
+            _ => false,
+        };
         match ch {
             '\n' | '\r' | '\t' => out.push(' '),
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.' | '!' | '|'
-            | '<' | '>' | '~' | '"' | '\'' | '&' => {
-                out.push('\\');
-                out.push(ch);
-            }
             c if c.is_control() => {}
-            c => out.push(c),
+            c => {
+                if escape {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
         }
     }
     out
@@ -228,23 +245,23 @@ fn read(month: &str, with_days: bool) -> ReportData {
 }
 
 /// Spend per calendar day of `month`: every day of the month, in order, with zeros for days
-/// without spend. One query; `billing_log` is read through its `(billing_month, campaign_id)`
-/// index. A row is counted on its day in the current `neon_budget.timezone`; if the time zone
-/// changed since the row was written, its day may fall outside the month (the month of a row is
-/// fixed when it is written): such days are listed too, in order, so that the days always add up
-/// to the month's spend.
+/// without spend, from the maintained per-day aggregate (`_day_spend`, the `daily_cost` view),
+/// so the days survive `purge_before` and always add up to the month. A row counts on its day
+/// in `neon_budget.timezone` when it was written; if the time zone changed since, its day may
+/// fall outside the month (the month of a row is fixed when it is written): such days are
+/// listed too, in order.
 fn read_days(month: &str) -> Vec<DayLine> {
-    let tz = gucs::timezone();
     spi(Spi::connect(|client| {
         client
             .select(
                 "WITH spend AS (
-                     SELECT pg_catalog.to_char(b.created_at AT TIME ZONE $2, 'YYYY-MM-DD') AS day,
-                            pg_catalog.sum(b.cost) AS cost, pg_catalog.sum(b.tokens) AS tokens,
-                            pg_catalog.count(*) AS executions
-                       FROM neon_budget.billing_log b
-                      WHERE b.billing_month OPERATOR(pg_catalog.=) $1
-                      GROUP BY 1),
+                     SELECT s.billing_day AS day, pg_catalog.sum(s.cost) AS cost, pg_catalog.sum(s.tokens) AS tokens,
+                            pg_catalog.sum(s.executions)::bigint AS executions
+                       FROM neon_budget._day_spend s
+                      WHERE s.billing_month OPERATOR(pg_catalog.=) $1
+                      GROUP BY 1
+                     HAVING pg_catalog.sum(s.executions) OPERATOR(pg_catalog.<>) 0
+                         OR pg_catalog.sum(s.cost) OPERATOR(pg_catalog.<>) 0),
                  first AS (SELECT pg_catalog.to_date($1, 'YYYY-MM') AS d),
                  days AS (
                      SELECT pg_catalog.to_char(g.d, 'YYYY-MM-DD') AS day
@@ -256,7 +273,7 @@ fn read_days(month: &str) -> Vec<DayLine> {
                    FROM days FULL JOIN spend ON spend.day OPERATOR(pg_catalog.=) days.day
                   ORDER BY 1",
                 None,
-                &[month.into(), tz.as_str().into()],
+                &[month.into()],
             )?
             .map(|row| {
                 Ok(DayLine {
@@ -276,10 +293,15 @@ pub fn render(month: &str) -> String {
 }
 
 fn render_markdown(d: &ReportData) -> String {
+    // The seed's emoji headings, where the client can receive them: PostgreSQL converts the
+    // result to the client encoding, and WIN1252 or LATIN1 have no emoji (the conversion would
+    // fail the whole report). Elsewhere the headings are plain text.
+    let emoji = unsafe { pg_sys::pg_get_client_encoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
+    let (chart, target, robot, bulb) = if emoji { ("📊 ", "🎯 ", "🤖 ", "💡 ") } else { ("", "", "", "") };
     let (budget, spent, month) = (&d.budget, &d.spent, &d.month);
     let mut md = String::new();
     let _ = writeln!(md, "# Budget Report - {month}\n");
-    let _ = writeln!(md, "## 📊 Monthly Overview\n");
+    let _ = writeln!(md, "## {chart}Monthly Overview\n");
     let _ = writeln!(md, "- Total Budget: {}", dollars(budget, 2));
     let _ = writeln!(md, "- Total Spent: {}", dollars(spent, 2));
     let _ = writeln!(md, "- Utilization: {}", percent(&pct_of(spent, budget)));
@@ -287,7 +309,7 @@ fn render_markdown(d: &ReportData) -> String {
     let _ = writeln!(md, "- Total Executions: {}", group_thousands(&d.executions.to_string()));
     let _ = writeln!(md, "- Status: {}\n", d.status());
 
-    let _ = writeln!(md, "## 🎯 Campaign Breakdown\n");
+    let _ = writeln!(md, "## {target}Campaign Breakdown\n");
     if d.campaigns.is_empty() {
         let _ = writeln!(md, "No campaign spend this month.\n");
     }
@@ -305,7 +327,7 @@ fn render_markdown(d: &ReportData) -> String {
         }
     }
 
-    let _ = writeln!(md, "## 🤖 Agent Usage\n");
+    let _ = writeln!(md, "## {robot}Agent Usage\n");
     if d.agents.is_empty() {
         let _ = writeln!(md, "No executions this month.\n");
     }
@@ -321,7 +343,7 @@ fn render_markdown(d: &ReportData) -> String {
         let _ = writeln!(md);
     }
 
-    let _ = writeln!(md, "## 💡 Cost Optimization Suggestions\n");
+    let _ = writeln!(md, "## {bulb}Cost Optimization Suggestions\n");
     let suggestions = suggestions(d, escape_markdown);
     if suggestions.is_empty() {
         let _ = writeln!(md, "- {NO_ACTION}");
@@ -351,12 +373,17 @@ fn suggestions(d: &ReportData, esc: fn(&str) -> String) -> Vec<String> {
     }
     for c in &d.campaigns {
         if let Some(b) = &c.budget {
-            if alerts::status(&c.cost, b, threshold) != "ok" {
-                out.push(format!(
-                    "Campaign {} is at {} of its budget: it will be blocked at 100%.",
-                    c.label(esc),
-                    percent(&pct_of(&c.cost, b))
-                ));
+            let campaign_status = alerts::status(&c.cost, b, threshold);
+            if campaign_status != "ok" {
+                // "Campaign Campaign A" reads badly: no prefix for a name that has the word.
+                let label = c.label(esc);
+                let named = if c.name.to_lowercase().starts_with("campaign") { label } else { format!("Campaign {label}") };
+                let used = percent(&pct_of(&c.cost, b));
+                out.push(if campaign_status == "exceeded" {
+                    format!("{named} is at {used} of its budget: it is over budget, and its executions are blocked unless the override is on.")
+                } else {
+                    format!("{named} is at {used} of its budget: it will be blocked at 100%.")
+                });
             }
         }
     }
@@ -417,8 +444,9 @@ fn exact(n: &AnyNumeric) -> String {
 /// index, grouped by day in `neon_budget.timezone`.
 ///
 /// Errors: 22007 for a malformed month; 22023 for an unknown format.
-#[pg_extern(stable, parallel_restricted)]
-fn budget_report(month: default!(Option<&str>, "NULL"), format: default!(Option<&str>, "'md'")) -> String {
+#[pg_extern(stable, parallel_restricted, name = "budget_report")]
+fn budget_report_v3(month: default!(Option<&str>, "NULL"), format: default!(Option<&str>, "'md'")) -> String {
+    crate::schema_version::require_current();
     let format = match format {
         None => Format::Markdown,
         Some(f) => Format::parse(f).unwrap_or_else(|| {
@@ -448,7 +476,14 @@ mod tests {
     #[pg_test]
     fn markdown_escaping() {
         assert_eq!(escape_markdown("Q1 *launch*\n# x"), "Q1 \\*launch\\* \\# x");
-        assert_eq!(escape_markdown("a'b\"c"), "a\\'b\\\"c");
+        // Nothing that cannot change the structure is escaped.
+        assert_eq!(escape_markdown("a'b\"c (no cap). Ads & more! {x} | y"), "a'b\"c (no cap). Ads & more! {x} | y");
+        assert_eq!(escape_markdown("CONTENT_GENERATION"), "CONTENT_GENERATION");
+        assert_eq!(escape_markdown("_x_ a_ _b"), "\\_x\\_ a\\_ \\_b");
+        assert_eq!(escape_markdown("[x](y) <b> ~~s~~ `c` a\\b &amp;"), "\\[x\\](y) \\<b\\> \\~\\~s\\~\\~ \\`c\\` a\\\\b \\&amp;");
+        assert_eq!(escape_markdown("- a"), "\\- a");
+        assert_eq!(escape_markdown("12. b"), "12\\. b");
+        assert_eq!(escape_markdown("1) c - d"), "1\\) c - d");
     }
 
     #[pg_test]
@@ -568,7 +603,7 @@ mod tests {
     fn markdown_unchanged_by_refactor() {
         let md = render_markdown(&sample());
         assert!(md.starts_with("# Budget Report - 2024-01\n\n## 📊 Monthly Overview\n\n- Total Budget: $1,000.00\n"));
-        assert!(md.contains("### Marketing, \\\"Q1\\\" (CONTENT\\_GENERATION)\n\n- Cost: $189.23\n- Budget: $200.00\n- Utilization: 94.6%\n"));
+        assert!(md.contains("### Marketing, \"Q1\" (CONTENT_GENERATION)\n\n- Cost: $189.23\n- Budget: $200.00\n- Utilization: 94.6%\n"));
         assert!(md.contains("### free\n\n- Cost: $1.50\n- Budget: no limit\n"));
         assert!(md.contains("- Avg Cost/Execution: $0.5720\n- Success Rate: 75.0%\n"));
         assert!(!md.contains("2024-01-02"), "the Markdown report has no daily spend");

@@ -348,3 +348,130 @@ fn copy_and_insert_price_rows_without_a_cost() {
     // An agent type without a rate cannot be priced: 42704, nothing written.
     rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens) VALUES ('NO_SUCH_AGENT', 10)", "42704");
 }
+
+/// Report polish found with issue #10: no "Campaign Campaign A", an over-budget campaign is not
+/// told it "will be blocked at 100%", names are escaped only where Markdown would read them as
+/// structure, and the md report works in a client encoding without emoji (WIN1252).
+#[test]
+fn report_wording_escaping_and_client_encoding() {
+    let mut db = TestDb::new("admin_report_polish");
+    let c = &mut db.client;
+    c.batch_execute(
+        "SELECT neon_budget.set_monthly_budget('2024-01', 1000);
+         SELECT neon_budget.set_campaign('a', 'Campaign A', 'CONTENT_GENERATION', 10);
+         SELECT neon_budget.set_campaign('b', 'Spring (no cap)', 'AD_OPTIMIZATION', 100);
+         SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => 'a', cost => 11, created_at => '2024-01-05 10:00+00');
+         SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => 'b', cost => 85, created_at => '2024-01-06 10:00+00');",
+    )
+    .unwrap();
+    let md = text(c, "SELECT neon_budget.budget_report('2024-01')").unwrap();
+    assert!(md.contains("\n### Campaign A (CONTENT_GENERATION)\n"), "{md}");
+    assert!(md.contains("\n### Spring (no cap) (AD_OPTIMIZATION)\n"), "{md}");
+    assert!(
+        md.contains("\n- Campaign A (CONTENT_GENERATION) is at 110.0% of its budget: it is over budget, and its executions are blocked unless the override is on.\n"),
+        "{md}"
+    );
+    assert!(md.contains("\n- Campaign Spring (no cap) (AD_OPTIMIZATION) is at 85.0% of its budget: it will be blocked at 100%.\n"), "{md}");
+    assert!(!md.contains("Campaign Campaign"), "{md}");
+    c.batch_execute("SET client_encoding = 'WIN1252'").unwrap();
+    let plain = text(c, "SELECT neon_budget.budget_report('2024-01')").unwrap();
+    c.batch_execute("RESET client_encoding").unwrap();
+    let headings: Vec<&str> = plain.lines().filter(|l| l.starts_with("## ")).collect();
+    assert_eq!(headings, vec!["## Monthly Overview", "## Campaign Breakdown", "## Agent Usage", "## Cost Optimization Suggestions"]);
+    assert_eq!(plain.replace("## ", ""), md.replace("## 📊 ", "").replace("## 🎯 ", "").replace("## 🤖 ", "").replace("## 💡 ", "").replace("## ", ""));
+}
+
+/// Defect 5: `track_cost(..., execution_id => 'evt-1')`, `anonymize_before(...)`, then the same
+/// call again was counted twice. Retention keeps a keyed digest of the id instead of the id: the
+/// retry records nothing and returns the anonymized row; after `purge_before` it returns NULL.
+#[test]
+fn retention_keeps_idempotency() {
+    let mut db = TestDb::new("admin_retention_idem");
+    let c = &mut db.client;
+    let call = |id: &str| {
+        format!("SELECT (t).id FROM (SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => 'c', execution_id => '{id}', created_at => '2024-01-10 10:00+00') t) x")
+    };
+    let first: i64 = c.query_one(&call("evt-1"), &[]).unwrap().get(0);
+    c.batch_execute(&call("evt-2")).unwrap();
+    assert_eq!(int(c, "SELECT neon_budget.anonymize_before('2024-02-01')"), 2);
+    let ids: Vec<String> = c.query("SELECT execution_id FROM neon_budget.billing_log ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    for id in &ids {
+        assert!(id.starts_with("nb-anon:") && id.len() == 8 + 64 && !id.contains("evt"), "{id}");
+    }
+    assert_ne!(ids[0], ids[1]);
+    // The retry records nothing and returns the anonymized row.
+    let again: i64 = c.query_one(&call("evt-1"), &[]).unwrap().get(0);
+    assert_eq!(again, first);
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 2);
+    assert_eq!(text(c, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-01'").as_deref(), Some("0.08"));
+    // A second anonymize changes nothing more.
+    assert_eq!(int(c, "SELECT neon_budget.anonymize_before('2024-02-01')"), 0);
+    // After purge_before the retry returns NULL and still records nothing.
+    assert_eq!(int(c, "SELECT neon_budget.purge_before('2024-02-01')"), 2);
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.purged_execution_id"), 2);
+    assert_eq!(
+        text(c, "SELECT COALESCE((neon_budget.track_cost('CONTENT', 1000, execution_id => 'evt-2', created_at => '2024-01-10 10:00+00')).id::text, 'null')").as_deref(),
+        Some("null")
+    );
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 0);
+    assert_eq!(text(c, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-01'").as_deref(), Some("0.08"));
+    // Sibling: the other entry paths refuse such an id (23505) and write nothing; an id of the
+    // digest form is not the caller's to send (22023).
+    rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost, execution_id) VALUES ('CONTENT', 1, 1, 'evt-1')", "23505");
+    rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost, execution_id) VALUES ('CONTENT', 1, 1, 'evt-2')", "23505");
+    let mut w = c.copy_in("COPY neon_budget.billing_log (agent_type, tokens, cost, execution_id) FROM STDIN").unwrap();
+    w.write_all(b"CONTENT\t1\t1\tevt-1\n").unwrap();
+    assert_eq!(w.finish().unwrap_err().code().map(|s| s.code()), Some("23505"));
+    let digest = ids[0].clone();
+    rejects(c, &format!("SELECT neon_budget.track_cost('CONTENT', 1, execution_id => '{digest}')"), "22023");
+    // A new id still records.
+    c.batch_execute(&call("evt-3")).unwrap();
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 1);
+    // The key is the owner's alone.
+    let mut admin = login_role(&mut db, "nbt_retention_admin", Some("neon_budget_admin"));
+    assert_eq!(sqlstate(admin.query("SELECT * FROM neon_budget._execution_id_key", &[])), "42501");
+    assert_eq!(int(&mut admin, "SELECT count(*) FROM neon_budget.purged_execution_id"), 2);
+}
+
+/// Defect 4: 31 daily executions in 2026-10, `purge_before('2026-10-20')`: the JSON total stayed
+/// 124 but `daily` summed to 48 (CSV the same). The per-day aggregate keeps every day's figures
+/// through retention, rebuild and restore of the purged sums.
+#[test]
+fn daily_figures_survive_retention() {
+    let mut db = TestDb::new("admin_daily_retention");
+    let c = &mut db.client;
+    c.batch_execute(
+        "SELECT neon_budget.track_cost('CONTENT', 100000, cost => 4, execution_id => 'd' || g,
+                                       created_at => ('2026-10-' || lpad(g::text, 2, '0') || ' 12:00+00')::timestamptz)
+           FROM generate_series(1, 31) g;",
+    )
+    .unwrap();
+    let daily_sum = |c: &mut Client| {
+        text(
+            c,
+            "SELECT (r->'overview'->>'total_spent') || ' ' || (SELECT sum((d->>'cost')::numeric)::text FROM jsonb_array_elements(r->'daily') d)
+                    || ' ' || (SELECT count(*) FROM jsonb_array_elements(r->'daily') d WHERE (d->>'cost')::numeric = 4)
+               FROM (SELECT neon_budget.budget_report('2026-10', 'json')::jsonb AS r) x",
+        )
+        .unwrap()
+    };
+    let csv_days = |c: &mut Client| {
+        let csv = text(c, "SELECT neon_budget.budget_report('2026-10', 'csv')").unwrap();
+        csv.lines().filter(|l| l.starts_with("day,")).map(|l| l.split(',').nth(4).unwrap().parse::<i64>().unwrap()).sum::<i64>()
+    };
+    assert_eq!(daily_sum(c), "124 124 31");
+    assert_eq!(int(c, "SELECT neon_budget.purge_before('2026-10-20')"), 19);
+    assert_eq!(daily_sum(c), "124 124 31");
+    assert_eq!(csv_days(c), 124);
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.daily_cost WHERE month = '2026-10'"), 31);
+    // Sibling: budget_rebuild of the month recomputes the days from the log plus the purged
+    // sums, budget_verify agrees, and anonymize changes no day.
+    c.batch_execute("UPDATE neon_budget._day_spend SET cost = cost + 1 WHERE billing_day = '2026-10-03'").unwrap();
+    assert_eq!(
+        text(c, "SELECT aggregate || ' ' || key FROM neon_budget.budget_verify('2026-10')").as_deref(),
+        Some("daily_cost 2026-10-03")
+    );
+    c.batch_execute("SELECT neon_budget.budget_rebuild('2026-10'); SELECT neon_budget.anonymize_before('2026-10-25')").unwrap();
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.budget_verify()"), 0);
+    assert_eq!(daily_sum(c), "124 124 31");
+}

@@ -53,7 +53,8 @@ fn dump_and_restore_keep_everything() {
          SELECT neon_budget.set_budget_override(true, 'restore test');
          SELECT neon_budget.track_cost('SEO', 500, campaign_id => 'c1');
          SELECT neon_budget.budget_reserve('CONTENT', 1000, 'c2', ttl => '1 hour');
-         SELECT neon_budget.purge_before('2024-01-05 00:00+00');",
+         SELECT neon_budget.purge_before('2024-01-05 00:00+00');
+         SELECT neon_budget.anonymize_before('2024-01-10 00:00+00');",
     )
     .unwrap();
     assert!(int(c, "SELECT count(*) FROM neon_budget.alert_log") >= 4, "the data has alerts to keep");
@@ -89,6 +90,13 @@ fn dump_and_restore_keep_everything() {
         assert_eq!(after[i], before[i], "{name} differs after pg_dump / pg_restore");
     }
     assert_eq!(int(&mut dst.client, "SELECT count(*) FROM neon_budget.budget_verify()"), 0);
+    // The digest key came with the dump: retries of an anonymized (x8) and a purged (x1)
+    // execution still record nothing.
+    let rows_before = int(&mut dst.client, "SELECT count(*) FROM neon_budget.billing_log");
+    assert!(int(&mut dst.client, "SELECT count(*) FROM neon_budget.billing_log WHERE execution_id LIKE 'nb-anon:%'") > 0);
+    assert_sql(&mut dst.client, "SELECT (neon_budget.track_cost('CONTENT', 8000, execution_id => 'x8')).execution_id LIKE 'nb-anon:%'");
+    assert_sql(&mut dst.client, "SELECT neon_budget.track_cost('CONTENT', 1000, execution_id => 'x1') IS NULL");
+    assert_eq!(int(&mut dst.client, "SELECT count(*) FROM neon_budget.billing_log"), rows_before);
     // The restored database keeps working: new spend, budgets and the override as before.
     assert_sql(&mut dst.client, "SELECT override_enabled FROM neon_budget.budget_check()");
     dst.client.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1000, created_at => '2024-02-04 10:00+00')").unwrap();

@@ -26,7 +26,7 @@ fn seed_sample_report() {
         "- Utilization: 8.9%",
         "- Remaining: $910.77",
         "- Total Executions: 156",
-        "### Marketing Campaign Q1 (CONTENT\\_GENERATION)\n\n- Cost: $89.23\n- Budget: $200.00\n- Utilization: 44.6%",
+        "### Marketing Campaign Q1 (CONTENT_GENERATION)\n\n- Cost: $89.23\n- Budget: $200.00\n- Utilization: 44.6%",
         "### CONTENT\n\n- Total Cost: $89.23\n- Tokens Used: 2,230,750\n- Executions: 156\n- Avg Cost/Execution: $0.5720",
     ] {
         assert!(report.contains(line), "report lacks {line:?}:\n{report}");
