@@ -5,7 +5,7 @@ COMMENT ON FUNCTION track_cost(text, bigint, text, text, text, double precision,
 $$Records one agent execution and returns its billing_log row.
 Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's current rate, exact), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction).
 The same execution_id twice records once and returns the first row, also after retention: an anonymized row is returned, a purged one gives NULL (a keyed digest of the id is kept). Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
-Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role.$$;
+Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role; 40001 its execution_id was anonymized or purged while it ran (retry the call).$$;
 
 COMMENT ON FUNCTION budget_check(text, text, bigint) IS
 $$May an execution run now? Arguments: campaign_id, agent_type, estimated_tokens (priced at the agent type's current rate).
@@ -57,3 +57,11 @@ $$Clears task and metadata of billing_log rows created before the cutoff and rep
 
 COMMENT ON FUNCTION purge_before(timestamptz) IS
 $$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign and agent totals do not change (the purged sums move to purged_spend, the execution ids' keyed digests to purged_execution_id). Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+
+COMMENT ON SCHEMA neon_budget IS
+$$neon_budget: track and cap what AI agents spend (billing log, budgets, alerts, reports); see the README.
+Errors any function may raise: 42501 a role without the privilege; 25006 a writing function on a standby or in a READ ONLY transaction; 55000 this database's neon_budget objects are older than the installed library (run ALTER EXTENSION neon_budget UPDATE).$$;
+
+COMMENT ON TABLE billing_log IS
+$$One row per agent execution. cost is dollars (numeric), tokens a count, billing_month the YYYY-MM it counts toward (fixed when written, in neon_budget.timezone).
+Direct INSERT and COPY (neon_budget_admin) follow track_cost's rules; errors: 23514 a CHECK constraint; 23505 an execution_id recorded already (also one anonymized or purged since); 22001, 22008, 42704 as track_cost.$$;

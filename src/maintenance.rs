@@ -38,20 +38,20 @@ impl Drop for PurgeGuard {
 const COMPARE: &str = "
 WITH exp_month AS (
     SELECT m AS month, sum(c) AS cost, sum(t) AS tokens, sum(n) AS executions FROM (
-        SELECT billing_month AS m, sum(cost) c, sum(tokens)::numeric t, count(*)::numeric n FROM neon_budget.billing_log GROUP BY 1
-        UNION ALL SELECT billing_month, sum(cost), sum(tokens), sum(executions) FROM neon_budget.purged_spend GROUP BY 1) x
+        SELECT billing_month AS m, sum(cost) c, sum(tokens)::numeric t, count(*)::numeric n FROM neon_budget.billing_log WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1
+        UNION ALL SELECT billing_month, sum(cost), sum(tokens), sum(executions) FROM neon_budget.purged_spend WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1) x
     GROUP BY m),
 got_month AS (SELECT billing_month AS month, sum(cost) AS cost, sum(tokens) AS tokens, sum(executions)::numeric AS executions
-                FROM neon_budget._month_spend GROUP BY 1),
+                FROM neon_budget._month_spend WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1),
 exp_campaign AS (
     SELECT k, m AS month, sum(c) AS cost, sum(t) AS tokens, sum(n) AS executions FROM (
         SELECT campaign_id AS k, billing_month AS m, sum(cost) c, sum(tokens)::numeric t, count(*)::numeric n
-          FROM neon_budget.billing_log WHERE campaign_id IS NOT NULL GROUP BY 1, 2
+          FROM neon_budget.billing_log WHERE ($1 IS NULL OR billing_month = $1) AND campaign_id IS NOT NULL GROUP BY 1, 2
         UNION ALL SELECT campaign_id, billing_month, sum(cost), sum(tokens), sum(executions)
-          FROM neon_budget.purged_spend WHERE campaign_id <> '' GROUP BY 1, 2) x
+          FROM neon_budget.purged_spend WHERE ($1 IS NULL OR billing_month = $1) AND campaign_id <> '' GROUP BY 1, 2) x
     GROUP BY k, m),
 got_campaign AS (SELECT campaign_id AS k, billing_month AS month, sum(cost) AS cost, sum(tokens) AS tokens,
-                        sum(executions)::numeric AS executions FROM neon_budget._campaign_spend GROUP BY 1, 2),
+                        sum(executions)::numeric AS executions FROM neon_budget._campaign_spend WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1, 2),
 exp_agent AS (
     SELECT k, m AS month, sum(c) AS cost, sum(t) AS tokens, sum(n) AS executions, sum(su) AS successes, sum(f) AS failures,
            sum(qs) AS quality_sum, sum(qc) AS quality_count, sum(rs) AS retry_sum, sum(es) AS execution_time_sum,
@@ -61,25 +61,25 @@ exp_agent AS (
                COALESCE(sum(quality_score::numeric), 0) qs, count(quality_score)::numeric qc,
                COALESCE(sum(retry_count), 0)::numeric rs, COALESCE(sum(execution_time_ms), 0)::numeric es,
                count(execution_time_ms)::numeric ec
-          FROM neon_budget.billing_log GROUP BY 1, 2
+          FROM neon_budget.billing_log WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1, 2
         UNION ALL SELECT agent_type, billing_month, sum(cost), sum(tokens), sum(executions), sum(successes), sum(failures),
                sum(quality_sum), sum(quality_count), sum(retry_sum), sum(execution_time_sum), sum(execution_time_count)
-          FROM neon_budget.purged_spend GROUP BY 1, 2) x
+          FROM neon_budget.purged_spend WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1, 2) x
     GROUP BY k, m),
 got_agent AS (SELECT agent_type AS k, billing_month AS month, sum(cost) AS cost, sum(tokens) AS tokens,
                      sum(executions)::numeric AS executions, sum(successes)::numeric AS successes, sum(failures)::numeric AS failures,
                      sum(quality_sum) AS quality_sum, sum(quality_count)::numeric AS quality_count, sum(retry_sum) AS retry_sum,
                      sum(execution_time_sum) AS execution_time_sum, sum(execution_time_count)::numeric AS execution_time_count
-                FROM neon_budget._agent_spend GROUP BY 1, 2),
+                FROM neon_budget._agent_spend WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1, 2),
 exp_day AS (
     SELECT k, m AS month, sum(c) AS cost, sum(t) AS tokens, sum(n) AS executions FROM (
         SELECT neon_budget._billing_day(created_at) AS k, billing_month AS m, sum(cost) c, sum(tokens)::numeric t, count(*)::numeric n
-          FROM neon_budget.billing_log GROUP BY 1, 2
+          FROM neon_budget.billing_log WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1, 2
         UNION ALL SELECT billing_day, billing_month, sum(cost), sum(tokens), sum(executions)
-          FROM neon_budget.purged_day_spend GROUP BY 1, 2) x
+          FROM neon_budget.purged_day_spend WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1, 2) x
     GROUP BY k, m),
 got_day AS (SELECT billing_day AS k, billing_month AS month, sum(cost) AS cost, sum(tokens) AS tokens,
-                   sum(executions)::numeric AS executions FROM neon_budget._day_spend GROUP BY 1, 2),
+                   sum(executions)::numeric AS executions FROM neon_budget._day_spend WHERE ($1 IS NULL OR billing_month = $1) GROUP BY 1, 2),
 pairs AS (
     SELECT 'monthly_budget'::text AS aggregate, ''::text AS key, COALESCE(e.month, g.month) AS month,
            CASE WHEN e.month IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object('cost', e.cost, 'tokens', e.tokens, 'executions', e.executions) END AS expected,
