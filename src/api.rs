@@ -228,9 +228,8 @@ fn track_cost(
         (created_at, metadata)
     };
     // A retry of an execution whose row was anonymized or purged since (execution_ids.rs).
-    let retired_digest = execution_id.map(crate::execution_ids::digest);
-    if let Some(d) = &retired_digest {
-        match crate::execution_ids::retired(d) {
+    if let Some(d) = execution_id.map(crate::execution_ids::digest) {
+        match crate::execution_ids::retired(&d) {
             Some(crate::execution_ids::Retired::Anonymized(row)) => return Some(row),
             Some(crate::execution_ids::Retired::Purged) => return None,
             None => {}
@@ -282,17 +281,8 @@ fn track_cost(
             }
         }
     });
-    // Inserted while the retention of an earlier record of this id committed (the insert
-    // waited for it on the unique index): refuse, and the retry finds the digest.
-    if let Some(d) = &retired_digest {
-        if crate::execution_ids::retired(d).is_some() {
-            raise(
-                Code::ERRCODE_T_R_SERIALIZATION_FAILURE,
-                "execution_id was anonymized or purged while this call recorded it",
-                "Retry the call: it then returns the earlier record and records nothing.",
-            );
-        }
-    }
+    // An insert that waited on the unique index for a retention of this id's earlier record is
+    // refused with 40001 by the AFTER INSERT trigger (execution_ids::recheck_inserted).
     recorded
 }
 

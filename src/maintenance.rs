@@ -148,77 +148,112 @@ fn budget_verify(
     TableIterator::new(rows)
 }
 
-/// `budget_rebuild(month text) -> bigint`: recomputes a month's aggregates from `billing_log`
-/// (plus `purged_spend`) and returns how many aggregate rows it wrote. It locks `billing_log`
-/// in SHARE ROW EXCLUSIVE mode for the rest of the transaction, so writers wait for it and
-/// nothing is lost or counted twice. Writes `audit_log`.
+/// Advisory-lock key space of `budget_rebuild` (first key of `pg_advisory_xact_lock(int, int)`;
+/// the second is a hash of the month): two rebuilds of one month take turns.
+const REBUILD_LOCK_CLASS: i32 = 0x4e42_0004; // "NB" + 4
+
+/// The aggregate tables, the `budget_verify` name of each, and their sum columns (`true`: a
+/// bigint counter).
+const AGGREGATES: [(&str, &str, &str, &[(&str, bool)]); 4] = [
+    ("monthly_budget", "_month_spend", "billing_month, slot", &[("cost", false), ("tokens", false), ("executions", true)]),
+    ("campaign_cost", "_campaign_spend", "campaign_id, billing_month, slot", &[("cost", false), ("tokens", false), ("executions", true)]),
+    (
+        "agent_cost",
+        "_agent_spend",
+        "agent_type, billing_month, slot",
+        &[
+            ("cost", false),
+            ("tokens", false),
+            ("executions", true),
+            ("successes", true),
+            ("failures", true),
+            ("quality_sum", false),
+            ("quality_count", true),
+            ("retry_sum", false),
+            ("execution_time_sum", false),
+            ("execution_time_count", true),
+        ],
+    ),
+    ("daily_cost", "_day_spend", "billing_month, billing_day, slot", &[("cost", false), ("tokens", false), ("executions", true)]),
+];
+
+/// One statement that adds, per differing key of `$1` (the JSON array of `budget_verify` rows),
+/// expected minus stored to the key's slot-0 row (a slot no backend writes: backends have ids
+/// from 1), and returns how many rows it wrote.
+fn correction_sql() -> String {
+    let mut ctes = vec![
+        "d AS (SELECT x.aggregate, x.key, x.month, COALESCE(x.expected, '{}') AS e, COALESCE(x.stored, '{}') AS s
+                 FROM pg_catalog.jsonb_to_recordset($1) AS x(aggregate text, key text, month text, expected jsonb, stored jsonb))"
+            .to_string(),
+    ];
+    let mut counts = Vec::new();
+    for (i, (aggregate, table, key_cols, sums)) in AGGREGATES.iter().enumerate() {
+        let key_values = match *table {
+            "_month_spend" => "d.month, 0",
+            "_day_spend" => "d.month, d.key, 0",
+            _ => "d.key, d.month, 0",
+        };
+        let cols: Vec<&str> = sums.iter().map(|(c, _)| *c).collect();
+        let deltas: Vec<String> = sums
+            .iter()
+            .map(|(c, int)| {
+                let delta = format!("COALESCE((d.e->>'{c}')::numeric, 0) - COALESCE((d.s->>'{c}')::numeric, 0)");
+                if *int { format!("({delta})::bigint") } else { delta }
+            })
+            .collect();
+        let sets: Vec<String> = cols.iter().map(|c| format!("{c} = t.{c} + EXCLUDED.{c}")).collect();
+        ctes.push(format!(
+            "c{i} AS (INSERT INTO neon_budget.{table} AS t ({key_cols}, {cols})
+                      SELECT {key_values}, {deltas} FROM d WHERE d.aggregate = '{aggregate}'
+                      ON CONFLICT ({key_cols}) DO UPDATE SET {sets} RETURNING 1)",
+            cols = cols.join(", "),
+            deltas = deltas.join(", "),
+            sets = sets.join(", "),
+        ));
+        counts.push(format!("(SELECT count(*) FROM c{i})"));
+    }
+    format!("WITH {} SELECT {}", ctes.join(",\n"), counts.join(" + "))
+}
+
+/// `budget_rebuild(month text) -> bigint`: makes a month's maintained aggregates equal to what
+/// `billing_log` (plus `purged_spend` and `purged_day_spend`) says, and returns how many
+/// aggregate rows it corrected (0 when `budget_verify(month)` is empty). Writes `audit_log` with
+/// the differences it found.
 ///
-/// Errors: 22007 for a malformed month; 22004 for NULL.
+/// Writers never wait for it. It reads the month's differences in one snapshot, in which every
+/// committed write's log row and aggregate update are both present or both absent (they commit
+/// together), and adds each difference to the key's slot-0 row, which no writer updates. Two
+/// rebuilds of the same month take turns (an advisory lock), and each reads after the other's
+/// commit. It reads only the month's rows.
+///
+/// Errors: 22007 for a malformed month; 22004 for NULL; 40001 in REPEATABLE READ or
+/// SERIALIZABLE when another rebuild of the month committed after this transaction's snapshot.
 #[pg_extern(volatile, parallel_unsafe)]
 fn budget_rebuild(month: Option<&str>) -> i64 {
     crate::error::require_writable("budget_rebuild()");
     crate::schema_version::require_current();
     let month = month::require_month("month", crate::api::required("month", month));
-    spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
-    // The month's totals may change: every backend re-reads them at its next write.
-    crate::alert_watch::invalidate_all();
-    let before: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(
+    spi(Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext('neon_budget.rebuild:' OPERATOR(pg_catalog.||) $2))",
+        &[REBUILD_LOCK_CLASS.into(), month.as_str().into()],
+    ));
+    let differences: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(
         "SELECT pg_catalog.jsonb_agg(v) FROM neon_budget.budget_verify($1) v",
         &[month.as_str().into()],
     ));
-    spi(Spi::run_with_args(
-        "DELETE FROM neon_budget._month_spend WHERE billing_month = $1;
-         DELETE FROM neon_budget._campaign_spend WHERE billing_month = $1;
-         DELETE FROM neon_budget._agent_spend WHERE billing_month = $1;
-         DELETE FROM neon_budget._day_spend WHERE billing_month = $1",
-        &[month.as_str().into()],
-    ));
-    let written: i64 = spi(Spi::get_one_with_args::<i64>(
-        "WITH src AS (
-            SELECT billing_month, campaign_id, agent_type, sum(cost) cost, sum(tokens)::numeric tokens, count(*) executions,
-                   count(*) FILTER (WHERE conversion_achieved) successes, count(*) FILTER (WHERE NOT conversion_achieved) failures,
-                   COALESCE(sum(quality_score::numeric), 0) quality_sum, count(quality_score) quality_count,
-                   COALESCE(sum(retry_count), 0)::numeric retry_sum, COALESCE(sum(execution_time_ms), 0)::numeric execution_time_sum,
-                   count(execution_time_ms) execution_time_count
-              FROM neon_budget.billing_log WHERE billing_month = $1 GROUP BY 1, 2, 3
-            UNION ALL
-            SELECT billing_month, NULLIF(campaign_id, ''), agent_type, cost, tokens, executions, successes, failures,
-                   quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count
-              FROM neon_budget.purged_spend WHERE billing_month = $1),
-         m AS (INSERT INTO neon_budget._month_spend (billing_month, slot, cost, tokens, executions)
-               SELECT billing_month, 0, sum(cost), sum(tokens), sum(executions) FROM src GROUP BY 1 RETURNING 1),
-         c AS (INSERT INTO neon_budget._campaign_spend (campaign_id, billing_month, slot, cost, tokens, executions)
-               SELECT campaign_id, billing_month, 0, sum(cost), sum(tokens), sum(executions) FROM src
-                WHERE campaign_id IS NOT NULL GROUP BY 1, 2 RETURNING 1),
-         a AS (INSERT INTO neon_budget._agent_spend (agent_type, billing_month, slot, cost, tokens, executions, successes,
-                      failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
-               SELECT agent_type, billing_month, 0, sum(cost), sum(tokens), sum(executions), sum(successes), sum(failures),
-                      sum(quality_sum), sum(quality_count), sum(retry_sum), sum(execution_time_sum), sum(execution_time_count)
-                 FROM src GROUP BY 1, 2 RETURNING 1)
-         SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM c) + (SELECT count(*) FROM a)",
-        &[month.as_str().into()],
-    ))
-    .unwrap_or(0);
-    let days: i64 = spi(Spi::get_one_with_args::<i64>(
-        "WITH src AS (
-            SELECT billing_month, neon_budget._billing_day(created_at) AS billing_day, sum(cost) cost,
-                   sum(tokens)::numeric tokens, count(*) executions
-              FROM neon_budget.billing_log WHERE billing_month = $1 GROUP BY 1, 2
-            UNION ALL
-            SELECT billing_month, billing_day, cost, tokens, executions
-              FROM neon_budget.purged_day_spend WHERE billing_month = $1),
-         d AS (INSERT INTO neon_budget._day_spend (billing_month, billing_day, slot, cost, tokens, executions)
-               SELECT billing_month, billing_day, 0, sum(cost), sum(tokens), sum(executions) FROM src GROUP BY 1, 2 RETURNING 1)
-         SELECT count(*) FROM d",
-        &[month.as_str().into()],
-    ))
-    .unwrap_or(0);
-    let written = written + days;
+    let written: i64 = match &differences {
+        None => 0,
+        Some(d) => {
+            // The month's totals change: every backend re-reads them (and its alert grants).
+            crate::alert_watch::invalidate_all();
+            spi(Spi::get_one_with_args::<i64>(&correction_sql(), &[pgrx::JsonB(d.0.clone()).into()])).unwrap_or(0)
+        }
+    };
     spi(Spi::run_with_args(
         "INSERT INTO neon_budget.audit_log (action, target, old_value, new_value)
          VALUES ('budget_rebuild', $1, pg_catalog.jsonb_build_object('differences', $2),
                  pg_catalog.jsonb_build_object('rows_written', $3))",
-        &[month.as_str().into(), before.into(), written.into()],
+        &[month.as_str().into(), differences.into(), written.into()],
     ));
     written
 }
@@ -238,6 +273,7 @@ fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
     crate::error::require_writable("anonymize_before()");
     crate::schema_version::require_current();
     let cutoff = require_cutoff(cutoff);
+    crate::execution_ids::signal_retention();
     let n: i64 = spi(Spi::get_one_with_args::<i64>(
         "WITH u AS (UPDATE neon_budget.billing_log
                        SET task = NULL, metadata = NULL, execution_id = neon_budget._execution_digest(execution_id)
@@ -253,10 +289,50 @@ fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
     n
 }
 
+/// Pages of `billing_log` that one `purge_before` statement visits (8 MB: about 40 000 rows).
+const PURGE_BATCH_PAGES: i64 = 1024;
+
+/// One batch of `purge_before`: deletes the rows created before `$1` on pages `$2` to `$3 - 1`
+/// and moves exactly the deleted rows' sums to `purged_spend` and `purged_day_spend` and their
+/// ids' digests to `purged_execution_id`, in one statement; returns how many it deleted.
+const PURGE_BATCH: &str = "
+WITH d AS (DELETE FROM neon_budget.billing_log
+            WHERE ctid >= ('(' OPERATOR(pg_catalog.||) $2 OPERATOR(pg_catalog.||) ',0)')::pg_catalog.tid
+              AND ctid < ('(' OPERATOR(pg_catalog.||) $3 OPERATOR(pg_catalog.||) ',0)')::pg_catalog.tid
+              AND created_at < $1
+        RETURNING *),
+s AS (INSERT INTO neon_budget.purged_spend AS p (billing_month, campaign_id, agent_type, cost, tokens, executions,
+             successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
+      SELECT billing_month, COALESCE(campaign_id, ''), agent_type, sum(cost), sum(tokens), count(*),
+             count(*) FILTER (WHERE conversion_achieved), count(*) FILTER (WHERE NOT conversion_achieved),
+             COALESCE(sum(quality_score::numeric), 0), count(quality_score), COALESCE(sum(retry_count), 0),
+             COALESCE(sum(execution_time_ms), 0), count(execution_time_ms)
+        FROM d GROUP BY billing_month, COALESCE(campaign_id, ''), agent_type
+      ON CONFLICT (billing_month, campaign_id, agent_type) DO UPDATE SET
+         cost = p.cost + EXCLUDED.cost, tokens = p.tokens + EXCLUDED.tokens, executions = p.executions + EXCLUDED.executions,
+         successes = p.successes + EXCLUDED.successes, failures = p.failures + EXCLUDED.failures,
+         quality_sum = p.quality_sum + EXCLUDED.quality_sum, quality_count = p.quality_count + EXCLUDED.quality_count,
+         retry_sum = p.retry_sum + EXCLUDED.retry_sum, execution_time_sum = p.execution_time_sum + EXCLUDED.execution_time_sum,
+         execution_time_count = p.execution_time_count + EXCLUDED.execution_time_count),
+y AS (INSERT INTO neon_budget.purged_day_spend AS p (billing_month, billing_day, cost, tokens, executions)
+      SELECT billing_month, neon_budget._billing_day(created_at), sum(cost), sum(tokens), count(*) FROM d GROUP BY 1, 2
+      ON CONFLICT (billing_month, billing_day) DO UPDATE SET
+         cost = p.cost + EXCLUDED.cost, tokens = p.tokens + EXCLUDED.tokens, executions = p.executions + EXCLUDED.executions),
+i AS (INSERT INTO neon_budget.purged_execution_id (digest, billing_month)
+      SELECT neon_budget._execution_digest(execution_id), billing_month FROM d WHERE execution_id IS NOT NULL
+      ON CONFLICT (digest) DO NOTHING)
+SELECT count(*) FROM d";
+
 /// `purge_before(cutoff timestamptz) -> bigint`: deletes every `billing_log` row created before
-/// `cutoff` and returns how many. Monthly, campaign and agent totals do not change: the purged
-/// rows' sums move to `purged_spend`, and their execution ids' keyed digests to
-/// `purged_execution_id` (a retry still records once). Writes `audit_log`.
+/// `cutoff` and returns how many. Monthly, campaign, agent and daily totals do not change: the
+/// purged rows' sums move to `purged_spend` and `purged_day_spend`, and their execution ids'
+/// keyed digests to `purged_execution_id` (a retry still records once). Writes `audit_log`.
+///
+/// Writers never wait for it: it takes no table lock beyond the ROW EXCLUSIVE of any DELETE,
+/// and works in batches of 1024 pages (one statement each, a TID range scan), each moving
+/// exactly the rows it deleted. Only a write to a row being purged (an UPDATE of it, or a
+/// retry of its execution_id, which then gets 40001) waits, until the purge commits. Rows
+/// written while it runs on pages it has passed stay.
 ///
 /// Errors: 22004 for NULL.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -264,47 +340,20 @@ fn purge_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
     crate::error::require_writable("purge_before()");
     crate::schema_version::require_current();
     let cutoff = require_cutoff(cutoff);
-    spi(Spi::run("LOCK TABLE neon_budget.billing_log IN SHARE ROW EXCLUSIVE MODE"));
-    spi(Spi::run_with_args(
-        "INSERT INTO neon_budget.purged_spend AS p (billing_month, campaign_id, agent_type, cost, tokens, executions,
-                successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
-         SELECT billing_month, COALESCE(campaign_id, ''), agent_type, sum(cost), sum(tokens), count(*),
-                count(*) FILTER (WHERE conversion_achieved), count(*) FILTER (WHERE NOT conversion_achieved),
-                COALESCE(sum(quality_score::numeric), 0), count(quality_score), COALESCE(sum(retry_count), 0),
-                COALESCE(sum(execution_time_ms), 0), count(execution_time_ms)
-           FROM neon_budget.billing_log WHERE created_at < $1
-          GROUP BY billing_month, COALESCE(campaign_id, ''), agent_type
-         ON CONFLICT (billing_month, campaign_id, agent_type) DO UPDATE SET
-            cost = p.cost + EXCLUDED.cost, tokens = p.tokens + EXCLUDED.tokens, executions = p.executions + EXCLUDED.executions,
-            successes = p.successes + EXCLUDED.successes, failures = p.failures + EXCLUDED.failures,
-            quality_sum = p.quality_sum + EXCLUDED.quality_sum, quality_count = p.quality_count + EXCLUDED.quality_count,
-            retry_sum = p.retry_sum + EXCLUDED.retry_sum, execution_time_sum = p.execution_time_sum + EXCLUDED.execution_time_sum,
-            execution_time_count = p.execution_time_count + EXCLUDED.execution_time_count",
-        &[cutoff.into()],
-    ));
-    spi(Spi::run_with_args(
-        "INSERT INTO neon_budget.purged_day_spend AS p (billing_month, billing_day, cost, tokens, executions)
-         SELECT billing_month, neon_budget._billing_day(created_at), sum(cost), sum(tokens), count(*)
-           FROM neon_budget.billing_log WHERE created_at < $1
-          GROUP BY 1, 2
-         ON CONFLICT (billing_month, billing_day) DO UPDATE SET
-            cost = p.cost + EXCLUDED.cost, tokens = p.tokens + EXCLUDED.tokens, executions = p.executions + EXCLUDED.executions",
-        &[cutoff.into()],
-    ));
-    // The purged ids' keyed digests: a late retry of one of them still records nothing.
-    spi(Spi::run_with_args(
-        "INSERT INTO neon_budget.purged_execution_id (digest, billing_month)
-         SELECT neon_budget._execution_digest(execution_id), billing_month FROM neon_budget.billing_log
-          WHERE created_at < $1 AND execution_id IS NOT NULL
-         ON CONFLICT (digest) DO NOTHING",
-        &[cutoff.into()],
-    ));
-    let _guard = PurgeGuard::new();
-    let n: i64 = spi(Spi::get_one_with_args::<i64>(
-        "WITH d AS (DELETE FROM neon_budget.billing_log WHERE created_at < $1 RETURNING 1) SELECT count(*) FROM d",
-        &[cutoff.into()],
+    crate::execution_ids::signal_retention();
+    let pages: i64 = spi(Spi::get_one::<i64>(
+        "SELECT pg_catalog.pg_relation_size('neon_budget.billing_log'::pg_catalog.regclass)
+                OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::bigint",
     ))
     .unwrap_or(0);
+    let _guard = PurgeGuard::new();
+    let mut n = 0i64;
+    let mut first = 0i64;
+    while first < pages {
+        let last = first + PURGE_BATCH_PAGES;
+        n += spi(Spi::get_one_with_args::<i64>(PURGE_BATCH, &[cutoff.into(), first.into(), last.into()])).unwrap_or(0);
+        first = last;
+    }
     audit_retention("purge_before", cutoff, n);
     n
 }

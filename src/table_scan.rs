@@ -26,6 +26,16 @@ impl Snapshot {
         }
     }
 
+    /// The latest snapshot (`GetLatestSnapshot`): every transaction committed by now, also in
+    /// REPEATABLE READ, as PostgreSQL's foreign-key checks use to see past the transaction's
+    /// snapshot.
+    pub fn latest() -> Snapshot {
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            Snapshot(pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()), None)
+        }
+    }
+
     /// PostgreSQL's dirty snapshot (`InitDirtySnapshot`): every row version that is committed
     /// and not deleted by a committed transaction, or written by a transaction in progress,
     /// including this one's latest. An index scan with it returns each such version (both
@@ -82,6 +92,14 @@ pub fn sum_numeric(snapshot: &Snapshot, table: &'static CStr, index: &'static CS
         }
     });
     unsafe { pgrx::AnyNumeric::from_datum(total, false) }.expect("numeric sum")
+}
+
+/// Whether any row of `table` visible to `snapshot` has these text column values (see
+/// [`scan_text_eq`]).
+pub fn exists_text_eq(snapshot: &Snapshot, table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)]) -> bool {
+    let mut found = false;
+    scan_text_eq(snapshot, table, index, keys, |_| found = true);
+    found
 }
 
 /// Calls `each` for every row of `table` visible to `snapshot` whose text columns equal the

@@ -464,6 +464,8 @@ fn _billing_log_changed<'a>(
         }
     };
     if which == 0 {
+        // An insert that waited for a retention of its execution_id's earlier record.
+        crate::execution_ids::recheck_inserted(trigger);
         let td = trigger.trigger_data();
         let store = td.tg_newtable;
         if !store.is_null() && unsafe { pg_sys::tuplestore_tuple_count(store) } == 1 {

@@ -10,6 +10,9 @@ CREATE FUNCTION public.nb_test_reset() RETURNS void LANGUAGE sql AS $$
   DELETE FROM neon_budget.audit_log;
   DELETE FROM neon_budget.campaign;
   DELETE FROM neon_budget.monthly_budget_setting;
+  DELETE FROM neon_budget.purged_spend;
+  DELETE FROM neon_budget.purged_day_spend;
+  DELETE FROM neon_budget.purged_execution_id;
 $$;
 
 -- The aggregate oracle: true when every maintained aggregate equals a fresh GROUP BY over

@@ -45,11 +45,17 @@ fn verify_reports_corruption_and_rebuild_fixes_it() {
         ]
     );
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.budget_verify('2023-12')"), 0);
-    // One row each of the month, its campaign and agent aggregates, and one per day with spend.
-    let days = int(c, "SELECT count(DISTINCT neon_budget._billing_day(created_at)) FROM neon_budget.billing_log WHERE billing_month = '2024-01'");
-    assert_eq!(int(c, "SELECT neon_budget.budget_rebuild('2024-01')"), 4 + days);
+    // It corrects the two differing rows (the month's and the agent's), in slot 0.
+    assert_eq!(int(c, "SELECT neon_budget.budget_rebuild('2024-01')"), 2);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.budget_verify()"), 0);
-    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.audit_log WHERE action = 'budget_rebuild' AND target = '2024-01'"), 1);
+    assert_eq!(text(c, "SELECT cost::text FROM neon_budget._month_spend WHERE billing_month = '2024-01' AND slot = 0").as_deref(), Some("-1.00"));
+    assert_eq!(text(c, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-01'").as_deref(), Some("51.00"));
+    assert_eq!(int(c, "SELECT neon_budget.budget_rebuild('2024-01')"), 0, "nothing left to correct");
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.audit_log WHERE action = 'budget_rebuild' AND target = '2024-01'"), 2);
+    assert_eq!(
+        text(c, "SELECT old_value->'differences'->0->>'aggregate' FROM neon_budget.audit_log WHERE action = 'budget_rebuild' ORDER BY id LIMIT 1").as_deref(),
+        Some("agent_cost")
+    );
     assert_eq!(sqlstate(c.query("SELECT * FROM neon_budget.budget_verify('2024-13')", &[])), "22007");
     assert_eq!(sqlstate(c.query("SELECT neon_budget.budget_rebuild('24-01')", &[])), "22007");
     assert_oracle(c);
@@ -105,4 +111,161 @@ fn anonymize_and_purge_keep_every_total() {
         3
     );
     assert_eq!(sqlstate(c.query("SELECT neon_budget.purge_before(NULL)", &[])), "22004");
+}
+
+/// Waits until the session with `pid` waits for a lock (a row lock, a transaction or an
+/// advisory lock), at most 10 s.
+fn wait_until_blocked(c: &mut postgres::Client, pid: i32) {
+    for _ in 0..1000 {
+        let waiting: bool = c
+            .query_one("SELECT COALESCE(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .unwrap()
+            .get(0);
+        if waiting {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("session {pid} never waited for a lock");
+}
+
+fn pid(c: &mut postgres::Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
+}
+
+/// Issue #10, defect 12: purge_before and budget_rebuild held billing_log in SHARE ROW
+/// EXCLUSIVE mode for their whole run, so no write completed meanwhile. Now a purge and a
+/// rebuild left open in a transaction stop no writer (each write below runs with a 100 ms
+/// lock_timeout), only a second rebuild of the same month waits, and every total stays exact.
+#[test]
+fn purge_and_rebuild_never_stop_writers() {
+    let mut db = TestDb::new("maint_no_stall");
+    let mut w = db.connect();
+    let c = &mut db.client;
+    // 4000 rows over 2024-09 and 2024-10 at $0.25: $500 a month.
+    c.batch_execute(
+        "SELECT neon_budget.set_monthly_budget('2024-10', 10000);
+         SELECT neon_budget.set_campaign('c1', 'Campaign one', 'TEST', 5000);
+         INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, execution_id, created_at)
+         SELECT 'CONTENT', 'c' || (g % 2), 100, 0.25, 'run-' || g,
+                CASE WHEN g <= 2000 THEN '2024-09-10 12:00+00'::timestamptz ELSE '2024-10-10 12:00+00'::timestamptz END
+           FROM generate_series(1, 4000) g;
+         -- Drift to repair: one slot row of 2024-10 off by $1.
+         UPDATE neon_budget._month_spend SET cost = cost + 1 WHERE billing_month = '2024-10';",
+    )
+    .unwrap();
+    c.batch_execute("BEGIN; SELECT neon_budget.purge_before('2024-10-01 00:00+00'); SELECT neon_budget.budget_rebuild('2024-10')").unwrap();
+
+    w.batch_execute("SET lock_timeout = '100ms'").unwrap();
+    let writes = [
+        "SELECT neon_budget.track_cost('CONTENT', 100, campaign_id => 'c1', cost => 0.25, created_at => '2024-10-11 12:00+00')",
+        "SELECT neon_budget.track_cost('CONTENT', 100, campaign_id => 'c1', cost => 0.25, execution_id => 'new-1', created_at => '2024-10-11 12:00+00')",
+        "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, created_at) VALUES ('CONTENT', 'c0', 100, 0.25, '2024-09-11 12:00+00')",
+        "SELECT neon_budget.budget_check('c1', 'CONTENT', 100)",
+        "BEGIN; SELECT neon_budget.budget_reserve('CONTENT', 100, 'c1', estimated_cost => 1); ROLLBACK",
+        // A rebuild of another month does not wait either.
+        "SELECT neon_budget.budget_rebuild('2024-09')",
+    ];
+    for sql in writes {
+        w.batch_execute(sql).unwrap_or_else(|e| panic!("{sql} waited for the open purge and rebuild: {e}"));
+    }
+    // A second rebuild of the same month takes its turn.
+    assert_eq!(sqlstate(w.query("SELECT neon_budget.budget_rebuild('2024-10')", &[])), "55P03");
+    c.batch_execute("COMMIT").unwrap();
+
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log WHERE created_at < '2024-10-01'"), 1, "the row written during the purge stays");
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 2003);
+    assert_eq!(text(c, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-10'").as_deref(), Some("500.50"));
+    assert_eq!(text(c, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(), Some("500.25"));
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.budget_verify()"), 0);
+    // The repair counted once: a rebuild after the other commits finds nothing left.
+    assert_eq!(int(c, "SELECT neon_budget.budget_rebuild('2024-10')"), 0);
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.purged_execution_id"), 2000);
+}
+
+/// Two rebuilds of one month at once: the second waits for the first, then reads after its
+/// commit, and corrects nothing twice.
+#[test]
+fn concurrent_rebuilds_of_a_month_correct_once() {
+    let mut db = TestDb::new("maint_rebuild_race");
+    let mut other = db.connect();
+    let other_pid = pid(&mut other);
+    let c = &mut db.client;
+    c.batch_execute(
+        "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, created_at)
+         SELECT 'CONTENT', 'c1', 100, 0.5, '2024-10-10 12:00+00' FROM generate_series(1, 10);
+         UPDATE neon_budget._campaign_spend SET cost = cost - 2;",
+    )
+    .unwrap();
+    c.batch_execute("BEGIN").unwrap();
+    assert_eq!(int(c, "SELECT neon_budget.budget_rebuild('2024-10')"), 1);
+    let second = std::thread::spawn(move || other.query_one("SELECT neon_budget.budget_rebuild('2024-10')", &[]).unwrap().get::<_, i64>(0));
+    wait_until_blocked(c, other_pid);
+    c.batch_execute("COMMIT").unwrap();
+    assert_eq!(second.join().unwrap(), 0, "the second rebuild saw the first one's correction");
+    assert_eq!(text(c, "SELECT total_cost::text FROM neon_budget.campaign_cost WHERE campaign_id = 'c1' AND month = '2024-10'").as_deref(), Some("5.0"));
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.budget_verify()"), 0);
+    assert_oracle(c);
+}
+
+/// Retention takes no table lock now, so an insert of an execution_id whose earlier record a
+/// retention is deleting (purge_before) or rewriting (anonymize_before, the sibling) waits for
+/// it on the unique index and would then go in: the same execution counted twice. The insert
+/// is refused with 40001, and its retry finds the earlier record: INSERT gets 23505,
+/// track_cost returns the anonymized row (or NULL for a purged one) and records nothing.
+#[test]
+fn a_retry_racing_retention_of_its_record_is_refused() {
+    let mut db = TestDb::new("maint_retry_race");
+    let mut w = db.connect();
+    let w_pid = pid(&mut w);
+    let c = &mut db.client;
+    c.batch_execute(
+        "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, execution_id, created_at) VALUES
+           ('CONTENT', 'c1', 100, 1.5, 'run-1', '2024-09-10 12:00+00'),
+           ('CONTENT', 'c1', 100, 2.5, 'run-2', '2024-09-11 12:00+00'),
+           ('CONTENT', 'c1', 100, 4.0, 'run-3', '2024-10-11 12:00+00')",
+    )
+    .unwrap();
+    let insert = "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, execution_id, created_at)
+                  VALUES ('CONTENT', 'c1', 100, 1.5, 'run-1', '2024-09-10 12:00+00')";
+
+    // A plain INSERT of run-1 while purge_before deletes its row.
+    c.batch_execute("BEGIN; SELECT neon_budget.purge_before('2024-09-11 00:00+00')").unwrap();
+    let t = std::thread::spawn(move || {
+        let r = sqlstate(w.execute(insert, &[]));
+        (w, r)
+    });
+    wait_until_blocked(c, w_pid);
+    c.batch_execute("COMMIT").unwrap();
+    let (mut w, code) = t.join().unwrap();
+    assert_eq!(code, "40001");
+    assert_eq!(sqlstate(w.execute(insert, &[])), "23505", "the retry finds the purged id");
+
+    // Sibling: track_cost of run-2 while anonymize_before rewrites its id.
+    c.batch_execute("BEGIN; SELECT neon_budget.anonymize_before('2024-09-12 00:00+00')").unwrap();
+    let t = std::thread::spawn(move || {
+        let r = sqlstate(w.query("SELECT neon_budget.track_cost('CONTENT', 100, campaign_id => 'c1', cost => 2.5, execution_id => 'run-2', created_at => '2024-09-11 12:00+00')", &[]));
+        (w, r)
+    });
+    wait_until_blocked(c, w_pid);
+    c.batch_execute("COMMIT").unwrap();
+    let (mut w, code) = t.join().unwrap();
+    assert_eq!(code, "40001");
+    let again: Option<String> = w
+        .query_one("SELECT execution_id FROM neon_budget.track_cost('CONTENT', 100, campaign_id => 'c1', cost => 2.5, execution_id => 'run-2')", &[])
+        .unwrap()
+        .get(0);
+    assert!(again.unwrap().starts_with("nb-anon:"), "the retry returns the anonymized row");
+
+    // REPEATABLE READ: a purge committed after the transaction's snapshot still counts.
+    w.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM neon_budget.billing_log").unwrap();
+    c.batch_execute("SELECT neon_budget.purge_before('2024-10-12 00:00+00')").unwrap();
+    let rr = "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, execution_id, created_at)
+              VALUES ('CONTENT', 'c1', 100, 4.0, 'run-3', '2024-10-11 12:00+00')";
+    assert_eq!(sqlstate(w.execute(rr, &[])), "23505");
+    w.batch_execute("ROLLBACK").unwrap();
+
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 0);
+    assert_eq!(text(c, "SELECT sum(total_spent)::text FROM neon_budget.monthly_budget").as_deref(), Some("8.0"));
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.budget_verify()"), 0, "aggregates = log + purged sums");
 }
