@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every neon_budget test: #[pg_test] unit tests inside the server, integration tests over a
+# Runs every neon_budget test: formatting and lints, #[pg_test] unit tests inside the server, integration tests over a
 # real connection to a throwaway cluster, PostgreSQL isolation specs, the command-line client's
 # tests and the upgrade test. Installs what is
 # missing first (scripts/setup.sh). Run as root on Debian 12; .ci/run calls exactly this.
@@ -11,6 +11,10 @@ TEST_DIR=${NEON_BUDGET_TEST_DIR:-/tmp/nbtest}
 TEST_PORT=${NEON_BUDGET_TEST_PORT:-5498}
 
 bash scripts/setup.sh
+
+echo "== 0/5 formatting and lints (cargo fmt --check; cargo clippy, warnings are errors)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== 1/5 #[pg_test] unit tests (cargo pgrx test)"
 # pgrx creates and owns this data directory; a root-owned leftover would make initdb fail.

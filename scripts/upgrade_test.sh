@@ -109,7 +109,7 @@ SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || COALESCE(arr
        || COALESCE(array_to_string(c.relacl, ','), '') || ' ' || COALESCE(pg_get_viewdef(c.oid), '')
   FROM pg_class c WHERE c.relnamespace = 'neon_budget'::regnamespace
 UNION ALL
-SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' || condeferrable::text || convalidated::text FROM pg_constraint
  WHERE connamespace = 'neon_budget'::regnamespace
 UNION ALL
 SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid IN

@@ -222,6 +222,18 @@ CREATE TABLE _day_spend (
 COMMENT ON TABLE _day_spend IS
   'Spend per billing month and day (YYYY-MM-DD of created_at in neon_budget.timezone, fixed when a row is written) and slot: cost in dollars, tokens, executions (see the daily_cost view).';
 
+-- Which path writes took (src/write_path_stats.rs); not dumped: counts start again after a restore.
+CREATE TABLE _write_path_stats (
+    slot       integer     NOT NULL,
+    path       text        NOT NULL CHECK (path IN ('heap', 'sql')),
+    reason     text        NOT NULL,
+    writes     bigint      NOT NULL,
+    last_write timestamptz NOT NULL,
+    PRIMARY KEY (slot, path, reason)
+);
+COMMENT ON TABLE _write_path_stats IS
+  'Writes to billing_log per backend slot, path (heap: track_cost without SQL; sql: an SQL INSERT) and reason, added by each backend at most once a second (src/write_path_stats.rs); see the write_path_stats view.';
+
 -- What purge_before removed from billing_log, per month, campaign ('' = none) and agent type:
 -- the maintained aggregates keep these sums, so reports of purged months do not change.
 CREATE TABLE purged_spend (

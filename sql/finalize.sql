@@ -170,6 +170,13 @@ HAVING sum(s.executions) <> 0 OR sum(s.cost) <> 0;
 COMMENT ON VIEW daily_cost IS
   'Per billing month (YYYY-MM) and day (YYYY-MM-DD in neon_budget.timezone, fixed when written): total cost (dollars), tokens and executions, maintained from billing_log; purge_before keeps them.';
 
+CREATE VIEW write_path_stats AS
+SELECT s.path, s.reason, sum(s.writes)::bigint AS writes, max(s.last_write) AS last_write
+  FROM _write_path_stats s
+ GROUP BY s.path, s.reason;
+COMMENT ON VIEW write_path_stats IS
+  'Which path writes to billing_log took, per database: path heap (track_cost wrote the row with the heap API) or sql (an SQL INSERT), the reason (track_cost: why it could not take the heap path, e.g. a CHECK constraint the extension did not create; or INSERT or COPY), rows written and the last write. Approximate: each backend adds its counts at most once a second. Admin only.';
+
 CREATE VIEW monthly_budget AS
 SELECT b.month, b.total_budget,
        COALESCE(sp.total_spent, 0) AS total_spent,

@@ -214,17 +214,11 @@ CREATE TRIGGER execution_id_key_restored
     FOR EACH ROW EXECUTE FUNCTION neon_budget._execution_id_key_restored();
 REVOKE EXECUTE ON FUNCTION neon_budget._execution_id_key_restored() FROM PUBLIC;
 
-COMMENT ON FUNCTION neon_budget.budget_verify(text) IS
-$$Every maintained aggregate row that differs from billing_log plus purged_spend and purged_day_spend: aggregate (monthly_budget, campaign_cost, agent_cost, daily_cost), key (campaign id, agent type, day YYYY-MM-DD, '' for the month), month (YYYY-MM; NULL argument = all months), expected and stored sums as JSON (dollars, tokens, executions, ...). Empty when all agree. Reads only the month's rows. Admin only. Errors: 22007 malformed month.$$;
-
-COMMENT ON FUNCTION neon_budget.budget_rebuild(text) IS
-$$Makes a month's (YYYY-MM) aggregates equal to billing_log plus purged_spend and purged_day_spend: adds each difference budget_verify(month) finds to the key's slot-0 row, in one snapshot; returns the aggregate rows corrected (0 when none differ). Writers never wait for it; two rebuilds of a month take turns. Writes audit_log with the differences. Admin only. Errors: 22007 malformed month; 22004 NULL; 40001 in REPEATABLE READ when another rebuild of the month committed after the snapshot.$$;
-
 COMMENT ON FUNCTION neon_budget.anonymize_before(timestamptz) IS
-$$Clears task and metadata of billing_log rows created before the cutoff and replaces each execution_id by its keyed digest (nb-anon:..., so a retry still records once); returns the rows changed. Totals do not change; takes no lock that writers wait for. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+$$Clears task and metadata of billing_log rows created before the cutoff and replaces each execution_id by its keyed digest (nb-anon:..., so a retry still records once); returns the rows changed. Totals do not change. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
 
 COMMENT ON FUNCTION neon_budget.purge_before(timestamptz) IS
-$$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign, agent and daily totals do not change (the purged sums move to purged_spend and purged_day_spend, the execution ids' keyed digests to purged_execution_id). Works in batches of 1024 pages and takes no lock that writers wait for; only a write to a row being purged waits for its commit. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+$$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign and agent totals do not change (the purged sums move to purged_spend, the execution ids' keyed digests to purged_execution_id). Writes audit_log. Admin only. Errors: 22004 NULL.$$;
 
 -- ---------------------------------------------------------------------------------------------
 -- The per-day aggregate (_day_spend, the daily_cost view): reports' daily spend survives

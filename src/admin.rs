@@ -290,10 +290,7 @@ fn set_agent_rate(agent_type: Option<&str>, cost_per_1k_tokens: Option<AnyNumeri
         );
     }
     // Serialize rate changes of one agent type.
-    spi(Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('neon_budget.agent_rate:' OPERATOR(pg_catalog.||) $1))",
-        &[agent_type.into()],
-    ));
+    crate::locks::wait_xact(crate::locks::Class::AgentRate, &format!("neon_budget.agent_rate:{agent_type}"));
     let old_rate: Option<AnyNumeric> = spi_opt(Spi::get_one_with_args(
         "SELECT r.cost_per_1k_tokens FROM neon_budget.agent_rate r WHERE r.agent_type OPERATOR(pg_catalog.=) $1
           ORDER BY r.effective_from DESC LIMIT 1",

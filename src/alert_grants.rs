@@ -47,10 +47,6 @@ use pgrx::AnyNumeric;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-/// Advisory-lock key space of grant settlements (first key, as in `pg_advisory_xact_lock(int,
-/// int)`; the second is a hash of the scope).
-pub const GRANT_LOCK_CLASS: i32 = 0x4e42_0003; // "NB" + 3
-
 /// A scope that alert levels apply to: `("month", "", month)` or `("campaign", id, month)`.
 pub type ScopeRef<'a> = (&'static str, &'a str, &'a str);
 
@@ -210,8 +206,8 @@ fn drop_local_scope(scope: ScopeRef<'_>) {
     with_grants(|g| g.remove(&cache_key(scope)));
 }
 
-/// The settlement lock of one scope: a transaction-level advisory lock in
-/// [`GRANT_LOCK_CLASS`], released as soon as the settlement is written (or by the rollback
+/// The settlement lock of one scope: a transaction-level advisory lock of class
+/// `GrantSettlement` (`locks.rs`), released as soon as the settlement is written (or by the rollback
 /// of an error in between). Nobody holds it while waiting for anything else, so it is taken
 /// without queueing: tried for up to [`LOCK_PATIENCE_US`] µs.
 struct ScopeLock(pg_sys::LOCKTAG);
@@ -229,19 +225,11 @@ impl ScopeLock {
         let text = cache_key(scope);
         // FNV-1a: the same on every backend.
         let hash = text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-        let mut tag: pg_sys::LOCKTAG = unsafe { std::mem::zeroed() };
-        // SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, class, hash, 2), as pg_advisory_xact_lock(int, int).
-        tag.locktag_field1 = unsafe { pg_sys::MyDatabaseId }.to_u32();
-        tag.locktag_field2 = GRANT_LOCK_CLASS as u32;
-        tag.locktag_field3 = hash;
-        tag.locktag_field4 = 2;
-        tag.locktag_type = pg_sys::LockTagType::LOCKTAG_ADVISORY as u8;
-        tag.locktag_lockmethodid = pg_sys::USER_LOCKMETHOD as u8;
+        let tag = crate::locks::tag(crate::locks::Class::GrantSettlement, hash);
         let mut waited = 0;
         let mut pause = LOCK_FIRST_PAUSE_US;
         loop {
-            let got = unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, true) };
-            if got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+            if crate::locks::try_now(&tag) {
                 return Some(ScopeLock(tag));
             }
             if waited >= LOCK_PATIENCE_US {
@@ -257,6 +245,6 @@ impl ScopeLock {
 
 impl Drop for ScopeLock {
     fn drop(&mut self) {
-        unsafe { pg_sys::LockRelease(&self.0, pg_sys::ExclusiveLock as i32, false) };
+        crate::locks::release(&self.0);
     }
 }

@@ -14,9 +14,9 @@
 //! invalidates the relcache entry of `alert_state` (row and TRUNCATE triggers on the settings
 //! tables, `budget_rebuild`), and a writer processes pending invalidations before each write
 //! (`AcceptInvalidationMessages`), so it never acts on a change committed before its write.
+use crate::backend_cache::GenMap;
 use pgrx::prelude::*;
 use std::cell::RefCell;
-use crate::backend_cache::GenMap;
 
 thread_local! {
     /// Per (scope, scope_key, month): true when nothing is left to send (every level sent, or

@@ -10,12 +10,8 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::AnyNumeric;
 
-/// Advisory-lock key space of alert claims (first key of `pg_advisory_xact_lock(int, int)`).
-pub const ALERT_LOCK_CLASS: i32 = 0x4e42_0002; // "NB" + 2
-
 /// The NOTIFY channel alerts are sent on.
 pub const CHANNEL: &str = "neon_budget_alerts";
-
 
 /// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; payloads stay below this.
 const MAX_PAYLOAD_BYTES: usize = 7900;
@@ -62,20 +58,13 @@ fn level_amounts(budget: &AnyNumeric, threshold: &AnyNumeric) -> [(AnyNumeric, L
 /// `threshold` (a fraction in (0,1]), in the order of the amounts they stand for. Comparisons
 /// are products, not quotients, so they are exact: spent ≥ threshold × budget, and so on.
 pub fn reached_levels(spent: &AnyNumeric, budget: &AnyNumeric, threshold: &AnyNumeric) -> Vec<Level> {
-    level_amounts(budget, threshold)
-        .into_iter()
-        .filter(|(amount, _)| spent >= amount)
-        .map(|(_, level)| level)
-        .collect()
+    level_amounts(budget, threshold).into_iter().filter(|(amount, _)| spent >= amount).map(|(_, level)| level).collect()
 }
 
 /// The amount in dollars of the lowest level not in `sent` against `budget` dollars (warning at
 /// `threshold`), or None when all three were sent.
 pub fn next_level_amount(budget: &AnyNumeric, threshold: &AnyNumeric, sent: &[String]) -> Option<AnyNumeric> {
-    level_amounts(budget, threshold)
-        .into_iter()
-        .find(|(_, level)| !sent.iter().any(|l| l == level.as_str()))
-        .map(|(amount, _)| amount)
+    level_amounts(budget, threshold).into_iter().find(|(_, level)| !sent.iter().any(|l| l == level.as_str())).map(|(amount, _)| amount)
 }
 
 /// The status of a spend: the highest level reached, or `ok`.
@@ -85,20 +74,14 @@ pub fn status(spent: &AnyNumeric, budget: &AnyNumeric, threshold: &AnyNumeric) -
 
 /// The status for the levels a spend reached ([`reached_levels`]): the most severe, or `ok`.
 pub fn status_of(reached: &[Level]) -> &'static str {
-    [Level::Exceeded, Level::Critical, Level::Warning]
-        .into_iter()
-        .find(|l| reached.contains(l))
-        .map_or("ok", Level::as_str)
+    [Level::Exceeded, Level::Critical, Level::Warning].into_iter().find(|l| reached.contains(l)).map_or("ok", Level::as_str)
 }
 
 /// `neon_budget._reached_levels(spent numeric, budget numeric, threshold numeric) -> text[]`:
 /// the alert levels reached, lowest amount first (see [`reached_levels`]).
 #[pg_extern(immutable, parallel_safe, strict, name = "_reached_levels")]
 fn reached_levels_sql(spent: AnyNumeric, budget: AnyNumeric, threshold: AnyNumeric) -> Vec<String> {
-    reached_levels(&spent, &budget, &threshold)
-        .into_iter()
-        .map(|l| l.as_str().to_string())
-        .collect()
+    reached_levels(&spent, &budget, &threshold).into_iter().map(|l| l.as_str().to_string()).collect()
 }
 
 /// `neon_budget._status(spent numeric, budget numeric, threshold numeric) -> text`:
@@ -124,6 +107,7 @@ fn json_number(n: &AnyNumeric) -> serde_json::Value {
 /// 8000-byte NOTIFY limit is cut (on a character boundary) and `"campaign_id_truncated": true`
 /// is added; amounts too long for the limit (thousands of digits) are sent as null with
 /// `"figures_in_alert_log": true`. `alert_id` finds the whole row in `alert_log`.
+#[allow(clippy::too_many_arguments)] // one argument per field of the payload
 pub fn payload(
     alert_id: i64,
     scope: &str,
@@ -247,16 +231,7 @@ pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
     // than wait (waiting on each other's claims in different orders could deadlock). A skipped
     // level is sent by the transaction holding the claim, or, if that one rolls back or was
     // claiming another level, by the next write or budget_check that finds it due.
-    let got: Option<bool> = spi_opt(
-        client
-            .update(
-                "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) $3 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) $4))",
-                None,
-                &[ALERT_LOCK_CLASS.into(), d.scope.as_str().into(), d.scope_key.as_str().into(), d.month.as_str().into()],
-            )
-            .and_then(|t| t.first().get_one()),
-    );
-    if got != Some(true) {
+    if !crate::locks::try_xact(client, crate::locks::Class::AlertClaim, &format!("{}:{}:{}", d.scope, d.scope_key, d.month)) {
         return;
     }
     let claimed: Option<bool> = spi_opt(
@@ -278,24 +253,22 @@ pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
     }
     let utilization = money::round(d.spent.clone() / d.budget.clone() * AnyNumeric::from(100), 2);
     let campaign_id = (d.scope == "campaign").then_some(d.scope_key.as_str());
-    let id: i64 = spi(
-        client
-            .update(
-                "INSERT INTO neon_budget.alert_log (scope, campaign_id, month, level, spent, budget, utilization)
+    let id: i64 = spi(client
+        .update(
+            "INSERT INTO neon_budget.alert_log (scope, campaign_id, month, level, spent, budget, utilization)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                None,
-                &[
-                    d.scope.as_str().into(),
-                    campaign_id.into(),
-                    d.month.as_str().into(),
-                    d.level.as_str().into(),
-                    d.spent.clone().into(),
-                    d.budget.clone().into(),
-                    utilization.clone().into(),
-                ],
-            )
-            .and_then(|t| t.first().get_one()),
-    )
+            None,
+            &[
+                d.scope.as_str().into(),
+                campaign_id.into(),
+                d.month.as_str().into(),
+                d.level.as_str().into(),
+                d.spent.clone().into(),
+                d.budget.clone().into(),
+                utilization.clone().into(),
+            ],
+        )
+        .and_then(|t| t.first().get_one()))
     .expect("INSERT ... RETURNING id returns the id");
     let body = payload(id, &d.scope, campaign_id, &d.month, &d.level, &d.spent, &d.budget, &utilization);
     spi(client.update("SELECT pg_catalog.pg_notify($1, $2)", None, &[CHANNEL.into(), body.into()]));
@@ -305,14 +278,7 @@ pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
 /// threshold numeric) -> void`: sends every level that `spent` reaches against `budget` (dollars)
 /// and that was not sent yet for this scope and month. A NULL budget never alerts.
 #[pg_extern(volatile, parallel_unsafe, name = "_check_alerts")]
-fn check_alerts_sql(
-    scope: &str,
-    scope_key: &str,
-    month: &str,
-    spent: AnyNumeric,
-    budget: Option<AnyNumeric>,
-    threshold: AnyNumeric,
-) {
+fn check_alerts_sql(scope: &str, scope_key: &str, month: &str, spent: AnyNumeric, budget: Option<AnyNumeric>, threshold: AnyNumeric) {
     let Some(budget) = budget else { return };
     let mut due = Vec::new();
     let reached = reached_levels(&spent, &budget, &threshold);
@@ -338,10 +304,7 @@ mod tests {
     }
 
     fn levels(spent: &str, budget: &str, threshold: &str) -> Vec<&'static str> {
-        reached_levels(&num(spent), &num(budget), &num(threshold))
-            .into_iter()
-            .map(Level::as_str)
-            .collect()
+        reached_levels(&num(spent), &num(budget), &num(threshold)).into_iter().map(Level::as_str).collect()
     }
 
     #[pg_test]

@@ -8,11 +8,7 @@ use pgrx::{AnyNumeric, JsonB};
 /// Raises 22004 (null_value_not_allowed) when a required argument is NULL.
 pub(crate) fn required<T>(arg: &str, value: Option<T>) -> T {
     value.unwrap_or_else(|| {
-        raise(
-            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            format!("{arg} must not be NULL"),
-            format!("Pass a value for {arg}."),
-        )
+        raise(Code::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{arg} must not be NULL"), format!("Pass a value for {arg}."))
     })
 }
 
@@ -101,8 +97,7 @@ pub(crate) fn cached_rate(agent_type: &str) -> AnyNumeric {
     rate
 }
 
-const SELECT_BY_EXECUTION_ID: &str =
-    "SELECT b FROM neon_budget.billing_log b WHERE b.execution_id OPERATOR(pg_catalog.=) $1";
+const SELECT_BY_EXECUTION_ID: &str = "SELECT b FROM neon_budget.billing_log b WHERE b.execution_id OPERATOR(pg_catalog.=) $1";
 
 /// `track_cost(agent_type text, tokens bigint, campaign_id text DEFAULT NULL, task text DEFAULT NULL,
 /// execution_id text DEFAULT NULL, impact_score float8 DEFAULT NULL, conversion_achieved boolean DEFAULT NULL,
@@ -222,14 +217,19 @@ fn track_cost(
         };
         match crate::log_insert::insert(row) {
             Ok(datum) => return unsafe { pgrx::heap_tuple::PgHeapTuple::from_datum(datum, false) },
-            Err(row) => (Some(row.created_at), row.metadata),
+            Err(e) => {
+                let (row, reason) = *e;
+                crate::write_path_stats::set_sql_reason(reason);
+                (Some(row.created_at), row.metadata)
+            }
         }
     } else {
+        crate::write_path_stats::set_sql_reason("an execution_id was given".to_string());
         (created_at, metadata)
     };
     // A retry of an execution whose row was anonymized or purged since (execution_ids.rs).
-    if let Some(d) = execution_id.map(crate::execution_ids::digest) {
-        match crate::execution_ids::retired(&d) {
+    if let Some(id) = execution_id {
+        match crate::execution_ids::retired(id) {
             Some(crate::execution_ids::Retired::Anonymized(row)) => return Some(row),
             Some(crate::execution_ids::Retired::Purged) => return None,
             None => {}
@@ -237,14 +237,28 @@ fn track_cost(
     }
     let recorded = Spi::connect_mut(|client| {
         let which = usize::from(execution_id.is_none());
-        let insert = INSERTS.with(|sql| plans::plan(
-            client,
-            &sql[which],
-            &[
-                oid::TEXT, oid::TEXT, oid::INT8, oid::NUMERIC, oid::TEXT, oid::TEXT, oid::FLOAT8, oid::BOOL,
-                oid::FLOAT8, oid::INT4, oid::INT8, oid::JSONB, oid::TIMESTAMPTZ, oid::TEXT,
-            ],
-        ));
+        let insert = INSERTS.with(|sql| {
+            plans::plan(
+                client,
+                &sql[which],
+                &[
+                    oid::TEXT,
+                    oid::TEXT,
+                    oid::INT8,
+                    oid::NUMERIC,
+                    oid::TEXT,
+                    oid::TEXT,
+                    oid::FLOAT8,
+                    oid::BOOL,
+                    oid::FLOAT8,
+                    oid::INT4,
+                    oid::INT8,
+                    oid::JSONB,
+                    oid::TIMESTAMPTZ,
+                    oid::TEXT,
+                ],
+            )
+        });
         // No row limit: a limit stops the executor before the AFTER STATEMENT triggers that
         // maintain the aggregates are queued.
         let inserted = spi_opt(
@@ -285,4 +299,3 @@ fn track_cost(
     // refused with 40001 by the AFTER INSERT trigger (execution_ids::recheck_inserted).
     recorded
 }
-

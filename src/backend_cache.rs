@@ -24,10 +24,6 @@ thread_local! {
     static LOG_GENERATION: Cell<u64> = const { Cell::new(1) };
     /// `billing_log`, whose invalidations only bump the log generation.
     static LOG: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
-    static RETENTION_GENERATION: Cell<u64> = const { Cell::new(1) };
-    /// `purged_execution_id`, whose invalidation (sent by `anonymize_before` and `purge_before`
-    /// when they commit) bumps the retention generation.
-    static RETENTION: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
     /// Relations whose invalidation bumps the generation (None: not known yet, so all do).
     static WATCHED: Cell<Option<[pg_sys::Oid; 5]>> = const { Cell::new(None) };
     static OIDS: RefCell<GenMap<usize, pg_sys::Oid>> = RefCell::new(GenMap::new());
@@ -41,9 +37,6 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
         LOG_GENERATION.with(|g| g.set(g.get() + 1));
         // billing_log's column numbers (attnum) are cached under the main generation.
         GENERATION.with(|g| g.set(g.get() + 1));
-    }
-    if relid == pg_sys::InvalidOid || RETENTION.with(|r| r.get()) == Some(relid) {
-        RETENTION_GENERATION.with(|g| g.set(g.get() + 1));
     }
     if relid != pg_sys::InvalidOid && SIGNAL.with(|s| s.get()) == Some(relid) {
         GRANT_GENERATION.with(|g| g.set(g.get() + 1));
@@ -79,15 +72,6 @@ pub fn log_generation(relid: pg_sys::Oid) -> u64 {
     generation();
     LOG.with(|l| l.set(Some(relid)));
     LOG_GENERATION.with(|g| g.get())
-}
-
-/// The retention generation: bumped by every invalidation of `purged_execution_id` (`relid`),
-/// which retention sends when it commits (`execution_ids.rs`), or of everything. Registers the
-/// callback on first use.
-pub fn retention_generation(relid: pg_sys::Oid) -> u64 {
-    generation();
-    RETENTION.with(|r| r.set(Some(relid)));
-    RETENTION_GENERATION.with(|g| g.get())
 }
 
 /// The current grant generation (see the module docs); registers the callback on first use.
@@ -153,11 +137,13 @@ pub fn attnum(desc: &PgTupleDesc<'_>, name: &'static str) -> i32 {
     if let Some(n) = ATTNUMS.with(|a| a.borrow_mut().current().get(&key).copied()) {
         return n;
     }
-    let n = desc
-        .iter()
-        .position(|a| !a.is_dropped() && a.name() == name)
-        .map(|i| i as i32 + 1)
-        .unwrap_or_else(|| raise(Code::ERRCODE_UNDEFINED_COLUMN, format!("neon_budget table has no column {name}"), "Run ALTER EXTENSION neon_budget UPDATE; in this database (it keeps every recorded cent)."));
+    let n = desc.iter().position(|a| !a.is_dropped() && a.name() == name).map(|i| i as i32 + 1).unwrap_or_else(|| {
+        raise(
+            Code::ERRCODE_UNDEFINED_COLUMN,
+            format!("neon_budget table has no column {name}"),
+            "Run ALTER EXTENSION neon_budget UPDATE; in this database (it keeps every recorded cent).",
+        )
+    });
     ATTNUMS.with(|a| a.borrow_mut().current().insert(key, n));
     n
 }

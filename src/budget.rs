@@ -159,11 +159,7 @@ impl State {
         State {
             month: month.to_string(),
             month_known: budget.is_some(),
-            month_scope: Scope {
-                budget: budget.unwrap_or_else(gucs::max_monthly_budget),
-                spent,
-                reserved,
-            },
+            month_scope: Scope { budget: budget.unwrap_or_else(gucs::max_monthly_budget), spent, reserved },
             threshold: threshold.unwrap_or_else(gucs::default_alert_threshold),
             override_enabled: gucs::override_all_months() || month_override.unwrap_or(false),
             campaign_budget,
@@ -198,11 +194,9 @@ impl State {
     /// The campaign's scope, when it has a budget.
     pub fn campaign_scope(&self) -> Option<Scope> {
         match (&self.campaign_budget, &self.campaign_spent) {
-            (Some(b), Some(s)) => Some(Scope {
-                budget: b.clone(),
-                spent: s.clone(),
-                reserved: self.campaign_reserved.clone().unwrap_or_default(),
-            }),
+            (Some(b), Some(s)) => {
+                Some(Scope { budget: b.clone(), spent: s.clone(), reserved: self.campaign_reserved.clone().unwrap_or_default() })
+            }
             _ => None,
         }
     }

@@ -10,9 +10,7 @@ pub use pgrx::PgSqlErrorCode as Code;
 /// Raises `ERROR` with SQLSTATE `code`, message `msg` and hint `hint`. Never returns.
 #[track_caller]
 pub fn raise(code: Code, msg: impl Into<String>, hint: impl Into<String>) -> ! {
-    ErrorReport::new(code, msg.into(), "neon_budget")
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
+    ErrorReport::new(code, msg.into(), "neon_budget").set_hint(hint).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
 

@@ -8,15 +8,18 @@
 //! digest; a purged row's digest goes to `purged_execution_id`. Every entry path checks a new id's
 //! digest against both: `track_cost` returns the anonymized row (or NULL for a purged one) and
 //! records nothing; a direct `INSERT` or `COPY` fails with 23505. A retry racing the retention of
-//! its own row is caught after the insert (40001: retry, and the retry then finds the digest):
-//! retention takes no lock that writers wait for, so an insert of an id whose row a retention
-//! is rewriting or deleting waits on the unique index for it, and then goes in. Retention sends
-//! a relcache invalidation of `purged_execution_id` when it commits (before its row locks are
-//! released), which bumps this backend's retention generation (`backend_cache.rs`); the
-//! statement-level AFTER INSERT trigger compares it with the generation of the statement's
-//! first probe and re-checks its new ids only when it moved ([`recheck_inserted`]). Probes use
-//! the latest snapshot, so they see retention committed after a REPEATABLE READ transaction's
-//! snapshot too. Callers cannot send ids of the digest form (22023); a restore can.
+//! its own row is caught after the insert (40001: retry, and the retry then finds the digest).
+//!
+//! Retention takes no lock that writers wait for, so an insert can race the retention of its
+//! id's earlier record: the retention deletes or rewrites that row, the insert's unique check
+//! waits for it (or, in the instant between its commit and its leaving the process array,
+//! does not), and then the insert goes in. So every probe ([`retired`]) reads with PostgreSQL's
+//! dirty snapshot, as unique checks do: besides committed rows it sees the versions of
+//! transactions in progress. When it finds any trace of the id (its plain row, or its digest
+//! being written), the statement's AFTER INSERT trigger re-checks its new ids
+//! ([`recheck_inserted`]), waiting for a retention still in progress, and raises 40001 for an
+//! id that was retired. A new id (the usual case) leaves no trace and costs no re-check.
+//! Callers cannot send ids of the digest form (22023); a restore can.
 use crate::error::{raise, Code};
 use hmac::{Hmac, KeyInit, Mac};
 use pgrx::prelude::*;
@@ -30,18 +33,9 @@ thread_local! {
     /// The database's key, read once per backend (it changes only when a restore loads a dump's
     /// key into a new database).
     static KEY: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
-    /// The retention generation at the first probe since the last AFTER INSERT check.
-    static PROBED_AT: Cell<Option<u64>> = const { Cell::new(None) };
-}
-
-fn retention_generation() -> u64 {
-    crate::backend_cache::retention_generation(crate::backend_cache::oid(c"purged_execution_id"))
-}
-
-/// Called by `anonymize_before` and `purge_before`: when this transaction commits, every
-/// backend's retention generation moves, and inserts that waited for it re-check their ids.
-pub fn signal_retention() {
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(crate::backend_cache::oid(c"purged_execution_id")) };
+    /// Whether a probe since the last AFTER INSERT check found a trace of its id (see the
+    /// module docs): the statement's new ids are then re-checked.
+    static RECHECK: Cell<bool> = const { Cell::new(false) };
 }
 
 fn key() -> Vec<u8> {
@@ -91,34 +85,38 @@ pub fn require_plain(id: &str) {
     }
 }
 
-/// Where an earlier record of an id went, by its digest `d`: an anonymized `billing_log` row
-/// (its datum, as `SELECT b`), or a purged one.
+/// Where an earlier record of an execution went: an anonymized `billing_log` row (its datum,
+/// as `SELECT b`), or a purged one.
 pub enum Retired {
     Anonymized(pgrx::composite_type!('static, "billing_log")),
     Purged,
 }
 
-/// Looks up digest `d` among anonymized rows and purged ids, under the latest snapshot (every
-/// commit so far, whatever the isolation level). Notes the probe for [`recheck_inserted`].
-pub fn retired(d: &str) -> Option<Retired> {
-    if PROBED_AT.with(|p| p.get()).is_none() {
-        let g = retention_generation();
-        PROBED_AT.with(|p| p.set(Some(g)));
+/// Where an earlier record of execution `id` (a plain id) went: looks its digest up among
+/// anonymized rows and purged ids. A committed record decides; one being written by a
+/// retention in progress, or the id's own row (which a retention may be deleting), marks the
+/// statement for [`recheck_inserted`]. Runs without SQL, except to read an anonymized row.
+pub fn retired(id: &str) -> Option<Retired> {
+    use crate::table_scan::{find_dirty, Found};
+    let d = digest(id);
+    let purged = find_dirty(c"purged_execution_id", c"purged_execution_id_pkey", &[("digest", &d)]);
+    let anonymized = find_dirty(c"billing_log", c"billing_log_execution_id_key", &[("execution_id", &d)]);
+    let own = find_dirty(c"billing_log", c"billing_log_execution_id_key", &[("execution_id", id)]);
+    if purged != Found::Nothing || anonymized != Found::Nothing || own != Found::Nothing {
+        RECHECK.with(|r| r.set(true));
     }
-    let snapshot = crate::table_scan::Snapshot::latest();
-    if crate::table_scan::exists_text_eq(&snapshot, c"purged_execution_id", c"purged_execution_id_pkey", &[("digest", d)]) {
+    if purged == Found::Committed {
         return Some(Retired::Purged);
     }
-    if !crate::table_scan::exists_text_eq(&snapshot, c"billing_log", c"billing_log_execution_id_key", &[("execution_id", d)]) {
+    if anonymized != Found::Committed {
         return None;
     }
-    drop(snapshot);
     // The anonymized row, as the caller's statement sees it (REPEATABLE READ: its snapshot may
     // predate the anonymization, and then the retry must be retried).
     let row: Option<pgrx::composite_type!('static, "billing_log")> = crate::owner::as_owner(|| {
         crate::error::spi_opt(Spi::get_one_with_args(
             "SELECT b FROM neon_budget.billing_log b WHERE b.execution_id OPERATOR(pg_catalog.=) $1",
-            &[d.into()],
+            &[d.as_str().into()],
         ))
     });
     Some(Retired::Anonymized(row.unwrap_or_else(|| serialization_failure())))
@@ -132,17 +130,32 @@ fn serialization_failure() -> ! {
     )
 }
 
-/// Called by the statement-level AFTER INSERT trigger of `billing_log`: if an
-/// `anonymize_before` or `purge_before` committed since this statement first probed an id (an
-/// insert that waited for it on the unique index then went in), re-checks the statement's new
-/// ids and raises 40001 for one whose earlier record was retired. Costs nothing otherwise.
+/// Whether digest `d` is retired, once every retention in progress that writes it has ended
+/// (waiting for each, as a unique check does).
+fn retired_after_waiting(d: &str) -> bool {
+    use crate::table_scan::{find_dirty, Found};
+    for (table, index, column) in
+        [(c"purged_execution_id", c"purged_execution_id_pkey", "digest"), (c"billing_log", c"billing_log_execution_id_key", "execution_id")]
+    {
+        loop {
+            match find_dirty(table, index, &[(column, d)]) {
+                Found::Nothing => break,
+                Found::Committed => return true,
+                Found::InProgress(xid) => unsafe {
+                    pg_sys::XactLockTableWait(xid, std::ptr::null_mut(), std::ptr::null_mut(), pg_sys::XLTW_Oper::XLTW_None)
+                },
+            }
+        }
+    }
+    false
+}
+
+/// Called by the statement-level AFTER INSERT trigger of `billing_log`: when a probe of this
+/// statement found a trace of its id (see the module docs), re-checks the statement's new
+/// plain ids, waiting for retentions in progress, and raises 40001 for one whose earlier
+/// record was retired. Costs nothing otherwise.
 pub fn recheck_inserted(trigger: &pgrx::PgTrigger<'_>) {
-    let Some(probed) = PROBED_AT.with(|p| p.take()) else {
-        return;
-    };
-    // Retention's invalidation is in the queue before its locks are released.
-    unsafe { pg_sys::AcceptInvalidationMessages() };
-    if retention_generation() == probed {
+    if !RECHECK.with(|r| r.replace(false)) {
         return;
     }
     let ids: Vec<String> = crate::owner::as_owner(|| {
@@ -165,12 +178,8 @@ pub fn recheck_inserted(trigger: &pgrx::PgTrigger<'_>) {
             )
         })
     });
-    let snapshot = crate::table_scan::Snapshot::latest();
     for id in ids {
-        let d = digest(&id);
-        if crate::table_scan::exists_text_eq(&snapshot, c"purged_execution_id", c"purged_execution_id_pkey", &[("digest", &d)])
-            || crate::table_scan::exists_text_eq(&snapshot, c"billing_log", c"billing_log_execution_id_key", &[("execution_id", &d)])
-        {
+        if retired_after_waiting(&digest(&id)) {
             serialization_failure();
         }
     }

@@ -17,12 +17,10 @@ static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 static ENABLE_OVERRIDE: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// `neon_budget.max_monthly_budget` (default `1000`, dollars): the budget a month gets when it
 /// is first used (the seed's `MAX_MONTHLY_BUDGET`). A string so that it stays an exact decimal.
-static MAX_MONTHLY_BUDGET: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"1000"));
+static MAX_MONTHLY_BUDGET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"1000"));
 /// `neon_budget.default_alert_threshold` (default `0.8`, a fraction in (0,1]): the warning level
 /// a month gets when it is first used (the seed's `DEFAULT_ALERT_THRESHOLD`).
-static DEFAULT_ALERT_THRESHOLD: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"0.8"));
+static DEFAULT_ALERT_THRESHOLD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"0.8"));
 /// `neon_budget.timezone` (default `UTC`): the zone whose calendar months are billing months.
 static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
@@ -102,11 +100,7 @@ pub fn override_all_months() -> bool {
 }
 
 fn string_setting(setting: &GucSetting<Option<CString>>, default: &str) -> String {
-    setting
-        .get()
-        .map(|s| s.to_string_lossy().trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| default.to_string())
+    setting.get().map(|s| s.to_string_lossy().trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| default.to_string())
 }
 
 /// Parses a plain decimal (digits, at most one point) without going through a float.

@@ -4,6 +4,9 @@
 //! (`sql/aggregates.sql`), checked by `budget_check`, alerted on with
 //! `NOTIFY neon_budget_alerts`, and reported by `budget_report`. This file only wires the modules
 //! together; each concern has its own module.
+// pgrx's TableIterator<(name!(...), ...)> result types and per-backend caches keyed by tuples.
+#![allow(clippy::type_complexity)]
+
 use pgrx::prelude::*;
 
 mod admin;
@@ -17,11 +20,14 @@ mod budget;
 mod error;
 mod execution_ids;
 mod gucs;
+mod locks;
 mod log_insert;
+mod log_shape;
 mod maintenance;
 mod money;
-mod owner;
 mod month;
+mod owner;
+mod pg_compat;
 mod plans;
 mod report;
 mod reservations;
@@ -32,6 +38,7 @@ mod slots;
 mod table_scan;
 mod triggers;
 mod validation;
+mod write_path_stats;
 
 ::pgrx::pg_module_magic!();
 

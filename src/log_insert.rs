@@ -10,70 +10,26 @@
 //! already validated every argument against the same rules, so it writes the row itself and
 //! applies it to the aggregates directly (`triggers::apply_one`, as the trigger would).
 //!
-//! This is only done while `billing_log` is exactly as the extension created it; anything a
-//! DBA may have added that an `INSERT` would run, and this path would not, sends the call to
-//! the SQL `INSERT` instead ([`insert`] returns None before writing anything):
-//! - a trigger other than the extension's five (`billing_log_before_insert`, whose rules
-//!   `track_cost` has applied already, and the four aggregate triggers), or one of those
-//!   disabled, or `session_replication_role = replica`;
-//! - a CHECK constraint other than the seven of `sql/bootstrap.sql` (checked by name and count);
-//! - an index with expressions, a predicate (other than the partial unique index on
-//!   `execution_id`, which this path never has to enter: it only takes calls without an
-//!   execution_id) or an exclusion constraint; a column the extension did not create, or one
-//!   whose type, type modifier or NOT NULL changed; row-level security, rules, partitions;
-//! - a value that a CHECK constraint would refuse (a billing month outside `YYYY-MM`): the
-//!   SQL path then raises the constraint's own error.
+//! This is only done while `billing_log` is exactly as the extension created it, recognised by
+//! definitions (`log_shape.rs`): anything a DBA may have added or changed that an `INSERT` would
+//! run, and this path would not, sends the call to the SQL `INSERT` instead ([`insert`] gives
+//! the row back, with the reason, before writing anything). So do `session_replication_role =
+//! replica` and a value that a CHECK constraint would refuse (a billing month outside
+//! `YYYY-MM`: the SQL path then raises the constraint's own error). Which path each write took,
+//! and why, is counted in `write_path_stats` (`write_path_stats.rs`).
 use crate::backend_cache::{attnum, oid, GenMap};
 use crate::month::is_valid_month;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB, PgTupleDesc};
 use std::cell::RefCell;
-use std::ffi::CStr;
 
-/// The triggers `sql/finalize.sql` creates on `billing_log`.
-const OWN_TRIGGERS: [&str; 5] =
-    ["billing_log_before_insert", "billing_log_after_insert", "billing_log_after_update", "billing_log_after_delete", "billing_log_after_truncate"];
-
-/// The CHECK constraints `sql/bootstrap.sql` creates on `billing_log` (PostgreSQL's default
-/// names); `track_cost` validates the same rules before it writes.
-const OWN_CHECKS: [&str; 7] = [
-    "billing_log_tokens_check",
-    "billing_log_cost_check",
-    "billing_log_impact_score_check",
-    "billing_log_quality_score_check",
-    "billing_log_retry_count_check",
-    "billing_log_execution_time_ms_check",
-    "billing_log_billing_month_check",
-];
-
-/// The columns of `billing_log` (all of them: the row is formed in full), with their types and
-/// whether they are NOT NULL (no type modifiers).
-const COLUMNS: [(&str, pg_sys::Oid, bool); 15] = [
-    ("id", pg_sys::INT8OID, true),
-    ("agent_type", pg_sys::TEXTOID, true),
-    ("campaign_id", pg_sys::TEXTOID, false),
-    ("tokens", pg_sys::INT8OID, true),
-    ("cost", pg_sys::NUMERICOID, true),
-    ("task", pg_sys::TEXTOID, false),
-    ("execution_id", pg_sys::TEXTOID, false),
-    ("impact_score", pg_sys::FLOAT8OID, false),
-    ("conversion_achieved", pg_sys::BOOLOID, false),
-    ("quality_score", pg_sys::FLOAT8OID, false),
-    ("retry_count", pg_sys::INT4OID, false),
-    ("execution_time_ms", pg_sys::INT8OID, false),
-    ("metadata", pg_sys::JSONBOID, false),
-    ("created_at", pg_sys::TIMESTAMPTZOID, true),
-    ("billing_month", pg_sys::TEXTOID, true),
-];
-
-/// The partial unique index on `execution_id` (`WHERE execution_id IS NOT NULL`): a row without
-/// an execution_id has no entry in it.
-const EXECUTION_ID_INDEX: &CStr = c"billing_log_execution_id_key";
+/// Whether billing_log is as the extension made it, or why not.
+type Shape = Result<(), String>;
 
 thread_local! {
-    /// Whether billing_log is as the extension made it ([`is_plain`] and
-    /// [`indexes_are_plain`]), for the log generation it was found in.
-    static PLAIN: std::cell::Cell<Option<(u64, bool)>> = const { std::cell::Cell::new(None) };
+    /// Whether billing_log is as the extension made it (`log_shape.rs`; the reason when not),
+    /// for the log generation it was found in.
+    static SHAPE: RefCell<Option<(u64, Shape)>> = const { RefCell::new(None) };
     /// The sequence of the identity column `id`, per invalidation generation.
     static ID_SEQUENCE: RefCell<GenMap<(), pg_sys::Oid>> = RefCell::new(GenMap::new());
 }
@@ -100,30 +56,37 @@ pub struct NewRow<'a> {
 /// new row as a composite datum, or gives `row` back (having written nothing) when the SQL
 /// `INSERT` must be used (see the module docs). Errors are those of the INSERT: 23505 for an
 /// `id` already taken (ids written by hand), 22003 from the aggregate counters.
-pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, NewRow<'_>> {
+pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)>> {
     if !is_valid_month(&row.billing_month) {
-        return Err(row);
+        return Err(Box::new((row, "the billing month is not YYYY-MM".into())));
     }
     unsafe {
         if pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 {
-            return Err(row);
+            return Err(Box::new((row, "session_replication_role is replica".into())));
         }
         let relid = oid(c"billing_log");
         // The lock keeps billing_log's definition as it is until the transaction ends, and
         // taking it processed every change committed before.
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
         let generation = crate::backend_cache::log_generation(relid);
-        let known = PLAIN.with(|p| p.get()).filter(|(g, _)| *g == generation).map(|(_, plain)| plain);
-        let plain = known.unwrap_or_else(|| is_plain(rel));
-        let indexes = if plain { pg_sys::CatalogOpenIndexes(rel) } else { std::ptr::null_mut() };
-        let indexes_plain = plain && (known == Some(true) || indexes_are_plain(indexes));
-        PLAIN.with(|p| p.set(Some((generation, indexes_plain))));
-        if !indexes_plain {
+        let known = SHAPE.with(|s| s.borrow().as_ref().filter(|(g, _)| *g == generation).map(|(_, shape)| shape.clone()));
+        let table = match &known {
+            Some(shape) => shape.clone(),
+            None => crate::log_shape::check_table(rel),
+        };
+        let indexes = if table.is_ok() { pg_sys::CatalogOpenIndexes(rel) } else { std::ptr::null_mut() };
+        let shape = match (known, table) {
+            (Some(shape), _) => shape,
+            (None, Err(reason)) => Err(reason),
+            (None, Ok(())) => crate::log_shape::check_indexes(rel, indexes),
+        };
+        SHAPE.with(|s| *s.borrow_mut() = Some((generation, shape.clone())));
+        if let Err(reason) = shape {
             if !indexes.is_null() {
                 pg_sys::CatalogCloseIndexes(indexes);
             }
             pg_sys::table_close(rel, pg_sys::NoLock as i32);
-            return Err(row);
+            return Err(Box::new((row, reason)));
         }
         let tupdesc = (*rel).rd_att;
         let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
@@ -172,73 +135,9 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, NewRow<'_>> {
             retry_count: row.retry_count,
             execution_time_ms: row.execution_time_ms,
         });
+        crate::write_path_stats::count(crate::write_path_stats::HEAP, "track_cost", 1);
         Ok(datum)
     }
-}
-
-/// Whether `billing_log` has only what the extension created (see the module docs).
-unsafe fn is_plain(rel: pg_sys::Relation) -> bool {
-    let form = (*rel).rd_rel;
-    if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
-        || (*form).relispartition
-        || (*form).relrowsecurity
-        || !(*rel).rd_rules.is_null()
-    {
-        return false;
-    }
-    // Every column as created: name, type, no type modifier, NULL-ness (an ALTER COLUMN ...
-    // TYPE or SET NOT NULL would need the executor's coercion or check).
-    let tupdesc = (*rel).rd_att;
-    let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
-    let as_created = |a: &pg_sys::FormData_pg_attribute| {
-        COLUMNS.iter().any(|(name, typ, not_null)| {
-            a.name() == *name && a.atttypid == *typ && a.atttypmod == -1 && a.attnotnull == *not_null && a.attgenerated == 0
-        })
-    };
-    if desc.iter().filter(|a| !a.is_dropped()).count() != COLUMNS.len() || !desc.iter().filter(|a| !a.is_dropped()).all(as_created) {
-        return false;
-    }
-    let constr = (*tupdesc).constr;
-    if constr.is_null() || (*constr).has_generated_stored {
-        return false;
-    }
-    let checks = std::slice::from_raw_parts((*constr).check, (*constr).num_check as usize);
-    if checks.len() != OWN_CHECKS.len()
-        || !checks.iter().all(|c| OWN_CHECKS.iter().any(|n| CStr::from_ptr(c.ccname).to_bytes() == n.as_bytes()))
-    {
-        return false;
-    }
-    let trigdesc = (*rel).trigdesc;
-    if !trigdesc.is_null() {
-        let triggers = std::slice::from_raw_parts((*trigdesc).triggers, (*trigdesc).numtriggers as usize);
-        let own = |t: &pg_sys::Trigger| {
-            t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ON_ORIGIN
-                && OWN_TRIGGERS.iter().any(|n| CStr::from_ptr(t.tgname).to_bytes() == n.as_bytes())
-        };
-        if !triggers.iter().all(own) || triggers.len() != OWN_TRIGGERS.len() {
-            return false;
-        }
-    } else {
-        return false;
-    }
-    true
-}
-
-/// Whether every index of `billing_log` can be maintained here: plain columns, and no predicate
-/// except the execution_id index's (`execution_id IS NOT NULL`, false for every row written
-/// here, so the row has no entry in it).
-unsafe fn indexes_are_plain(indexes: pg_sys::CatalogIndexState) -> bool {
-    (0..(*indexes).ri_NumIndices as usize).all(|i| {
-        let index = *(*indexes).ri_IndexRelationDescs.add(i);
-        let info = *(*indexes).ri_IndexRelationInfo.add(i);
-        (*info).ii_Expressions.is_null()
-            && (*info).ii_ExclusionOps.is_null()
-            && ((*info).ii_Predicate.is_null() || is_execution_id_index(index))
-    })
-}
-
-unsafe fn is_execution_id_index(index: pg_sys::Relation) -> bool {
-    CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()) == EXECUTION_ID_INDEX
 }
 
 /// The identity sequence of `billing_log.id`, looked up once per invalidation generation (and
@@ -265,7 +164,7 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, indexes: pg_sys::CatalogIn
         let index = *(*indexes).ri_IndexRelationDescs.add(i);
         let info = *(*indexes).ri_IndexRelationInfo.add(i);
         if !(*info).ii_Predicate.is_null() || !(*info).ii_ReadyForInserts {
-            // The execution_id index (the only partial index allowed, see indexes_are_plain),
+            // The execution_id index (the only partial index allowed, see log_shape.rs),
             // or an index being built concurrently, which takes no entries yet (as in
             // ExecInsertIndexTuples).
             continue;

@@ -148,10 +148,6 @@ fn budget_verify(
     TableIterator::new(rows)
 }
 
-/// Advisory-lock key space of `budget_rebuild` (first key of `pg_advisory_xact_lock(int, int)`;
-/// the second is a hash of the month): two rebuilds of one month take turns.
-const REBUILD_LOCK_CLASS: i32 = 0x4e42_0004; // "NB" + 4
-
 /// The aggregate tables, the `budget_verify` name of each, and their sum columns (`true`: a
 /// bigint counter).
 const AGGREGATES: [(&str, &str, &str, &[(&str, bool)]); 4] = [
@@ -181,11 +177,9 @@ const AGGREGATES: [(&str, &str, &str, &[(&str, bool)]); 4] = [
 /// expected minus stored to the key's slot-0 row (a slot no backend writes: backends have ids
 /// from 1), and returns how many rows it wrote.
 fn correction_sql() -> String {
-    let mut ctes = vec![
-        "d AS (SELECT x.aggregate, x.key, x.month, COALESCE(x.expected, '{}') AS e, COALESCE(x.stored, '{}') AS s
+    let mut ctes = vec!["d AS (SELECT x.aggregate, x.key, x.month, COALESCE(x.expected, '{}') AS e, COALESCE(x.stored, '{}') AS s
                  FROM pg_catalog.jsonb_to_recordset($1) AS x(aggregate text, key text, month text, expected jsonb, stored jsonb))"
-            .to_string(),
-    ];
+        .to_string()];
     let mut counts = Vec::new();
     for (i, (aggregate, table, key_cols, sums)) in AGGREGATES.iter().enumerate() {
         let key_values = match *table {
@@ -198,7 +192,11 @@ fn correction_sql() -> String {
             .iter()
             .map(|(c, int)| {
                 let delta = format!("COALESCE((d.e->>'{c}')::numeric, 0) - COALESCE((d.s->>'{c}')::numeric, 0)");
-                if *int { format!("({delta})::bigint") } else { delta }
+                if *int {
+                    format!("({delta})::bigint")
+                } else {
+                    delta
+                }
             })
             .collect();
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = t.{c} + EXCLUDED.{c}")).collect();
@@ -233,14 +231,10 @@ fn budget_rebuild(month: Option<&str>) -> i64 {
     crate::error::require_writable("budget_rebuild()");
     crate::schema_version::require_current();
     let month = month::require_month("month", crate::api::required("month", month));
-    spi(Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext('neon_budget.rebuild:' OPERATOR(pg_catalog.||) $2))",
-        &[REBUILD_LOCK_CLASS.into(), month.as_str().into()],
-    ));
-    let differences: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(
-        "SELECT pg_catalog.jsonb_agg(v) FROM neon_budget.budget_verify($1) v",
-        &[month.as_str().into()],
-    ));
+    // Two rebuilds of one month take turns.
+    crate::locks::wait_xact(crate::locks::Class::Rebuild, &format!("neon_budget.rebuild:{month}"));
+    let differences: Option<pgrx::JsonB> =
+        spi_opt(Spi::get_one_with_args("SELECT pg_catalog.jsonb_agg(v) FROM neon_budget.budget_verify($1) v", &[month.as_str().into()]));
     let written: i64 = match &differences {
         None => 0,
         Some(d) => {
@@ -273,7 +267,7 @@ fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
     crate::error::require_writable("anonymize_before()");
     crate::schema_version::require_current();
     let cutoff = require_cutoff(cutoff);
-    crate::execution_ids::signal_retention();
+    crate::locks::wait_xact(crate::locks::Class::Retention, "neon_budget.retention");
     let n: i64 = spi(Spi::get_one_with_args::<i64>(
         "WITH u AS (UPDATE neon_budget.billing_log
                        SET task = NULL, metadata = NULL, execution_id = neon_budget._execution_digest(execution_id)
@@ -330,9 +324,12 @@ SELECT count(*) FROM d";
 ///
 /// Writers never wait for it: it takes no table lock beyond the ROW EXCLUSIVE of any DELETE,
 /// and works in batches of 1024 pages (one statement each, a TID range scan), each moving
-/// exactly the rows it deleted. Only a write to a row being purged (an UPDATE of it, or a
-/// retry of its execution_id, which then gets 40001) waits, until the purge commits. Rows
-/// written while it runs on pages it has passed stay.
+/// exactly the rows it deleted, then one statement over the whole table for rows that an
+/// UPDATE moved back to a page already passed (normally a scan that deletes nothing). Only a
+/// write to a row being purged (an UPDATE of it, or a retry of its execution_id, which then
+/// gets 40001) waits, until the purge commits. `purge_before` and `anonymize_before` calls
+/// take turns (an advisory lock). Every row created before `cutoff` that existed when it
+/// started is gone; rows written while it runs may stay.
 ///
 /// Errors: 22004 for NULL.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -340,7 +337,9 @@ fn purge_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
     crate::error::require_writable("purge_before()");
     crate::schema_version::require_current();
     let cutoff = require_cutoff(cutoff);
-    crate::execution_ids::signal_retention();
+    // Retention calls take turns (two of them in one transaction each could otherwise lock
+    // the same old rows in opposite orders).
+    crate::locks::wait_xact(crate::locks::Class::Retention, "neon_budget.retention");
     let pages: i64 = spi(Spi::get_one::<i64>(
         "SELECT pg_catalog.pg_relation_size('neon_budget.billing_log'::pg_catalog.regclass)
                 OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::bigint",
@@ -354,6 +353,9 @@ fn purge_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
         n += spi(Spi::get_one_with_args::<i64>(PURGE_BATCH, &[cutoff.into(), first.into(), last.into()])).unwrap_or(0);
         first = last;
     }
+    // A row that an UPDATE committed between two batches moved to a page already passed would
+    // stay: one statement over the whole table, which follows such updates, takes the rest.
+    n += spi(Spi::get_one_with_args::<i64>(PURGE_BATCH, &[cutoff.into(), 0i64.into(), (u32::MAX as i64).into()])).unwrap_or(0);
     audit_retention("purge_before", cutoff, n);
     n
 }

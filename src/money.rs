@@ -31,13 +31,8 @@ pub fn is_finite(n: &AnyNumeric) -> bool {
 
 /// Rounds `n` to `scale` decimal places, half away from zero (PostgreSQL's `round(numeric, int)`).
 pub fn round(n: AnyNumeric, scale: i32) -> AnyNumeric {
-    unsafe {
-        pgrx::direct_function_call::<AnyNumeric>(
-            pg_sys::numeric_round,
-            &[n.into_datum(), scale.into_datum()],
-        )
-    }
-    .expect("round(numeric, int) of a non-NULL numeric is not NULL")
+    unsafe { pgrx::direct_function_call::<AnyNumeric>(pg_sys::numeric_round, &[n.into_datum(), scale.into_datum()]) }
+        .expect("round(numeric, int) of a non-NULL numeric is not NULL")
 }
 
 /// Inserts thousands separators into the integer part of a plain decimal string

@@ -45,7 +45,8 @@ pub fn month_of(ts: pg_sys::TimestampTz) -> String {
         return month;
     }
     let month = unsafe {
-        let local = pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(pg_sys::Datum::from(ts))]);
+        let local =
+            pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(pg_sys::Datum::from(ts))]);
         let text: Option<String> = pgrx::direct_function_call(pg_sys::timestamp_to_char, &[local, "YYYY-MM".into_datum()]);
         text.expect("to_char of a finite timestamp is never NULL")
     };
@@ -64,7 +65,8 @@ pub fn day_of(ts: pg_sys::TimestampTz) -> String {
         return day;
     }
     let day = unsafe {
-        let local = pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(pg_sys::Datum::from(ts))]);
+        let local =
+            pgrx::direct_function_call_as_datum(pg_sys::timestamptz_zone, &[tz.as_str().into_datum(), Some(pg_sys::Datum::from(ts))]);
         let text: Option<String> = pgrx::direct_function_call(pg_sys::timestamp_to_char, &[local, "YYYY-MM-DD".into_datum()]);
         text.expect("to_char of a finite timestamp is never NULL")
     };
@@ -118,10 +120,9 @@ mod tests {
     fn month_follows_timezone_guc() {
         Spi::run("SET neon_budget.timezone = 'America/New_York'").unwrap();
         // 2024-02-01 03:00 UTC is still January 31st in New York.
-        let m = Spi::get_one::<String>(
-            "SELECT to_char('2024-02-01 03:00+00'::timestamptz AT TIME ZONE neon_budget._timezone(), 'YYYY-MM')",
-        )
-        .unwrap();
+        let m =
+            Spi::get_one::<String>("SELECT to_char('2024-02-01 03:00+00'::timestamptz AT TIME ZONE neon_budget._timezone(), 'YYYY-MM')")
+                .unwrap();
         assert_eq!(m.as_deref(), Some("2024-01"));
         Spi::run("RESET neon_budget.timezone").unwrap();
     }

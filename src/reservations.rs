@@ -14,20 +14,14 @@ use crate::error::{raise, spi, spi_opt, Code};
 use crate::gucs;
 use crate::money;
 use crate::month;
-use pgrx::prelude::*;
 use pgrx::datetime::Interval;
+use pgrx::prelude::*;
 use pgrx::AnyNumeric;
-
-/// Advisory-lock key space of neon_budget (the first key of `pg_advisory_xact_lock(int, int)`).
-const LOCK_CLASS: i32 = 0x4e42_0001; // "NB" + 1
 
 /// Takes the transaction-level advisory lock that serializes reservations of `month`.
 /// Waits like any lock (and so respects `lock_timeout`).
 fn lock_month(month: &str) {
-    spi(Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext('neon_budget.month:' OPERATOR(pg_catalog.||) $2))",
-        &[LOCK_CLASS.into(), month.into()],
-    ));
+    crate::locks::wait_xact(crate::locks::Class::Reservations, &format!("neon_budget.month:{month}"));
 }
 
 /// `budget_reserve(agent_type text, estimated_tokens bigint, campaign_id text DEFAULT NULL,
@@ -71,8 +65,7 @@ fn budget_reserve(
         );
     }
     let ttl = ttl.unwrap_or_else(|| Interval::new(0, 0, 15 * 60 * 1_000_000).expect("15 minutes"));
-    let positive: bool = spi(Spi::get_one_with_args("SELECT $1 OPERATOR(pg_catalog.>) interval '0'", &[ttl.into()]))
-        .unwrap_or(false);
+    let positive: bool = spi(Spi::get_one_with_args("SELECT $1 OPERATOR(pg_catalog.>) interval '0'", &[ttl.into()])).unwrap_or(false);
     if !positive {
         raise(
             Code::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -185,9 +178,6 @@ pub(crate) fn settle(reservation_id: i64) -> bool {
             "Only the role that made a reservation, or a member of neon_budget_admin, may settle or release it.",
         );
     }
-    spi(Spi::run_with_args(
-        "DELETE FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1",
-        &[reservation_id.into()],
-    ));
+    spi(Spi::run_with_args("DELETE FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1", &[reservation_id.into()]));
     live.unwrap_or(false)
 }

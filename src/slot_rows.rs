@@ -167,21 +167,18 @@ unsafe fn locked_by_us(t: pg_sys::HeapTupleHeader) -> bool {
     let infomask = u32::from((*t).t_infomask);
     let lock_only = infomask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
         || infomask & (pg_sys::HEAP_XMAX_IS_MULTI | pg_sys::HEAP_LOCK_MASK) == pg_sys::HEAP_XMAX_EXCL_LOCK;
-    lock_only
-        && infomask & pg_sys::HEAP_XMAX_IS_MULTI == 0
-        && pg_sys::TransactionIdIsCurrentTransactionId((*t).t_choice.t_heap.t_xmax)
+    lock_only && infomask & pg_sys::HEAP_XMAX_IS_MULTI == 0 && pg_sys::TransactionIdIsCurrentTransactionId((*t).t_choice.t_heap.t_xmax)
 }
 
 /// Adds `deltas` to this backend's slot rows of `keys` (one per table) with the heap API.
 /// Returns `false`, having changed nothing, when any of the rows is not known or not
 /// updatable here (the caller then uses SQL). Raises 22003 if a bigint counter would overflow.
 pub fn try_apply(rels: &Rels, slot: i32, rows: &[(Key<'_>, Vec<Delta>)]) -> bool {
-    let tids: Vec<Option<pg_sys::ItemPointerData>> =
-        TIDS.with(|t| {
-            let mut t = t.borrow_mut();
-            let t = t.current();
-            rows.iter().map(|(k, _)| t.get(k.cache_key.as_str()).copied()).collect()
-        });
+    let tids: Vec<Option<pg_sys::ItemPointerData>> = TIDS.with(|t| {
+        let mut t = t.borrow_mut();
+        let t = t.current();
+        rows.iter().map(|(k, _)| t.get(k.cache_key.as_str()).copied()).collect()
+    });
     if tids.iter().any(Option::is_none) {
         return false;
     }
@@ -234,7 +231,8 @@ unsafe fn update(rel: pg_sys::Relation, f: Fetched, deltas: &[Delta]) -> pg_sys:
                 values[i] = if nulls[i] {
                     add
                 } else {
-                    pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(values[i]), Some(add)]).expect("numeric_add of two numerics")
+                    pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(values[i]), Some(add)])
+                        .expect("numeric_add of two numerics")
                 };
                 nulls[i] = false;
             }
@@ -260,7 +258,7 @@ unsafe fn update(rel: pg_sys::Relation, f: Fetched, deltas: &[Delta]) -> pg_sys:
     }
     let newtup = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
     let mut otid = f.tid;
-    pg_sys::simple_heap_update(rel, &mut otid, newtup);
+    crate::pg_compat::simple_heap_update(rel, &mut otid, newtup);
     // A HOT update (new version on the same page, no indexed column changed) needs no index
     // entries; otherwise insert them, as PostgreSQL's CatalogTupleUpdate does.
     if !pg_sys::HeapTupleHeaderIsHeapOnly((*newtup).t_data) {

@@ -6,14 +6,7 @@ use pgrx::prelude::*;
 
 /// This backend's aggregate slot: its backend id, 1..MaxBackends.
 pub fn current() -> i32 {
-    #[cfg(any(feature = "pg15", feature = "pg16"))]
-    unsafe {
-        pg_sys::MyBackendId
-    }
-    #[cfg(feature = "pg17")]
-    unsafe {
-        pg_sys::MyProcNumber
-    }
+    crate::pg_compat::backend_id()
 }
 
 /// `neon_budget._slot() -> integer`: this backend's aggregate slot (see [`current`]).

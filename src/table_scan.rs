@@ -26,16 +26,6 @@ impl Snapshot {
         }
     }
 
-    /// The latest snapshot (`GetLatestSnapshot`): every transaction committed by now, also in
-    /// REPEATABLE READ, as PostgreSQL's foreign-key checks use to see past the transaction's
-    /// snapshot.
-    pub fn latest() -> Snapshot {
-        unsafe {
-            pg_sys::CommandCounterIncrement();
-            Snapshot(pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()), None)
-        }
-    }
-
     /// PostgreSQL's dirty snapshot (`InitDirtySnapshot`): every row version that is committed
     /// and not deleted by a committed transaction, or written by a transaction in progress,
     /// including this one's latest. An index scan with it returns each such version (both
@@ -45,6 +35,15 @@ impl Snapshot {
         data.snapshot_type = pg_sys::SnapshotType::SNAPSHOT_DIRTY;
         let ptr: *mut pg_sys::SnapshotData = &mut *data;
         Snapshot(ptr, Some(data))
+    }
+}
+
+impl Snapshot {
+    /// For a dirty snapshot, after a row was returned: the transaction still in progress that
+    /// inserted or is deleting it (PostgreSQL sets the snapshot's `xmin` / `xmax` so), if any.
+    pub fn in_progress(&self) -> Option<pg_sys::TransactionId> {
+        let data = self.1.as_ref()?;
+        [data.xmin, data.xmax].into_iter().find(|x| *x != pg_sys::InvalidTransactionId)
     }
 }
 
@@ -82,7 +81,13 @@ impl Row {
 
 /// The sum of the numeric column `column` over the rows [`scan_text_eq`] finds, in dollars
 /// (PostgreSQL's exact `numeric_add`, on the stored values).
-pub fn sum_numeric(snapshot: &Snapshot, table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)], column: &'static str) -> pgrx::AnyNumeric {
+pub fn sum_numeric(
+    snapshot: &Snapshot,
+    table: &'static CStr,
+    index: &'static CStr,
+    keys: &[(&'static str, &str)],
+    column: &'static str,
+) -> pgrx::AnyNumeric {
     let mut total = pgrx::AnyNumeric::from(0).into_datum().expect("numeric datum");
     scan_text_eq(snapshot, table, index, keys, |r| {
         let (d, isnull) = r.datum(column);
@@ -94,18 +99,42 @@ pub fn sum_numeric(snapshot: &Snapshot, table: &'static CStr, index: &'static CS
     unsafe { pgrx::AnyNumeric::from_datum(total, false) }.expect("numeric sum")
 }
 
-/// Whether any row of `table` visible to `snapshot` has these text column values (see
+/// What a dirty snapshot finds of the rows with these text column values (see
 /// [`scan_text_eq`]).
-pub fn exists_text_eq(snapshot: &Snapshot, table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)]) -> bool {
-    let mut found = false;
-    scan_text_eq(snapshot, table, index, keys, |_| found = true);
+#[derive(Debug, PartialEq)]
+pub enum Found {
+    /// No version that is committed, or written or deleted by a transaction in progress.
+    Nothing,
+    /// A committed version that no transaction in progress deletes.
+    Committed,
+    /// A version that this transaction in progress inserted or is deleting.
+    InProgress(pg_sys::TransactionId),
+}
+
+/// Looks the rows up with PostgreSQL's dirty snapshot (as its unique checks do): committed
+/// versions and those of transactions in progress, in the order of the index. A transaction
+/// that committed but is not yet out of the process array still counts as in progress.
+pub fn find_dirty(table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)]) -> Found {
+    let snapshot = Snapshot::dirty();
+    let mut found = Found::Nothing;
+    scan_text_eq(&snapshot, table, index, keys, |_| match snapshot.in_progress() {
+        Some(xid) => found = Found::InProgress(xid),
+        None if found == Found::Nothing => found = Found::Committed,
+        None => {}
+    });
     found
 }
 
 /// Calls `each` for every row of `table` visible to `snapshot` whose text columns equal the
 /// given values (`(column, value)`), found with `index`, whose leading columns must be those
 /// columns.
-pub fn scan_text_eq(snapshot: &Snapshot, table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)], mut each: impl FnMut(&Row)) {
+pub fn scan_text_eq(
+    snapshot: &Snapshot,
+    table: &'static CStr,
+    index: &'static CStr,
+    keys: &[(&'static str, &str)],
+    mut each: impl FnMut(&Row),
+) {
     let table_oid = oid(table);
     let index_oid = oid(index);
     unsafe {

@@ -19,8 +19,8 @@
 use crate::alert_grants;
 use crate::alert_watch;
 use crate::alerts;
-use crate::owner;
 use crate::error::{raise, spi, Code};
+use crate::owner;
 use crate::plans::{self, oid};
 use crate::slot_rows::{self, Delta, Key, Table};
 use crate::slots;
@@ -270,8 +270,7 @@ pub(crate) fn apply_one(r: &OneRow) {
     // quality_score is a double precision column; the aggregate sums it as numeric, converted
     // by PostgreSQL's own float8 -> numeric cast, exactly as the statement path does.
     let quality_sum = match r.quality_score {
-        Some(q) => unsafe { pgrx::direct_function_call::<AnyNumeric>(pg_sys::float8_numeric, &[q.into_datum()]) }
-            .unwrap_or_default(),
+        Some(q) => unsafe { pgrx::direct_function_call::<AnyNumeric>(pg_sys::float8_numeric, &[q.into_datum()]) }.unwrap_or_default(),
         None => AnyNumeric::from(0),
     };
     let tokens = AnyNumeric::from(r.tokens);
@@ -279,7 +278,8 @@ pub(crate) fn apply_one(r: &OneRow) {
     let campaign_cols = r.campaign_id.as_deref().map(|c| [("campaign_id", c), ("billing_month", r.billing_month.as_str())]);
     let agent_cols = [("agent_type", r.agent_type.as_str()), ("billing_month", r.billing_month.as_str())];
     let nonzero = |n: AnyNumeric| if n == AnyNumeric::from(0) { None } else { Some(n) };
-    let common = || vec![Delta::Num("cost", nonzero(r.cost.clone())), Delta::Num("tokens", nonzero(tokens.clone())), Delta::Int("executions", 1)];
+    let common =
+        || vec![Delta::Num("cost", nonzero(r.cost.clone())), Delta::Num("tokens", nonzero(tokens.clone())), Delta::Int("executions", 1)];
     let mut rows = vec![(Key::new(Table::Month, &month_cols), common())];
     if let Some(cols) = &campaign_cols {
         rows.push((Key::new(Table::Campaign, cols), common()));
@@ -299,18 +299,30 @@ pub(crate) fn apply_one(r: &OneRow) {
     rows.push((Key::new(Table::Day, &day_cols), common()));
 
     if !slot_rows::try_apply(&rels, slot, &rows) {
-        owner::as_owner(|| Spi::connect_mut(|client| {
-            let p = plans::plan(
-                client,
-                APPLY_UPSERT,
-                &[
-                    oid::TEXT, oid::INT4, oid::NUMERIC, oid::INT8, oid::TEXT, oid::TEXT, oid::INT8, oid::INT8,
-                    oid::NUMERIC, oid::INT8, oid::INT8, oid::INT8, oid::INT8, oid::TEXT,
-                ],
-            );
-            type Tid = Option<pg_sys::ItemPointerData>;
-            let (m, c, a, d): (Tid, Tid, Tid, Tid) = spi(
-                client
+        owner::as_owner(|| {
+            Spi::connect_mut(|client| {
+                let p = plans::plan(
+                    client,
+                    APPLY_UPSERT,
+                    &[
+                        oid::TEXT,
+                        oid::INT4,
+                        oid::NUMERIC,
+                        oid::INT8,
+                        oid::TEXT,
+                        oid::TEXT,
+                        oid::INT8,
+                        oid::INT8,
+                        oid::NUMERIC,
+                        oid::INT8,
+                        oid::INT8,
+                        oid::INT8,
+                        oid::INT8,
+                        oid::TEXT,
+                    ],
+                );
+                type Tid = Option<pg_sys::ItemPointerData>;
+                let (m, c, a, d): (Tid, Tid, Tid, Tid) = spi(client
                     .update(
                         &*p,
                         None,
@@ -334,15 +346,15 @@ pub(crate) fn apply_one(r: &OneRow) {
                     .and_then(|t| {
                         let t = t.first();
                         Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?))
-                    }),
-            );
-            let tids = if r.campaign_id.is_some() { vec![m, c, a, d] } else { vec![m, a, d] };
-            for ((key, _), tid) in rows.iter().zip(tids) {
-                if let Some(tid) = tid {
-                    slot_rows::remember(key, tid);
+                    }));
+                let tids = if r.campaign_id.is_some() { vec![m, c, a, d] } else { vec![m, a, d] };
+                for ((key, _), tid) in rows.iter().zip(tids) {
+                    if let Some(tid) = tid {
+                        slot_rows::remember(key, tid);
+                    }
                 }
-            }
-        }));
+            })
+        });
     }
     if crate::restore::restoring() {
         // Spend outside any grant (see alert_grants.rs).
@@ -468,6 +480,9 @@ fn _billing_log_changed<'a>(
         crate::execution_ids::recheck_inserted(trigger);
         let td = trigger.trigger_data();
         let store = td.tg_newtable;
+        if !store.is_null() {
+            crate::write_path_stats::count_sql_insert(unsafe { pg_sys::tuplestore_tuple_count(store) });
+        }
         if !store.is_null() && unsafe { pg_sys::tuplestore_tuple_count(store) } == 1 {
             if let Some(row) = unsafe { read_single_row(td.tg_relation, store) } {
                 apply_one(&row);
@@ -485,35 +500,38 @@ fn _billing_log_changed<'a>(
     if which != 1 {
         alert_grants::revoke();
     }
-    owner::as_owner(|| Spi::connect_mut(|client| {
-        // Makes the transition tables visible to the statements below under their names.
-        let rc = unsafe {
-            pg_sys::SPI_register_trigger_data(trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData)
-        };
-        if rc < 0 {
-            raise(Code::ERRCODE_INTERNAL_ERROR, format!("SPI_register_trigger_data failed: {rc}"), "This is a bug in neon_budget.");
-        }
-        let apply = APPLY_SQL.with(|s| plans::plan(client, &s[which], &[oid::INT4, oid::BOOL]));
-        let restoring = crate::restore::restoring();
-        let due: Vec<alerts::Due> = spi(client.update(&*apply, None, &[slots::current().into(), (!restoring).into()]).and_then(|table| {
-            table
-                .map(|row| {
-                    Ok(alerts::Due {
-                        scope: row.get::<String>(1)?.unwrap_or_default(),
-                        scope_key: row.get::<String>(2)?.unwrap_or_default(),
-                        month: row.get::<String>(3)?.unwrap_or_default(),
-                        level: row.get::<String>(4)?.unwrap_or_default(),
-                        spent: row.get(5)?.unwrap_or_default(),
-                        budget: row.get(6)?.unwrap_or_default(),
-                    })
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        }));
-        if !restoring {
-            for d in &due {
-                alerts::claim_and_send(client, d);
+    owner::as_owner(|| {
+        Spi::connect_mut(|client| {
+            // Makes the transition tables visible to the statements below under their names.
+            let rc = unsafe {
+                pg_sys::SPI_register_trigger_data(trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData)
+            };
+            if rc < 0 {
+                raise(Code::ERRCODE_INTERNAL_ERROR, format!("SPI_register_trigger_data failed: {rc}"), "This is a bug in neon_budget.");
             }
-        }
-    }));
+            let apply = APPLY_SQL.with(|s| plans::plan(client, &s[which], &[oid::INT4, oid::BOOL]));
+            let restoring = crate::restore::restoring();
+            let due: Vec<alerts::Due> =
+                spi(client.update(&*apply, None, &[slots::current().into(), (!restoring).into()]).and_then(|table| {
+                    table
+                        .map(|row| {
+                            Ok(alerts::Due {
+                                scope: row.get::<String>(1)?.unwrap_or_default(),
+                                scope_key: row.get::<String>(2)?.unwrap_or_default(),
+                                month: row.get::<String>(3)?.unwrap_or_default(),
+                                level: row.get::<String>(4)?.unwrap_or_default(),
+                                spent: row.get(5)?.unwrap_or_default(),
+                                budget: row.get(6)?.unwrap_or_default(),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+                }));
+            if !restoring {
+                for d in &due {
+                    alerts::claim_and_send(client, d);
+                }
+            }
+        })
+    });
     Ok(None)
 }

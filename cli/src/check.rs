@@ -80,7 +80,10 @@ struct OverCampaign {
 
 /// Creates the current month's budget row when missing; returns `Some(month)` when it did.
 fn init_month(client: &mut Client, args: &Args) -> Result<Option<String>, Failure> {
-    for (name, value) in [("--max-monthly-budget / MAX_MONTHLY_BUDGET", &args.max_monthly_budget), ("--alert-threshold / DEFAULT_ALERT_THRESHOLD", &args.alert_threshold)] {
+    for (name, value) in [
+        ("--max-monthly-budget / MAX_MONTHLY_BUDGET", &args.max_monthly_budget),
+        ("--alert-threshold / DEFAULT_ALERT_THRESHOLD", &args.alert_threshold),
+    ] {
         if let Some(v) = value {
             if !crate::money::is_decimal(v) {
                 return Err(Failure::bad_input(format!("{name} must be a decimal number, not {v:?} (e.g. 1000 or 0.8).")));
@@ -263,13 +266,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     } else if initialized.is_some() {
         println!("ℹ️  The budget of {} already exists; left as it is.", s.month);
     }
-    let headline = format!(
-        "{} Budget {}: {} — {}",
-        emoji(&s.status),
-        s.month,
-        s.status.to_uppercase(),
-        meaning(&s.status)
-    );
+    let headline = format!("{} Budget {}: {} — {}", emoji(&s.status), s.month, s.status.to_uppercase(), meaning(&s.status));
     println!("{}", paint(&headline, &s.status, color));
     println!("   Total budget:  {}", dollars(&s.total_budget, 2));
     println!("   Spent:         {} ({})", dollars(&s.total_spent, 2), percent(&s.utilization_exact));

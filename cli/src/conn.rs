@@ -42,9 +42,7 @@ pub fn config(database_url: Option<&str>) -> Result<Config, Failure> {
     }
     if cfg.get_ports().is_empty() {
         if let Some(port) = env("PGPORT") {
-            let p = port
-                .parse()
-                .map_err(|_| Failure::bad_input(format!("PGPORT is not a port number: {port:?}. Set it to e.g. 5432.")))?;
+            let p = port.parse().map_err(|_| Failure::bad_input(format!("PGPORT is not a port number: {port:?}. Set it to e.g. 5432.")))?;
             cfg.port(p);
         }
     }
@@ -129,7 +127,8 @@ fn connect_failure(cfg: &Config, e: &postgres::Error) -> Failure {
         None => {
             let text = e.to_string();
             if text.contains("password missing") {
-                "the server asks for a password and none was given: set PGPASSWORD or put the password in --database-url / DATABASE_URL.".to_string()
+                "the server asks for a password and none was given: set PGPASSWORD or put the password in --database-url / DATABASE_URL."
+                    .to_string()
             } else {
                 format!("{}: is the server running and accepting connections there? Check {settings}.", error_text(e))
             }
@@ -183,10 +182,7 @@ pub fn version_at_least(version: &str, min: &str) -> bool {
 /// [`exit::UNAVAILABLE`] and the SQL to run otherwise.
 pub fn require_extension(client: &mut Client, min_version: Option<&str>) -> Result<String, Failure> {
     let row = client
-        .query_one(
-            "SELECT current_database()::text, (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'neon_budget')",
-            &[],
-        )
+        .query_one("SELECT current_database()::text, (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'neon_budget')", &[])
         .map_err(|e| db_failure("reading pg_extension", &e))?;
     let db: String = row.get(0);
     let version: Option<String> = row.get(1);
@@ -232,7 +228,9 @@ pub fn db_failure(context: &str, e: &postgres::Error) -> Failure {
     let exit_code = match code {
         c if c.starts_with("22") => exit::BAD_INPUT,
         "42883" | "42P01" | "3F000" => {
-            text.push_str(". The neon_budget extension in this database looks older than this client: run ALTER EXTENSION neon_budget UPDATE;");
+            text.push_str(
+                ". The neon_budget extension in this database looks older than this client: run ALTER EXTENSION neon_budget UPDATE;",
+            );
             exit::UNAVAILABLE
         }
         "58P01" => {

@@ -218,11 +218,8 @@ fn daily_chart(days: &[Value], budget: &str, spent: &str) -> String {
     // Drawing only: f64 sizes the columns and the cumulative line; shown figures are exact text.
     let costs: Vec<f64> = days.iter().map(|d| for_drawing(&dec0(&d["cost"]))).collect();
     let max_day = costs.iter().cloned().fold(0.0_f64, f64::max);
-    let max_day_text = days
-        .iter()
-        .map(|d| dec0(&d["cost"]))
-        .max_by(|a, b| for_drawing(a).total_cmp(&for_drawing(b)))
-        .unwrap_or_else(|| "0".to_string());
+    let max_day_text =
+        days.iter().map(|d| dec0(&d["cost"])).max_by(|a, b| for_drawing(a).total_cmp(&for_drawing(b))).unwrap_or_else(|| "0".to_string());
     let total: f64 = costs.iter().sum();
     let scale_cum = total.max(for_drawing(budget)).max(f64::MIN_POSITIVE);
     // The right scale's top, shown exactly: the month's spend or its budget, whichever is larger.
@@ -348,11 +345,7 @@ footer{color:#777;font-size:12px;text-align:center;padding:8px}
 ";
 
 fn badge(status: &str) -> String {
-    format!(
-        r#"<span class="badge" style="background:{}">{}</span>"#,
-        level_color(status),
-        escape(status)
-    )
+    format!(r#"<span class="badge" style="background:{}">{}</span>"#, level_color(status), escape(status))
 }
 
 /// Renders the page from the extension's JSON report (`budget_report(month, 'json')`).
@@ -568,7 +561,9 @@ mod tests {
         )
         .unwrap();
         let page = render(&report).unwrap();
-        for needle in ["$1,000.00", "$247.56", "24.8%", "$752.44", "1,247", "$89.23", "$200.00", "44.6%", "2,230,750", "$0.5720", "a &amp; b"] {
+        for needle in
+            ["$1,000.00", "$247.56", "24.8%", "$752.44", "1,247", "$89.23", "$200.00", "44.6%", "2,230,750", "$0.5720", "a &amp; b"]
+        {
             assert!(page.contains(needle), "missing {needle}");
         }
         assert!(!page.contains("<img"), "user text must be escaped");

@@ -178,9 +178,8 @@ struct Listener<'a> {
 
 impl Listener<'_> {
     fn save_state(&self) -> Result<(), Failure> {
-        write_atomic(&self.state_path, self.state.to_json(&self.database).as_bytes()).map_err(|f| {
-            Failure::failed(format!("cannot save the listener state: {}", f.message))
-        })
+        write_atomic(&self.state_path, self.state.to_json(&self.database).as_bytes())
+            .map_err(|f| Failure::failed(format!("cannot save the listener state: {}", f.message)))
     }
 
     /// Ids written at the end of the log files but not recorded in the state (the process died
@@ -436,20 +435,14 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     ensure_dir(&g.log_dir)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| Failure::failed(format!("cannot install the signal handler: {e}")))?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| Failure::failed(format!("cannot install the signal handler: {e}")))?;
     }
 
     let mut client = conn::connect(g.database_url.as_deref())?;
     conn::require_extension(&mut client, None)?;
-    let database: String = client
-        .query_one("SELECT current_database()::text", &[])
-        .map_err(|e| conn::db_failure("reading the database name", &e))?
-        .get(0);
-    let state_path = args
-        .state_file
-        .clone()
-        .unwrap_or_else(|| g.log_dir.join(format!("listen-state-{}.json", file_safe(&database))));
+    let database: String =
+        client.query_one("SELECT current_database()::text", &[]).map_err(|e| conn::db_failure("reading the database name", &e))?.get(0);
+    let state_path = args.state_file.clone().unwrap_or_else(|| g.log_dir.join(format!("listen-state-{}.json", file_safe(&database))));
     let existing = std::fs::read_to_string(&state_path).ok();
     let state = match &existing {
         None => State::default(),

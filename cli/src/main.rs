@@ -117,7 +117,6 @@ Exit codes:
   5  any other failure
   6  permission denied (SQLSTATE 42501): the login role is not a member of neon_budget_writer";
 
-
 /// Why a command failed: the exit code and a message that says what failed and what to do.
 #[derive(Debug)]
 pub struct Failure {

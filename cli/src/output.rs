@@ -31,9 +31,7 @@ pub fn meaning(level: &str) -> &'static str {
 /// starts with that word (`campaign-1`, `Campaign A`, `CAMPAIGN_X`): then it stands alone, so
 /// no label reads "Campaign Campaign A".
 pub fn campaign_label(word: &str, id_or_name: &str) -> String {
-    let starts_with_word = id_or_name
-        .get(..8)
-        .is_some_and(|head| head.eq_ignore_ascii_case("campaign"))
+    let starts_with_word = id_or_name.get(..8).is_some_and(|head| head.eq_ignore_ascii_case("campaign"))
         && !id_or_name[8..].starts_with(|c: char| c.is_alphabetic());
     if starts_with_word {
         id_or_name.to_string()
@@ -89,10 +87,7 @@ pub fn json_decimal(text: Option<&str>) -> serde_json::Value {
 /// `path` is untouched. Fails with bad input (exit 4) naming the path and what to do.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Failure> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        Failure::bad_input(format!(
-            "cannot write {}: {what}: {e}. Choose a file in an existing, writable directory.",
-            path.display()
-        ))
+        Failure::bad_input(format!("cannot write {}: {what}: {e}. Choose a file in an existing, writable directory.", path.display()))
     };
     if path.is_dir() {
         return Err(Failure::bad_input(format!(
@@ -125,10 +120,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Failure> {
 /// Creates the log directory (and its parents) when missing.
 pub fn ensure_dir(dir: &Path) -> Result<(), Failure> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        Failure::bad_input(format!(
-            "cannot create the log directory {}: {e}. Choose another with --log-dir DIR.",
-            dir.display()
-        ))
+        Failure::bad_input(format!("cannot create the log directory {}: {e}. Choose another with --log-dir DIR.", dir.display()))
     })
 }
 

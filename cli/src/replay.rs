@@ -63,7 +63,11 @@ fn read_trace(path: &std::path::Path) -> Result<Vec<Request>, String> {
         let start = *first.get_or_insert(at);
         let num = |k: usize| -> Result<i64, String> {
             let v = field(k)?;
-            v.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| format!("{}: line {}: bad token count {v:?}", path.display(), i + 2))
+            v.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| format!("{}: line {}: bad token count {v:?}", path.display(), i + 2))
         };
         out.push(Request {
             row: i + 1,

@@ -81,10 +81,7 @@ fn password_role() -> (String, u16) {
              SELECT pg_reload_conf();",
         )
         .unwrap();
-    let port = dsn()
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("port=").and_then(|p| p.parse().ok()))
-        .unwrap_or(5432);
+    let port = dsn().split_whitespace().find_map(|kv| kv.strip_prefix("port=").and_then(|p| p.parse().ok())).unwrap_or(5432);
     // The reload is asynchronous: wait until the wrong password is refused.
     let wrong = format!("host=127.0.0.1 port={port} user=nbcli_pw password=wrong dbname=postgres");
     common::wait_for(10, "pg_hba.conf reload", || Client::connect(&wrong, NoTls).is_err());

@@ -128,21 +128,13 @@ fn init_creates_the_month_from_the_environment_once() {
     let mut db = TestDb::new("check_init");
     let month = db.month();
     assert_eq!(db.int("SELECT count(*) FROM neon_budget.monthly_budget_setting"), 0);
-    let out = db
-        .cmd()
-        .args(["check", "--init"])
-        .env("MAX_MONTHLY_BUDGET", "250.50")
-        .env("DEFAULT_ALERT_THRESHOLD", "0.7")
-        .output()
-        .unwrap();
+    let out =
+        db.cmd().args(["check", "--init"]).env("MAX_MONTHLY_BUDGET", "250.50").env("DEFAULT_ALERT_THRESHOLD", "0.7").output().unwrap();
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(&format!("Initialized the budget of {month}")), "{text}");
     assert!(text.contains("Total budget:  $250.50"), "{text}");
-    assert_eq!(
-        db.text("SELECT total_budget::text || ' ' || alert_threshold::text FROM neon_budget.monthly_budget_setting"),
-        "250.50 0.7"
-    );
+    assert_eq!(db.text("SELECT total_budget::text || ' ' || alert_threshold::text FROM neon_budget.monthly_budget_setting"), "250.50 0.7");
     assert_eq!(db.int("SELECT count(*) FROM neon_budget.audit_log WHERE action ILIKE '%monthly%'"), 1);
 
     // An existing row is left as it is.
@@ -155,10 +147,7 @@ fn init_creates_the_month_from_the_environment_once() {
     // Without the variables the server's GUC defaults are used.
     let mut db2 = TestDb::new("check_init_defaults");
     db2.cmd().args(["check", "--init"]).assert().code(0);
-    assert_eq!(
-        db2.text("SELECT total_budget::text || ' ' || alert_threshold::text FROM neon_budget.monthly_budget_setting"),
-        "1000 0.8"
-    );
+    assert_eq!(db2.text("SELECT total_budget::text || ' ' || alert_threshold::text FROM neon_budget.monthly_budget_setting"), "1000 0.8");
 
     // A bad value is bad input (4), with nothing created.
     let mut db3 = TestDb::new("check_init_bad");

@@ -10,10 +10,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Runs headless Chromium on `page` with `extra` arguments (in a throwaway profile, with every
 /// background service off), returns its standard output.
 fn chromium(page: &Path, extra: &[&str]) -> String {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install it with apt-get install -y chromium (scripts/test_cli.sh does)"
-    );
+    assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing: install it with apt-get install -y chromium (scripts/test_cli.sh does)");
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("timeout")
         .arg("120")
@@ -92,18 +89,18 @@ fn html_report_renders_in_chromium_with_its_figures_and_no_requests() {
     let dom = chromium(&page, &["--dump-dom"]);
     for figure in [
         format!("Budget Report - {month}"),
-        "$600.00".into(),      // total budget
-        "$576.00".into(),      // total spent
-        "96.0%".into(),        // utilization
-        "$24.00".into(),       // remaining
-        "121".into(),          // executions
-        "$192.00".into(),      // Content Marketing: 40 × $4.80
-        "$250.00".into(),      // its budget
-        "76.8%".into(),        // its utilization
+        "$600.00".into(),                     // total budget
+        "$576.00".into(),                     // total spent
+        "96.0%".into(),                       // utilization
+        "$24.00".into(),                      // remaining
+        "121".into(),                         // executions
+        "$192.00".into(),                     // Content Marketing: 40 × $4.80
+        "$250.00".into(),                     // its budget
+        "76.8%".into(),                       // its utilization
         "$120.00 of $120.00 (100.0%)".into(), // the ads campaign, exceeded
         "Ad &lt;Optimization&gt; &amp; \"Co\"".into(),
-        "4,800,000".into(),    // CONTENT tokens
-        "$4.8000".into(),      // CONTENT average cost per execution
+        "4,800,000".into(), // CONTENT tokens
+        "$4.8000".into(),   // CONTENT average cost per execution
         "CRITICAL".into(),
         "Daily Spend".into(),
         "Cost Optimization Suggestions".into(),

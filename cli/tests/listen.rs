@@ -72,7 +72,10 @@ fn alerts_raised_while_running_are_written_once() {
     assert_written_once(&mut db, &dir);
 
     let budget_log = lines(&dir.join("budget-alerts.log"));
-    assert!(budget_log[0].contains("🟡 WARNING monthly budget") && budget_log[0].contains("spent $96.00 of $100.00 (96.0%)"), "{budget_log:?}");
+    assert!(
+        budget_log[0].contains("🟡 WARNING monthly budget") && budget_log[0].contains("spent $96.00 of $100.00 (96.0%)"),
+        "{budget_log:?}"
+    );
     assert!(budget_log[1].contains("🟠 CRITICAL monthly budget"), "{budget_log:?}");
     assert!(budget_log[2].contains("🔴 EXCEEDED monthly budget") && budget_log[2].contains("$106.00"), "{budget_log:?}");
     let campaign_log = lines(&dir.join("campaign-alerts.log"));
@@ -236,11 +239,7 @@ impl OwnCluster {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh")
     }
     fn run(&self, cmd: &str) {
-        let st = std::process::Command::new("bash")
-            .arg(Self::script())
-            .args([cmd, &self.dir, &self.port.to_string()])
-            .status()
-            .unwrap();
+        let st = std::process::Command::new("bash").arg(Self::script()).args([cmd, &self.dir, &self.port.to_string()]).status().unwrap();
         assert!(st.success(), "cluster.sh {cmd} {} failed", self.dir);
     }
     fn start(dir: &str, port: u16) -> OwnCluster {
@@ -288,7 +287,10 @@ fn a_server_restart_during_listen_loses_no_alert() {
     cluster.run("stop");
     cluster.run("start");
     let mut db3 = db.connect();
-    db3.batch_execute("SELECT neon_budget.set_campaign('c2', 'Campaign Two', NULL, 1); SELECT neon_budget.track_cost('SEO', 1000, 'c2', cost => 5)").unwrap();
+    db3.batch_execute(
+        "SELECT neon_budget.set_campaign('c2', 'Campaign Two', NULL, 1); SELECT neon_budget.track_cost('SEO', 1000, 'c2', cost => 5)",
+    )
+    .unwrap();
     wait_for(60, "the alerts after the second restart", || logged_count(&dir) == 9);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(l.stop(), Some(0));

@@ -17,13 +17,8 @@ fn replays_a_trace_through_budget_check_and_track_cost() {
     let mut db = TestDb::new("replay");
     db.budget("1000", "0.8");
     let path = trace(&db, 40);
-    let out = db
-        .cmd()
-        .args(["--json", "replay"])
-        .arg(&path)
-        .args(["--clients", "3", "--campaigns", "2", "--agent", "CONTENT"])
-        .output()
-        .unwrap();
+    let out =
+        db.cmd().args(["--json", "replay"]).arg(&path).args(["--clients", "3", "--campaigns", "2", "--agent", "CONTENT"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["requests"], 40);

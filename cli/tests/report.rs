@@ -27,13 +27,7 @@ fn seed_month(db: &mut TestDb) {
 
 fn run_ok(db: &TestDb, args: &[&str]) -> String {
     let out = db.cmd().args(args).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -144,9 +138,8 @@ fn json_and_csv_parse_and_agree_with_the_markdown() {
 
     // The daily spend: every day of the month, adding up to the month's spend.
     let days = v["daily"].as_array().unwrap();
-    let days_in_month = db.int(&format!(
-        "SELECT extract(day from (to_date('{month}', 'YYYY-MM') + interval '1 month' - interval '1 day'))::bigint"
-    ));
+    let days_in_month =
+        db.int(&format!("SELECT extract(day from (to_date('{month}', 'YYYY-MM') + interval '1 month' - interval '1 day'))::bigint"));
     assert_eq!(days.len() as i64, days_in_month);
     assert_eq!(days[0]["date"], format!("{month}-01"));
     let costs: Vec<String> = days.iter().map(|d| n(&d["cost"])).collect();

@@ -38,10 +38,7 @@ fn advice(command: &str, role: &str, user: &str) -> String {
 
 /// The id of the one alert of `alert_log` with this scope and level.
 fn alert_id(db: &mut TestDb, scope: &str, level: &str) -> i64 {
-    db.client
-        .query_one("SELECT id FROM neon_budget.alert_log WHERE scope = $1 AND level = $2", &[&scope, &level])
-        .unwrap()
-        .get(0)
+    db.client.query_one("SELECT id FROM neon_budget.alert_log WHERE scope = $1 AND level = $2", &[&scope, &level]).unwrap().get(0)
 }
 
 #[test]
@@ -58,7 +55,8 @@ fn a_reader_follows_alerts_with_listen_once_and_listen() {
 
     let out = run_as(&db, &reader.dsn(), &["listen", "--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let (cw, cc, ce) = (alert_id(&mut db, "campaign", "warning"), alert_id(&mut db, "campaign", "critical"), alert_id(&mut db, "campaign", "exceeded"));
+    let (cw, cc, ce) =
+        (alert_id(&mut db, "campaign", "warning"), alert_id(&mut db, "campaign", "critical"), alert_id(&mut db, "campaign", "exceeded"));
     let (mw, mc) = (alert_id(&mut db, "month", "warning"), alert_id(&mut db, "month", "critical"));
     let mut expected = vec![
         (cw, format!("🟡 WARNING campaign c1 \"Launch\" {month}: spent $45.00 of $50.00 (90.0%) [alert_id={cw}]")),
@@ -97,7 +95,8 @@ fn no_neon_budget_role_is_exit_6_in_every_command() {
     let mut db = TestDb::new("roles_none");
     db.budget("100", "0.8");
     db.spend("50", None);
-    std::fs::write(db.dir.path().join("trace.csv"), "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n").unwrap();
+    std::fs::write(db.dir.path().join("trace.csv"), "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
+        .unwrap();
     let nobody = LoginRole::new(&mut db, "none", &[]);
     let dsn = nobody.dsn();
     let user = nobody.name.clone();
@@ -141,10 +140,7 @@ fn no_neon_budget_role_is_exit_6_in_every_command() {
 
     let out = run_as(&db, &dsn, &["replay", "trace.csv", "--clients", "1"]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    assert_eq!(
-        stderr(&out),
-        format!("neon-budget replay: preparing budget_check(): {denied} {}", advice("replay", WRITER, &user))
-    );
+    assert_eq!(stderr(&out), format!("neon-budget replay: preparing budget_check(): {denied} {}", advice("replay", WRITER, &user)));
 }
 
 #[test]
@@ -188,7 +184,8 @@ fn check_init_needs_the_admin_role() {
     assert!(stdout(&out).contains("Total budget:  $300.00"), "{}", stdout(&out));
 
     // A reader's replay is refused at the first track_cost, with the writer role named.
-    std::fs::write(db.dir.path().join("trace.csv"), "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n").unwrap();
+    std::fs::write(db.dir.path().join("trace.csv"), "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
+        .unwrap();
     let out = run_as(&db, &reader.dsn(), &["replay", "trace.csv", "--clients", "1", "--agent", "CONTENT", "--campaigns", "0"]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert_eq!(

@@ -1,7 +1,6 @@
 //! `budget_report(month, 'json')`: the report as one JSON object with exact numbers.
 use super::*;
 
-
 /// A numeric as an exact JSON number (serde_json's `arbitrary_precision` keeps the decimal
 /// text; no float is involved).
 pub fn json_number(n: &AnyNumeric) -> serde_json::Value {

@@ -12,9 +12,9 @@ use std::fmt::Write;
 mod csv;
 mod json;
 use csv::render_csv;
-use json::render_json;
 #[cfg(any(test, feature = "pg_test"))]
 use csv::{csv_field, csv_row, csv_text, CSV_COLUMNS};
+use json::render_json;
 
 /// Escapes text that comes from users (campaign names, types, agent types) so that it cannot
 /// change the structure of the Markdown, and escapes nothing else, so that the raw text reads
@@ -380,7 +380,9 @@ fn suggestions(d: &ReportData, esc: fn(&str) -> String) -> Vec<String> {
                 let named = if c.name.to_lowercase().starts_with("campaign") { label } else { format!("Campaign {label}") };
                 let used = percent(&pct_of(&c.cost, b));
                 out.push(if campaign_status == "exceeded" {
-                    format!("{named} is at {used} of its budget: it is over budget, and its executions are blocked unless the override is on.")
+                    format!(
+                        "{named} is at {used} of its budget: it is over budget, and its executions are blocked unless the override is on."
+                    )
                 } else {
                     format!("{named} is at {used} of its budget: it will be blocked at 100%.")
                 });
@@ -584,10 +586,7 @@ mod tests {
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(lines[0], CSV_COLUMNS.join(","));
         assert_eq!(lines[1], "overview,2024-01,,,247.56,1000,752.44,24.756,ok,0.8,2230750,1247,,,,,");
-        assert_eq!(
-            lines[2],
-            "campaign,q1,\"Marketing, \"\"Q1\"\"\",CONTENT_GENERATION,189.23,200,10.77,94.615,warning,,2230750,156,,,,,"
-        );
+        assert_eq!(lines[2], "campaign,q1,\"Marketing, \"\"Q1\"\"\",CONTENT_GENERATION,189.23,200,10.77,94.615,warning,,2230750,156,,,,,");
         assert_eq!(lines[3], "campaign,free,free,,1.5,,,,,,10,1,,,,,");
         assert!(lines[4].starts_with("agent,CONTENT,,,89.23,,,,,,2230750,156,0.5719871794"), "{}", lines[4]);
         assert!(lines[4].ends_with(",3,1,75,2"), "{}", lines[4]);

@@ -116,11 +116,7 @@ impl TestDb {
     /// PostgreSQL's `round(numeric, places)` of a decimal text, with thousands separators
     /// (the Markdown report's formatting).
     pub fn pg_round(&mut self, value: &str, places: i32) -> String {
-        let r: String = self
-            .client
-            .query_one("SELECT round($1::text::numeric, $2)::text", &[&value, &places])
-            .unwrap()
-            .get(0);
+        let r: String = self.client.query_one("SELECT round($1::text::numeric, $2)::text", &[&value, &places]).unwrap().get(0);
         group(&r)
     }
 }
@@ -140,7 +136,18 @@ impl Drop for TestDb {
 
 /// Removes the connection variables a developer's shell may have set.
 pub fn clean_env(c: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
-    for k in ["DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGAPPNAME", "NO_COLOR", "MAX_MONTHLY_BUDGET", "DEFAULT_ALERT_THRESHOLD"] {
+    for k in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "PGAPPNAME",
+        "NO_COLOR",
+        "MAX_MONTHLY_BUDGET",
+        "DEFAULT_ALERT_THRESHOLD",
+    ] {
         c.env_remove(k);
     }
     c
@@ -268,10 +275,7 @@ impl Drop for Listening {
 
 /// The `[alert_id=N]` marks of the lines of a log file.
 pub fn logged_ids(path: &Path) -> Vec<i64> {
-    lines(path)
-        .iter()
-        .filter_map(|l| l.split("[alert_id=").nth(1)?.split(']').next()?.parse().ok())
-        .collect()
+    lines(path).iter().filter_map(|l| l.split("[alert_id=").nth(1)?.split(']').next()?.parse().ok()).collect()
 }
 
 /// A login role of one test (roles are cluster-wide: each test uses a name of its own), with

@@ -34,9 +34,7 @@ extern "C" {
 
 /// Runs `cmd`, panicking with its output when it fails.
 fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         out.status.success(),
         "{what} failed ({}):\n{}\n{}",
@@ -61,11 +59,7 @@ impl Cluster {
     /// A new cluster: removes what a previous run may have left in `dir` (stopping its server),
     /// then `scripts/cluster.sh start dir port` (initdb and start).
     pub fn create(dir: &str, port: u16) -> Cluster {
-        let c = Cluster {
-            dir: PathBuf::from(dir),
-            port,
-            pg_ctl_options: None,
-        };
+        let c = Cluster { dir: PathBuf::from(dir), port, pg_ctl_options: None };
         c.remove_leftover();
         c.start();
         c
@@ -74,16 +68,9 @@ impl Cluster {
     /// A hot standby of `primary` in `dir` on `port`: `pg_basebackup -R -X stream` from the
     /// primary's socket (fast checkpoint), then started with pg_ctl (`hot_standby=on`).
     pub fn standby_of(primary: &Cluster, dir: &str, port: u16) -> Cluster {
-        let c = Cluster {
-            dir: PathBuf::from(dir),
-            port,
-            pg_ctl_options: Some("-c hot_standby=on -c max_connections=200".to_string()),
-        };
+        let c = Cluster { dir: PathBuf::from(dir), port, pg_ctl_options: Some("-c hot_standby=on -c max_connections=200".to_string()) };
         c.remove_leftover();
-        run(
-            Command::new("install").args(["-d", "-o", "postgres", "-g", "postgres", dir]),
-            "install -d standby dir",
-        );
+        run(Command::new("install").args(["-d", "-o", "postgres", "-g", "postgres", dir]), "install -d standby dir");
         run(
             as_pg(&format!("{BIN}/pg_basebackup")).args([
                 "-h",
@@ -111,19 +98,10 @@ impl Cluster {
 
     fn remove_leftover(&self) {
         if self.data().join("PG_VERSION").exists() {
-            let _ignored = as_pg(&format!("{BIN}/pg_ctl"))
-                .args([
-                    "-D",
-                    self.data().to_str().unwrap(),
-                    "-m",
-                    "immediate",
-                    "stop",
-                ])
-                .output();
+            let _ignored = as_pg(&format!("{BIN}/pg_ctl")).args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "stop"]).output();
         }
         if self.dir.exists() {
-            std::fs::remove_dir_all(&self.dir)
-                .unwrap_or_else(|e| panic!("cannot remove {}: {e}", self.dir.display()));
+            std::fs::remove_dir_all(&self.dir).unwrap_or_else(|e| panic!("cannot remove {}: {e}", self.dir.display()));
         }
     }
 
@@ -132,11 +110,7 @@ impl Cluster {
         match &self.pg_ctl_options {
             None => {
                 run(
-                    Command::new("bash").arg(cluster_sh()).args([
-                        "start",
-                        self.dir.to_str().unwrap(),
-                        &self.port.to_string(),
-                    ]),
+                    Command::new("bash").arg(cluster_sh()).args(["start", self.dir.to_str().unwrap(), &self.port.to_string()]),
                     "cluster.sh start",
                 );
             }
@@ -152,10 +126,7 @@ impl Cluster {
                         "-t",
                         "60",
                         "-o",
-                        &format!(
-                            "-p {} -k {dir} -c listen_addresses=127.0.0.1 {extra}",
-                            self.port
-                        ),
+                        &format!("-p {} -k {dir} -c listen_addresses=127.0.0.1 {extra}", self.port),
                         "start",
                     ]),
                     "pg_ctl start",
@@ -166,44 +137,23 @@ impl Cluster {
 
     /// Stops the server (fast mode).
     pub fn stop(&self) {
-        run(
-            as_pg(&format!("{BIN}/pg_ctl")).args([
-                "-D",
-                self.data().to_str().unwrap(),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ]),
-            "pg_ctl stop",
-        );
+        run(as_pg(&format!("{BIN}/pg_ctl")).args(["-D", self.data().to_str().unwrap(), "-m", "fast", "-w", "stop"]), "pg_ctl stop");
     }
 
     /// Connection string of database `db` over the cluster's Unix socket.
     pub fn dsn(&self, db: &str) -> String {
-        format!(
-            "host={} port={} user=postgres dbname={db} connect_timeout=10",
-            self.dir.display(),
-            self.port
-        )
+        format!("host={} port={} user=postgres dbname={db} connect_timeout=10", self.dir.display(), self.port)
     }
 
     /// A connection to database `db`.
     pub fn connect(&self, db: &str) -> Client {
-        Client::connect(&self.dsn(db), NoTls)
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.dsn(db)))
+        Client::connect(&self.dsn(db), NoTls).unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.dsn(db)))
     }
 
     /// The postmaster's pid (line 1 of `postmaster.pid`).
     pub fn postmaster_pid(&self) -> i32 {
-        let text =
-            std::fs::read_to_string(self.data().join("postmaster.pid")).expect("postmaster.pid");
-        text.lines()
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .expect("pid in postmaster.pid")
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid")).expect("postmaster.pid");
+        text.lines().next().unwrap().trim().parse().expect("pid in postmaster.pid")
     }
 
     /// The server log so far (for failure messages).
@@ -215,23 +165,11 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "server log of {}:\n{}",
-                self.dir.display(),
-                tail(&self.log(), 60)
-            );
+            eprintln!("server log of {}:\n{}", self.dir.display(), tail(&self.log(), 60));
         }
         if self.data().join("PG_VERSION").exists() {
-            let _ignored = as_pg(&format!("{BIN}/pg_ctl"))
-                .args([
-                    "-D",
-                    self.data().to_str().unwrap(),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ])
-                .output();
+            let _ignored =
+                as_pg(&format!("{BIN}/pg_ctl")).args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "-w", "stop"]).output();
         }
         let _ignored = std::fs::remove_dir_all(&self.dir);
     }
@@ -269,10 +207,7 @@ pub fn children_of(ppid: i32) -> Vec<i32> {
 /// Whether process `pid` exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, r)| !r.trim_start().starts_with('Z'))
-            .unwrap_or(false),
+        Ok(stat) => stat.rsplit_once(')').map(|(_, r)| !r.trim_start().starts_with('Z')).unwrap_or(false),
         Err(_) => false,
     }
 }

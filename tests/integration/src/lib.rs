@@ -247,18 +247,10 @@ pub fn assert_sql(c: &mut Client, sql: &str) {
 
 /// Row counts of every table the extension writes, for "nothing was written" checks.
 pub fn table_counts(c: &mut Client) -> Vec<(String, i64)> {
-    [
-        "billing_log",
-        "audit_log",
-        "alert_log",
-        "alert_state",
-        "campaign",
-        "monthly_budget_setting",
-        "agent_rate",
-    ]
-    .iter()
-    .map(|t| (t.to_string(), int(c, &format!("SELECT count(*) FROM neon_budget.{t}"))))
-    .collect()
+    ["billing_log", "audit_log", "alert_log", "alert_state", "campaign", "monthly_budget_setting", "agent_rate"]
+        .iter()
+        .map(|t| (t.to_string(), int(c, &format!("SELECT count(*) FROM neon_budget.{t}"))))
+        .collect()
 }
 
 /// Every maintained aggregate and alert state, as text lines, for "nothing changed" checks.
@@ -283,7 +275,8 @@ pub fn aggregates_snapshot(c: &mut Client) -> Vec<String> {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -292,7 +285,7 @@ impl Rng {
     }
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: i64, hi: i64) -> i64 {

@@ -130,8 +130,7 @@ fn a_threshold_change_rearms_campaign_alerts() {
         .unwrap();
     assert_eq!(levels_logged(c, "campaign"), vec!["warning camp 60", "warning camp 91"]);
     let got = alerts_received(&mut l, Duration::from_millis(500));
-    let campaign: Vec<String> =
-        got.iter().filter(|a| a["scope"] == "campaign").map(|a| format!("{} {}", a["level"], a["spent"])).collect();
+    let campaign: Vec<String> = got.iter().filter(|a| a["scope"] == "campaign").map(|a| format!("{} {}", a["level"], a["spent"])).collect();
     assert_eq!(campaign, vec!["\"warning\" 60", "\"warning\" 91"]);
 }
 
@@ -157,8 +156,7 @@ fn a_lowered_threshold_alerts_at_its_own_commit() {
     c.batch_execute("COMMIT").unwrap();
     assert_eq!(levels_logged(c, "campaign"), vec!["warning a 60"]);
     let got = alerts_received(&mut l, Duration::from_millis(500));
-    let levels: Vec<String> =
-        got.iter().map(|a| format!("{} {} {}", a["scope"], a["campaign_id"], a["level"])).collect();
+    let levels: Vec<String> = got.iter().map(|a| format!("{} {} {}", a["scope"], a["campaign_id"], a["level"])).collect();
     assert_eq!(levels, vec!["\"campaign\" \"a\" \"warning\""]);
     // Raising the threshold back re-arms it; a campaign budget change re-arms and re-evaluates
     // that campaign in every month it has spend in.
@@ -176,7 +174,10 @@ fn reservations_have_an_owner() {
     let mut admin = login_role(&mut db, "nbt_res_admin", Some("neon_budget_admin"));
     let r1 = int(&mut app1, "SELECT neon_budget.budget_reserve('CONTENT', 1000, ttl => '1 hour')");
     let r2 = int(&mut app1, "SELECT neon_budget.budget_reserve('CONTENT', 1000, ttl => '1 hour')");
-    assert_eq!(text(&mut db.client, "SELECT string_agg(DISTINCT created_by, ',') FROM neon_budget.reservation").as_deref(), Some("nbt_res_app1"));
+    assert_eq!(
+        text(&mut db.client, "SELECT string_agg(DISTINCT created_by, ',') FROM neon_budget.reservation").as_deref(),
+        Some("nbt_res_app1")
+    );
     let before = table_counts(&mut db.client);
     assert_eq!(sqlstate(app2.query(&format!("SELECT neon_budget.budget_release({r1})"), &[])), "42501");
     // Settling through track_cost is refused the same way, and records nothing.
@@ -238,10 +239,7 @@ fn identifiers_have_limits_on_every_path() {
          INSERT INTO neon_budget.billing_log (agent_type, tokens, cost, campaign_id) VALUES ('CONTENT', 1, 1, '{at_limit}');"
     ))
     .unwrap();
-    assert_eq!(
-        text(c, &format!("SELECT campaign_spent::text FROM neon_budget.budget_check('{at_limit}')")).as_deref(),
-        Some("1.04")
-    );
+    assert_eq!(text(c, &format!("SELECT campaign_spent::text FROM neon_budget.budget_check('{at_limit}')")).as_deref(), Some("1.04"));
     assert_oracle(c);
 }
 
@@ -264,12 +262,18 @@ fn created_at_in_the_future_is_refused() {
     }
     // Within the skew it is accepted.
     assert_eq!(
-        int(c, "SELECT count(*) FROM (SELECT neon_budget.track_cost('CONTENT', 1, created_at => clock_timestamp() + interval '4 minutes')) t"),
+        int(
+            c,
+            "SELECT count(*) FROM (SELECT neon_budget.track_cost('CONTENT', 1, created_at => clock_timestamp() + interval '4 minutes')) t"
+        ),
         1
     );
     // The window is a superuser setting: -1 accepts any time.
     c.batch_execute("SET neon_budget.max_clock_skew = -1").unwrap();
-    assert_eq!(text(c, "SELECT (neon_budget.track_cost('CONTENT', 1, created_at => '2999-01-01 12:00+00')).billing_month").as_deref(), Some("2999-01"));
+    assert_eq!(
+        text(c, "SELECT (neon_budget.track_cost('CONTENT', 1, created_at => '2999-01-01 12:00+00')).billing_month").as_deref(),
+        Some("2999-01")
+    );
     // A writer cannot (once the library is loaded in its session: before, PostgreSQL keeps a
     // placeholder and drops the value with a warning at load), and stays inside the window.
     let mut writer = login_role(&mut db, "nbt_future_writer", Some("neon_budget_writer"));
@@ -315,7 +319,8 @@ fn restore_mode_is_not_the_callers_to_set() {
     assert_eq!(levels_logged(c, "month"), vec!["warning  6"]);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.monthly_budget_setting WHERE month = '2024-09'"), 0);
     // The dump's own settings row follows; then every aggregate agrees with the log.
-    c.batch_execute("INSERT INTO neon_budget.monthly_budget_setting (month, total_budget, alert_threshold) VALUES ('2024-09', 50, 0.8)").unwrap();
+    c.batch_execute("INSERT INTO neon_budget.monthly_budget_setting (month, total_budget, alert_threshold) VALUES ('2024-09', 50, 0.8)")
+        .unwrap();
     assert_oracle(c);
 }
 
@@ -326,7 +331,8 @@ fn copy_and_insert_price_rows_without_a_cost() {
     let mut db = TestDb::new("admin_copy_price");
     let c = &mut db.client;
     c.batch_execute("SELECT neon_budget.set_agent_rate('ODD', 0.0123)").unwrap();
-    let mut w = c.copy_in("COPY neon_budget.billing_log (agent_type, tokens, campaign_id, created_at) FROM STDIN WITH (FORMAT csv)").unwrap();
+    let mut w =
+        c.copy_in("COPY neon_budget.billing_log (agent_type, tokens, campaign_id, created_at) FROM STDIN WITH (FORMAT csv)").unwrap();
     w.write_all(b"CONTENT,1500,c1,2024-02-01 10:00+00\nODD,777,c1,2024-02-02 10:00+00\nSEO,0,,2024-02-03 10:00+00\n").unwrap();
     assert_eq!(w.finish().unwrap(), 3);
     c.batch_execute(
@@ -378,7 +384,10 @@ fn report_wording_escaping_and_client_encoding() {
     c.batch_execute("RESET client_encoding").unwrap();
     let headings: Vec<&str> = plain.lines().filter(|l| l.starts_with("## ")).collect();
     assert_eq!(headings, vec!["## Monthly Overview", "## Campaign Breakdown", "## Agent Usage", "## Cost Optimization Suggestions"]);
-    assert_eq!(plain.replace("## ", ""), md.replace("## 📊 ", "").replace("## 🎯 ", "").replace("## 🤖 ", "").replace("## 💡 ", "").replace("## ", ""));
+    assert_eq!(
+        plain.replace("## ", ""),
+        md.replace("## 📊 ", "").replace("## 🎯 ", "").replace("## 🤖 ", "").replace("## 💡 ", "").replace("## ", "")
+    );
 }
 
 /// Defect 5: `track_cost(..., execution_id => 'evt-1')`, `anonymize_before(...)`, then the same
@@ -394,7 +403,8 @@ fn retention_keeps_idempotency() {
     let first: i64 = c.query_one(&call("evt-1"), &[]).unwrap().get(0);
     c.batch_execute(&call("evt-2")).unwrap();
     assert_eq!(int(c, "SELECT neon_budget.anonymize_before('2024-02-01')"), 2);
-    let ids: Vec<String> = c.query("SELECT execution_id FROM neon_budget.billing_log ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let ids: Vec<String> =
+        c.query("SELECT execution_id FROM neon_budget.billing_log ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     for id in &ids {
         assert!(id.starts_with("nb-anon:") && id.len() == 8 + 64 && !id.contains("evt"), "{id}");
     }

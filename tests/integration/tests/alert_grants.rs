@@ -18,11 +18,8 @@ fn track(c: &mut Client, cost: &str) {
 
 /// The grant of the connection's own slot row of September 2024, as text.
 fn own_cap(c: &mut Client) -> String {
-    text(
-        c,
-        "SELECT alert_cap::text FROM neon_budget._month_spend WHERE billing_month = '2024-09' AND slot = neon_budget._slot()",
-    )
-    .unwrap_or_default()
+    text(c, "SELECT alert_cap::text FROM neon_budget._month_spend WHERE billing_month = '2024-09' AND slot = neon_budget._slot()")
+        .unwrap_or_default()
 }
 
 fn setup(name: &str) -> (TestDb, Client, Client, Client) {

@@ -23,9 +23,18 @@ fn levels(payloads: &[String]) -> Vec<String> {
 /// Checks one payload with PostgreSQL's exact numerics: its fields equal the alert_log row it
 /// names and the given values, and it has no other fields.
 #[allow(clippy::too_many_arguments)]
-fn assert_payload(c: &mut Client, payload: &str, scope: &str, campaign: Option<&str>, month: &str, level: &str, spent: &str, budget: &str, utilization: &str) {
-    let sql =
-        "SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(p) k)
+fn assert_payload(
+    c: &mut Client,
+    payload: &str,
+    scope: &str,
+    campaign: Option<&str>,
+    month: &str,
+    level: &str,
+    spent: &str,
+    budget: &str,
+    utilization: &str,
+) {
+    let sql = "SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(p) k)
                   = ARRAY['alert_id', 'budget', 'campaign_id', 'level', 'month', 'scope', 'spent', 'utilization']
                 AND p->>'scope' = $2 AND (p->>'campaign_id') IS NOT DISTINCT FROM $3 AND p->>'month' = $4
                 AND p->>'level' = $5
@@ -37,10 +46,7 @@ fn assert_payload(c: &mut Client, payload: &str, scope: &str, campaign: Option<&
                                AND a.month = $4 AND a.level = $5 AND a.spent = $6::text::numeric AND a.budget = $7::text::numeric
                                AND a.utilization = $8::text::numeric)
            FROM (SELECT $1::text::jsonb AS p) x";
-    let ok: bool = c
-        .query_one(sql, &[&payload, &scope, &campaign, &month, &level, &spent, &budget, &utilization])
-        .unwrap()
-        .get(0);
+    let ok: bool = c.query_one(sql, &[&payload, &scope, &campaign, &month, &level, &spent, &budget, &utilization]).unwrap().get(0);
     assert!(ok, "payload {payload} is not {scope} {campaign:?} {month} {level} spent {spent} budget {budget} utilization {utilization}");
 }
 
@@ -78,10 +84,7 @@ fn month_levels_fire_once_each() {
     track(c, &format!("'CONTENT', 1000, cost => 10, {at}"));
     track(c, &format!("'CONTENT', 1000, cost => 10, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
-    assert_eq!(
-        text(c, "SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log").unwrap(),
-        "warning,critical,exceeded"
-    );
+    assert_eq!(text(c, "SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log").unwrap(), "warning,critical,exceeded");
     assert_sql(c, "SELECT alert_levels_sent = '{warning,critical,exceeded}' FROM neon_budget.monthly_budget WHERE month = '2024-09'");
     assert_oracle(c);
 }
@@ -137,15 +140,9 @@ fn one_execution_past_every_level_sends_all_three_in_order() {
     for (p, level) in got.iter().zip(["warning", "critical", "exceeded"]) {
         assert_payload(c, p, "month", None, "2024-09", level, "150", "100", "150");
     }
-    assert_eq!(
-        text(c, "SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log").unwrap(),
-        "warning,critical,exceeded"
-    );
+    assert_eq!(text(c, "SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log").unwrap(), "warning,critical,exceeded");
     // The ids in the payloads are the alert_log rows in order.
-    let ids: Vec<i64> = got
-        .iter()
-        .map(|p| serde_json::from_str::<serde_json::Value>(p).unwrap()["alert_id"].as_i64().unwrap())
-        .collect();
+    let ids: Vec<i64> = got.iter().map(|p| serde_json::from_str::<serde_json::Value>(p).unwrap()["alert_id"].as_i64().unwrap()).collect();
     let log_ids: Vec<i64> = c.query("SELECT id FROM neon_budget.alert_log ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(ids, log_ids);
     // The campaign (150 of 1000) did not alert.
@@ -282,7 +279,11 @@ fn lowering_the_budget_alerts_at_once() {
     track(c, &format!("'CONTENT', 1000, cost => 160, {at}"));
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning"]);
     let r = c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 150)");
-    assert!(r.is_ok(), "lowering the month's budget failed: {:?}", r.err().map(|e| e.as_db_error().map(|d| format!("{} {}", d.code().code(), d.message()))));
+    assert!(
+        r.is_ok(),
+        "lowering the month's budget failed: {:?}",
+        r.err().map(|e| e.as_db_error().map(|d| format!("{} {}", d.code().code(), d.message())))
+    );
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:critical", "month:exceeded"]);
     assert_payload(c, &got[1], "month", None, "2024-09", "exceeded", "160", "150", "106.67");
@@ -298,7 +299,11 @@ fn lowering_a_campaign_budget_alerts_at_once() {
     track(c, "'SEO', 1, campaign_id => 'cmp', cost => 16, created_at => '2024-09-10 00:00+00'");
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning"]);
     let r = c.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 10)");
-    assert!(r.is_ok(), "lowering the campaign's budget failed: {:?}", r.err().map(|e| e.as_db_error().map(|d| format!("{} {}", d.code().code(), d.message()))));
+    assert!(
+        r.is_ok(),
+        "lowering the campaign's budget failed: {:?}",
+        r.err().map(|e| e.as_db_error().map(|d| format!("{} {}", d.code().code(), d.message())))
+    );
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["campaign:critical", "campaign:exceeded"]);
     assert_payload(c, &got[1], "campaign", Some("cmp"), "2024-09", "exceeded", "16", "10", "160");
@@ -323,17 +328,22 @@ fn campaign_without_budget_never_alerts() {
     track(c, "'SEO', 1000, campaign_id => 'unregistered', cost => 2500");
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log"), 0);
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT can_execute AND status = 'ok' AND campaign_budget IS NULL AND campaign_spent = 15000
-           FROM neon_budget.budget_check('free', 'SEO', 100000000)");
+           FROM neon_budget.budget_check('free', 'SEO', 100000000)",
+    );
     assert_sql(c, "SELECT can_execute AND campaign_spent = 2500 FROM neon_budget.budget_check('unregistered', 'SEO', 1000)");
     let report = text(c, "SELECT neon_budget.budget_report()").unwrap();
     assert!(report.contains("### Free Campaign (SEO)\n\n- Cost: $15,000.00\n- Budget: no limit\n"), "{report}");
     assert!(report.contains("### unregistered\n\n- Cost: $2,500.00\n- Budget: no limit\n"), "{report}");
-    assert_sql(c, &format!(
-        "SELECT total_cost = 15000 AND monthly_budget IS NULL AND utilization_percentage IS NULL
+    assert_sql(
+        c,
+        &format!(
+            "SELECT total_cost = 15000 AND monthly_budget IS NULL AND utilization_percentage IS NULL
            FROM neon_budget.campaign_breakdown WHERE campaign_id = 'free' AND month = '{cur}'"
-    ));
+        ),
+    );
     assert_oracle(c);
 }
 
@@ -348,11 +358,8 @@ fn longest_campaign_id_notifies_in_full() {
     let id = "ü\"".repeat(100);
     assert_eq!(id.chars().count(), 200);
     c.execute("SELECT neon_budget.set_campaign($1, 'Long', NULL, 1)", &[&id]).unwrap();
-    c.execute(
-        "SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => $1, cost => 1, created_at => '2024-09-10 00:00+00')",
-        &[&id],
-    )
-    .unwrap();
+    c.execute("SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => $1, cost => 1, created_at => '2024-09-10 00:00+00')", &[&id])
+        .unwrap();
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["campaign:warning", "campaign:critical", "campaign:exceeded"]);
     for p in &got {
@@ -363,10 +370,7 @@ fn longest_campaign_id_notifies_in_full() {
     }
     let too_long = "ü\"".repeat(5000);
     assert_eq!(sqlstate(c.execute("SELECT neon_budget.set_campaign($1, 'Long', NULL, 1)", &[&too_long])), "22001");
-    assert_eq!(
-        sqlstate(c.execute("SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => $1, cost => 1)", &[&too_long])),
-        "22001"
-    );
+    assert_eq!(sqlstate(c.execute("SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => $1, cost => 1)", &[&too_long])), "22001");
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log"), 3);
     assert_oracle(c);
 }

@@ -83,10 +83,7 @@ fn track_cost_returns_the_row_with_exact_cost() {
     assert_sql(c, "SELECT cost = 89.23 FROM neon_budget.track_cost('CONTENT', 2230750)");
 
     // A provider-reported cost overrides the rate.
-    assert_eq!(
-        text(c, "SELECT cost::text FROM neon_budget.track_cost('CONTENT', 1000, cost => 0.0123)").unwrap(),
-        "0.0123"
-    );
+    assert_eq!(text(c, "SELECT cost::text FROM neon_budget.track_cost('CONTENT', 1000, cost => 0.0123)").unwrap(), "0.0123");
     assert_sql(c, "SELECT cost = 0 FROM neon_budget.track_cost('CONTENT', 5000, cost => 0)");
 
     // Every optional field is stored and returned; billing_month comes from created_at.
@@ -128,8 +125,14 @@ fn track_cost_returns_the_row_with_exact_cost() {
         ),
     );
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 6);
-    assert_sql(c, "SELECT trim_scale(total_cost)::text = '0.06' FROM neon_budget.campaign_cost WHERE campaign_id = 'camp-1' AND month = '2024-03'");
-    assert_sql(c, &format!("SELECT total_spent = 0.01672 + 0.08638 + 89.23 + 0.0123 + 0 FROM neon_budget.monthly_budget WHERE month = '{cur}'"));
+    assert_sql(
+        c,
+        "SELECT trim_scale(total_cost)::text = '0.06' FROM neon_budget.campaign_cost WHERE campaign_id = 'camp-1' AND month = '2024-03'",
+    );
+    assert_sql(
+        c,
+        &format!("SELECT total_spent = 0.01672 + 0.08638 + 89.23 + 0.0123 + 0 FROM neon_budget.monthly_budget WHERE month = '{cur}'"),
+    );
     assert_oracle(c);
 }
 
@@ -158,9 +161,18 @@ fn execution_id_is_idempotent() {
     assert_eq!(b.get::<_, String>(1), "0.04");
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 1);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log WHERE execution_id = 'retry-1'"), 1);
-    assert_sql(c, "SELECT total_spent = 0.04 AND executions = 1 AND total_tokens = 1000 FROM neon_budget.monthly_budget WHERE month = '2024-05'");
-    assert_sql(c, "SELECT total_cost = 0.04 AND executions = 1 FROM neon_budget.campaign_cost WHERE campaign_id = 'c' AND month = '2024-05'");
-    assert_sql(c, "SELECT total_cost = 0.04 AND executions = 1 FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT' AND month = '2024-05'");
+    assert_sql(
+        c,
+        "SELECT total_spent = 0.04 AND executions = 1 AND total_tokens = 1000 FROM neon_budget.monthly_budget WHERE month = '2024-05'",
+    );
+    assert_sql(
+        c,
+        "SELECT total_cost = 0.04 AND executions = 1 FROM neon_budget.campaign_cost WHERE campaign_id = 'c' AND month = '2024-05'",
+    );
+    assert_sql(
+        c,
+        "SELECT total_cost = 0.04 AND executions = 1 FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT' AND month = '2024-05'",
+    );
     // A retry in a later explicit transaction, with another agent type, writes nothing either.
     c.batch_execute("BEGIN; SELECT neon_budget.track_cost('SEO', 1, execution_id => 'retry-1'); COMMIT;").unwrap();
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 1);
@@ -270,7 +282,10 @@ fn budget_check_fields_and_statuses() {
     // The campaign reaches 80% (8/10): warning, while the month is at 9.5%.
     c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 10, campaign_id => 'camp', cost => 3)").unwrap();
     let k = budget_check(c, "'camp'");
-    assert_eq!((k.status.as_str(), k.can_execute, k.campaign_spent.as_str(), k.utilization_percentage.as_str()), ("warning", true, "8", "9.50"));
+    assert_eq!(
+        (k.status.as_str(), k.can_execute, k.campaign_spent.as_str(), k.utilization_percentage.as_str()),
+        ("warning", true, "8", "9.50")
+    );
     assert_eq!(budget_check(c, "").status, "ok");
     // 95%: critical.
     c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 10, campaign_id => 'camp', cost => 1.5)").unwrap();
@@ -278,7 +293,10 @@ fn budget_check_fields_and_statuses() {
     // The month at 80% exactly: warning for the month, critical stays for the campaign.
     c.batch_execute("SELECT neon_budget.track_cost('SEO', 10, cost => 69)").unwrap();
     let k = budget_check(c, "");
-    assert_eq!((k.status.as_str(), k.total_spent.as_str(), k.remaining.as_str(), k.utilization_percentage.as_str()), ("warning", "80", "20", "80.00"));
+    assert_eq!(
+        (k.status.as_str(), k.total_spent.as_str(), k.remaining.as_str(), k.utilization_percentage.as_str()),
+        ("warning", "80", "20", "80.00")
+    );
     assert_eq!(budget_check(c, "'camp'").status, "critical");
     // Month at 95.005%: critical; 2-decimal utilization.
     c.batch_execute("SELECT neon_budget.track_cost('SEO', 10, cost => 15.005)").unwrap();
@@ -327,7 +345,10 @@ fn budget_check_blocks_on_the_campaign_budget() {
     )
     .unwrap();
     let k = budget_check(c, "'cap', 'CONTENT', 250");
-    assert_eq!((k.can_execute, k.status.as_str(), k.campaign_spent.as_str(), k.estimated_cost.as_str()), (true, "critical", "0.99", "0.01"));
+    assert_eq!(
+        (k.can_execute, k.status.as_str(), k.campaign_spent.as_str(), k.estimated_cost.as_str()),
+        (true, "critical", "0.99", "0.01")
+    );
     assert!(!budget_check(c, "'cap', 'CONTENT', 251").can_execute);
     // The month is far from its budget: other campaigns are not blocked.
     assert!(budget_check(c, "'other', 'CONTENT', 251").can_execute);
@@ -425,27 +446,35 @@ fn admin_functions_write_audit_log() {
         "SELECT bool_and(action = 'set_monthly_budget' AND target = '2024-05' AND actor = session_user AND actor = 'postgres')
            FROM neon_budget.audit_log",
     );
-    let audit_row = |c: &mut Client, n: i64| -> i64 {
-        int(c, &format!("SELECT id FROM neon_budget.audit_log ORDER BY id OFFSET {} LIMIT 1", n - 1))
-    };
+    let audit_row =
+        |c: &mut Client, n: i64| -> i64 { int(c, &format!("SELECT id FROM neon_budget.audit_log ORDER BY id OFFSET {} LIMIT 1", n - 1)) };
     let id1 = audit_row(c, 1);
-    assert_sql(c, &format!(
-        "SELECT (new_value->>'total_budget')::numeric = 500 AND (new_value->>'alert_threshold')::numeric = 0.7
+    assert_sql(
+        c,
+        &format!(
+            "SELECT (new_value->>'total_budget')::numeric = 500 AND (new_value->>'alert_threshold')::numeric = 0.7
                 AND new_value->>'month' = '2024-05'
            FROM neon_budget.audit_log WHERE id = {id1}"
-    ));
+        ),
+    );
     let id2 = audit_row(c, 2);
-    assert_sql(c, &format!(
-        "SELECT (old_value->>'total_budget')::numeric = 500 AND (old_value->>'alert_threshold')::numeric = 0.7
+    assert_sql(
+        c,
+        &format!(
+            "SELECT (old_value->>'total_budget')::numeric = 500 AND (old_value->>'alert_threshold')::numeric = 0.7
                 AND (new_value->>'total_budget')::numeric = 750 AND (new_value->>'alert_threshold')::numeric = 0.9
            FROM neon_budget.audit_log WHERE id = {id2}"
-    ));
+        ),
+    );
     let id3 = audit_row(c, 3);
-    assert_sql(c, &format!(
-        "SELECT (old_value->>'total_budget')::numeric = 750 AND (new_value->>'total_budget')::numeric = 800
+    assert_sql(
+        c,
+        &format!(
+            "SELECT (old_value->>'total_budget')::numeric = 750 AND (new_value->>'total_budget')::numeric = 800
                 AND (new_value->>'alert_threshold')::numeric = 0.9
            FROM neon_budget.audit_log WHERE id = {id3}"
-    ));
+        ),
+    );
     assert_sql(c, "SELECT total_budget = 800 AND alert_threshold = 0.9 FROM neon_budget.monthly_budget_setting WHERE month = '2024-05'");
 
     // set_campaign: new, then changed.
@@ -454,18 +483,24 @@ fn admin_functions_write_audit_log() {
          SELECT neon_budget.set_campaign('c1', 'Launch 2', 'SEO', NULL);",
     )
     .unwrap();
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT count(*) = 2 AND bool_and(target = 'c1' AND actor = session_user)
-           FROM neon_budget.audit_log WHERE action = 'set_campaign'");
-    assert_sql(c,
+           FROM neon_budget.audit_log WHERE action = 'set_campaign'",
+    );
+    assert_sql(
+        c,
         "SELECT old_value IS NULL AND new_value->>'name' = 'Launch' AND new_value->>'campaign_type' = 'CONTENT_GENERATION'
                 AND (new_value->>'monthly_budget')::numeric = 200
-           FROM neon_budget.audit_log WHERE action = 'set_campaign' ORDER BY id LIMIT 1");
-    assert_sql(c,
+           FROM neon_budget.audit_log WHERE action = 'set_campaign' ORDER BY id LIMIT 1",
+    );
+    assert_sql(
+        c,
         "SELECT old_value->>'name' = 'Launch' AND (old_value->>'monthly_budget')::numeric = 200
                 AND new_value->>'name' = 'Launch 2' AND new_value->>'campaign_type' = 'SEO'
                 AND (new_value->>'monthly_budget')::numeric = 200
-           FROM neon_budget.audit_log WHERE action = 'set_campaign' ORDER BY id DESC LIMIT 1");
+           FROM neon_budget.audit_log WHERE action = 'set_campaign' ORDER BY id DESC LIMIT 1",
+    );
 
     // set_agent_rate: existing and new agent types.
     c.batch_execute(
@@ -473,14 +508,18 @@ fn admin_functions_write_audit_log() {
          SELECT neon_budget.set_agent_rate('NEW_BOT', 0.123);",
     )
     .unwrap();
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT target = 'CONTENT' AND actor = session_user AND (old_value->>'cost_per_1k_tokens')::numeric = 0.04
                 AND (new_value->>'cost_per_1k_tokens')::numeric = 0.05
-           FROM neon_budget.audit_log WHERE action = 'set_agent_rate' ORDER BY id LIMIT 1");
-    assert_sql(c,
+           FROM neon_budget.audit_log WHERE action = 'set_agent_rate' ORDER BY id LIMIT 1",
+    );
+    assert_sql(
+        c,
         "SELECT target = 'NEW_BOT' AND old_value->>'cost_per_1k_tokens' IS NULL
                 AND (new_value->>'cost_per_1k_tokens')::numeric = 0.123
-           FROM neon_budget.audit_log WHERE action = 'set_agent_rate' ORDER BY id DESC LIMIT 1");
+           FROM neon_budget.audit_log WHERE action = 'set_agent_rate' ORDER BY id DESC LIMIT 1",
+    );
     assert_eq!(text(c, "SELECT cost::text FROM neon_budget.track_cost('NEW_BOT', 1000)").unwrap(), "0.123");
 
     // set_budget_override: on, then off.
@@ -489,17 +528,23 @@ fn admin_functions_write_audit_log() {
          SELECT neon_budget.set_budget_override(false);",
     )
     .unwrap();
-    assert_sql(c, &format!(
-        "SELECT target = '{cur}' AND actor = session_user
+    assert_sql(
+        c,
+        &format!(
+            "SELECT target = '{cur}' AND actor = session_user
                 AND old_value->'override_enabled' = 'false'::jsonb AND old_value->'override_reason' = 'null'::jsonb
                 AND new_value->'override_enabled' = 'true'::jsonb AND new_value->>'override_reason' = 'incident 7'
            FROM neon_budget.audit_log WHERE action = 'set_budget_override' ORDER BY id LIMIT 1"
-    ));
-    assert_sql(c, &format!(
-        "SELECT target = '{cur}' AND old_value->'override_enabled' = 'true'::jsonb
+        ),
+    );
+    assert_sql(
+        c,
+        &format!(
+            "SELECT target = '{cur}' AND old_value->'override_enabled' = 'true'::jsonb
                 AND old_value->>'override_reason' = 'incident 7' AND new_value->'override_enabled' = 'false'::jsonb
            FROM neon_budget.audit_log WHERE action = 'set_budget_override' ORDER BY id DESC LIMIT 1"
-    ));
+        ),
+    );
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.audit_log"), 9);
     // track_cost and budget_check are not admin actions.
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.audit_log WHERE action NOT IN ('set_monthly_budget', 'set_campaign', 'set_agent_rate', 'set_budget_override')"), 0);
@@ -526,9 +571,13 @@ fn dashboard_views_give_exact_figures() {
     // zz: 250 SEO tokens at 0.03 = 0.0075.
     let total = "60.5075";
     assert_eq!(
-        text(c, "SELECT concat_ws('|', trim_scale(total_budget), trim_scale(total_spent), utilization_percentage,
+        text(
+            c,
+            "SELECT concat_ws('|', trim_scale(total_budget), trim_scale(total_spent), utilization_percentage,
                    trim_scale(remaining), total_executions, status, override_enabled)
-                   FROM neon_budget.monthly_overview WHERE month = '2024-04'").unwrap(),
+                   FROM neon_budget.monthly_overview WHERE month = '2024-04'"
+        )
+        .unwrap(),
         format!("200|{total}|30.3|139.4925|4|ok|f")
     );
     let rows: Vec<String> = c

@@ -125,11 +125,7 @@ fn direct_insert_with_negative_tokens_fails_its_check() {
     let c = &mut db.client;
     rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('CONTENT', -1, 0.1)", "23514");
     rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('CONTENT', 1, -0.1)", "23514");
-    rejects(
-        c,
-        "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('CONTENT', 1, 0.1), ('CONTENT', -1, 0.1)",
-        "23514",
-    );
+    rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('CONTENT', 1, 0.1), ('CONTENT', -1, 0.1)", "23514");
     rejects(c, "UPDATE neon_budget.billing_log SET tokens = -1", "23514");
     assert_oracle(c);
 }

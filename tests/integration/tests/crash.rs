@@ -52,9 +52,7 @@ fn acknowledged_spend_survives_sigkill_of_the_postmaster() {
                 let mut log = ClientLog::default();
                 let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
                 let stmt = client
-                    .prepare(
-                        "SELECT (neon_budget.track_cost('CONTENT', 100, campaign_id => 'c' || $1::text, execution_id => $2::text)).id",
-                    )
+                    .prepare("SELECT (neon_budget.track_cost('CONTENT', 100, campaign_id => 'c' || $1::text, execution_id => $2::text)).id")
                     .unwrap();
                 let n = k.to_string();
                 for i in 0.. {
@@ -91,42 +89,22 @@ fn acknowledged_spend_survives_sigkill_of_the_postmaster() {
     let children = children_of(pm);
     assert!(!children.is_empty(), "the postmaster {pm} has no children");
     killed.store(true, Ordering::SeqCst);
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pm.to_string()])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args(["-9", &pm.to_string()]).status().unwrap();
     assert!(status.success(), "kill -9 {pm} failed");
-    let logs: Vec<ClientLog> = handles
-        .into_iter()
-        .map(|h| h.join().expect("client thread panicked"))
-        .collect();
+    let logs: Vec<ClientLog> = handles.into_iter().map(|h| h.join().expect("client thread panicked")).collect();
 
     // The orphaned backends and auxiliary processes exit when they notice the postmaster is
     // gone; the restart needs them gone (their shared memory must be detached).
     if !wait_gone(&children, Duration::from_secs(20)) {
-        let left: Vec<i32> = children
-            .iter()
-            .copied()
-            .filter(|p| neon_budget_integration::cluster::alive(*p))
-            .collect();
-        eprintln!(
-            "server processes {left:?} still alive 20 s after the postmaster died; killing them"
-        );
+        let left: Vec<i32> = children.iter().copied().filter(|p| neon_budget_integration::cluster::alive(*p)).collect();
+        eprintln!("server processes {left:?} still alive 20 s after the postmaster died; killing them");
         for p in &left {
-            let _ignored = std::process::Command::new("kill")
-                .args(["-9", &p.to_string()])
-                .status();
+            let _ignored = std::process::Command::new("kill").args(["-9", &p.to_string()]).status();
         }
-        assert!(
-            wait_gone(&children, Duration::from_secs(10)),
-            "server processes survive SIGKILL"
-        );
+        assert!(wait_gone(&children, Duration::from_secs(10)), "server processes survive SIGKILL");
     }
 
-    assert!(
-        wait_reaped(pm, Duration::from_secs(20)),
-        "the killed postmaster {pm} was not reaped in 20 s"
-    );
+    assert!(wait_reaped(pm, Duration::from_secs(20)), "the killed postmaster {pm} was not reaped in 20 s");
 
     for (k, log) in logs.iter().enumerate() {
         eprintln!(
@@ -136,21 +114,9 @@ fn acknowledged_spend_survives_sigkill_of_the_postmaster() {
             log.in_flight,
             log.error
         );
-        assert!(
-            !log.error_before_kill,
-            "client {k} failed before the kill: {:?}",
-            log.error
-        );
-        assert!(
-            log.in_flight.is_some(),
-            "client {k} did not stop on an error: {:?}",
-            log.error
-        );
-        assert!(
-            log.acked.len() >= 10,
-            "client {k} recorded only {} executions in 2 s",
-            log.acked.len()
-        );
+        assert!(!log.error_before_kill, "client {k} failed before the kill: {:?}", log.error);
+        assert!(log.in_flight.is_some(), "client {k} did not stop on an error: {:?}", log.error);
+        assert!(log.acked.len() >= 10, "client {k} recorded only {} executions in 2 s", log.acked.len());
     }
 
     // Crash recovery.
@@ -158,63 +124,37 @@ fn acknowledged_spend_survives_sigkill_of_the_postmaster() {
     let mut c = cluster.connect("crash");
 
     let acked: BTreeSet<String> = logs.iter().flat_map(|l| l.acked.iter().cloned()).collect();
-    let attempted: BTreeSet<String> = logs
-        .iter()
-        .flat_map(|l| l.attempted.iter().cloned())
-        .collect();
+    let attempted: BTreeSet<String> = logs.iter().flat_map(|l| l.attempted.iter().cloned()).collect();
     let in_flight: BTreeSet<String> = logs.iter().filter_map(|l| l.in_flight.clone()).collect();
     let acked_count: usize = logs.iter().map(|l| l.acked.len()).sum();
-    assert_eq!(
-        acked.len(),
-        acked_count,
-        "an execution id was acknowledged twice"
-    );
+    assert_eq!(acked.len(), acked_count, "an execution id was acknowledged twice");
 
     let logged: BTreeMap<String, i64> = c
-        .query(
-            "SELECT COALESCE(execution_id, '<null>'), count(*) FROM neon_budget.billing_log GROUP BY 1",
-            &[],
-        )
+        .query("SELECT COALESCE(execution_id, '<null>'), count(*) FROM neon_budget.billing_log GROUP BY 1", &[])
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     for (id, n) in &logged {
         assert_eq!(*n, 1, "execution {id} recorded {n} times");
-        assert!(
-            attempted.contains(id),
-            "billing_log holds {id}, which no client attempted"
-        );
+        assert!(attempted.contains(id), "billing_log holds {id}, which no client attempted");
     }
     for id in &acked {
-        assert!(
-            logged.contains_key(id),
-            "acknowledged execution {id} is missing after recovery"
-        );
+        assert!(logged.contains_key(id), "acknowledged execution {id} is missing after recovery");
     }
     let extra: Vec<&String> = logged.keys().filter(|id| !acked.contains(*id)).collect();
     for id in &extra {
-        assert!(
-            in_flight.contains(*id),
-            "unacknowledged execution {id} recorded, and it was not in flight"
-        );
+        assert!(in_flight.contains(*id), "unacknowledged execution {id} recorded, and it was not in flight");
     }
     assert!(extra.len() <= CLIENTS);
     let total = int(&mut c, "SELECT count(*) FROM neon_budget.billing_log");
     assert_eq!(total as usize, acked.len() + extra.len());
-    eprintln!(
-        "after recovery: {total} rows = {} acknowledged + {} in flight ({extra:?})",
-        acked.len(),
-        extra.len()
-    );
+    eprintln!("after recovery: {total} rows = {} acknowledged + {} in flight ({extra:?})", acked.len(), extra.len());
 
     // Exact aggregates: each execution costs 100 tokens × $0.04 / 1K = $0.004.
     assert_oracle(&mut c);
     for k in 0..CLIENTS {
-        let n = logged
-            .keys()
-            .filter(|id| id.starts_with(&format!("thread-{k}-")))
-            .count() as i64;
+        let n = logged.keys().filter(|id| id.starts_with(&format!("thread-{k}-"))).count() as i64;
         assert!(n > 0);
         let ok: bool = c
             .query_one(
@@ -224,15 +164,9 @@ fn acknowledged_spend_survives_sigkill_of_the_postmaster() {
             )
             .unwrap()
             .get(0);
-        assert!(
-            ok,
-            "campaign c{k} aggregates differ from its {n} executions"
-        );
+        assert!(ok, "campaign c{k} aggregates differ from its {n} executions");
         // budget_check reads the same committed spend.
-        assert_sql(
-            &mut c,
-            &format!("SELECT campaign_spent = 0.004 * {n} FROM neon_budget.budget_check('c{k}')"),
-        );
+        assert_sql(&mut c, &format!("SELECT campaign_spent = 0.004 * {n} FROM neon_budget.budget_check('c{k}')"));
     }
     assert_sql(
         &mut c,
@@ -266,56 +200,30 @@ fn acknowledged_spend_survives_sigkill_of_the_postmaster() {
           WHERE cp.monthly_budget IS NOT NULL",
     );
     // c0 ($0.50) is exceeded after 125 executions.
-    let c0 = logged
-        .keys()
-        .filter(|id| id.starts_with("thread-0-"))
-        .count();
+    let c0 = logged.keys().filter(|id| id.starts_with("thread-0-")).count();
     if c0 >= 125 {
         assert_eq!(
-            int(
-                &mut c,
-                "SELECT count(*) FROM neon_budget.alert_log WHERE campaign_id = 'c0'"
-            ),
+            int(&mut c, "SELECT count(*) FROM neon_budget.alert_log WHERE campaign_id = 'c0'"),
             3,
             "c0 spent past its budget: warning, critical and exceeded"
         );
     }
-    assert_eq!(
-        int(
-            &mut c,
-            "SELECT count(*) FROM neon_budget.alert_log WHERE scope = 'month'"
-        ),
-        0
-    );
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.alert_log WHERE scope = 'month'"), 0);
 
     // The recovered server works: a retry of an acknowledged execution records nothing, a new
     // one records once, and the aggregates still agree.
     let first = acked.iter().next().unwrap().clone();
     let first_k: String = first.split('-').nth(1).unwrap().to_string();
-    let id_before = int(
-        &mut c,
-        &format!("SELECT id FROM neon_budget.billing_log WHERE execution_id = '{first}'"),
-    );
-    let again = int(
-        &mut c,
-        &format!("SELECT (neon_budget.track_cost('CONTENT', 100, campaign_id => 'c{first_k}', execution_id => '{first}')).id"),
-    );
+    let id_before = int(&mut c, &format!("SELECT id FROM neon_budget.billing_log WHERE execution_id = '{first}'"));
+    let again =
+        int(&mut c, &format!("SELECT (neon_budget.track_cost('CONTENT', 100, campaign_id => 'c{first_k}', execution_id => '{first}')).id"));
     assert_eq!(again, id_before);
-    assert_eq!(
-        int(&mut c, "SELECT count(*) FROM neon_budget.billing_log"),
-        total
-    );
-    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 100, campaign_id => 'c3', execution_id => 'after-recovery')")
-        .unwrap();
-    assert_eq!(
-        int(&mut c, "SELECT count(*) FROM neon_budget.billing_log"),
-        total + 1
-    );
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), total);
+    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 100, campaign_id => 'c3', execution_id => 'after-recovery')").unwrap();
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), total + 1);
     assert_sql(
         &mut c,
-        &format!(
-            "SELECT total_spent = 0.004 * ({total} + 1) FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()"
-        ),
+        &format!("SELECT total_spent = 0.004 * ({total} + 1) FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()"),
     );
     assert_oracle(&mut c);
 }

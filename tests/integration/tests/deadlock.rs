@@ -54,9 +54,8 @@ struct Outcome {
 fn writer(dsn: String, k: usize, start: Arc<AtomicBool>) -> Outcome {
     let mut c = Client::connect(&dsn, NoTls).unwrap();
     c.batch_execute("SET statement_timeout = '30s'").unwrap();
-    let stmt = c
-        .prepare("SELECT (neon_budget.track_cost('CONTENT', $1::bigint, campaign_id => $2::text, execution_id => $3::text)).id")
-        .unwrap();
+    let stmt =
+        c.prepare("SELECT (neon_budget.track_cost('CONTENT', $1::bigint, campaign_id => $2::text, execution_id => $3::text)).id").unwrap();
     let mut out = Outcome::default();
     while !start.load(Ordering::SeqCst) {
         std::thread::yield_now();
@@ -65,20 +64,12 @@ fn writer(dsn: String, k: usize, start: Arc<AtomicBool>) -> Outcome {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            assert!(
-                attempts <= 20,
-                "thread {k} transaction {t}: 20 attempts failed"
-            );
+            assert!(attempts <= 20, "thread {k} transaction {t}: 20 attempts failed");
             let r = (|| -> Result<(), postgres::Error> {
                 let mut tx = c.transaction()?;
                 for camp in order(k) {
                     for j in 0..CALLS {
-                        let id: Option<i64> = tx
-                            .query_one(
-                                &stmt,
-                                &[&tokens(camp), &camp, &format!("dl-{k}-{t}-{camp}-{j}")],
-                            )?
-                            .get(0);
+                        let id: Option<i64> = tx.query_one(&stmt, &[&tokens(camp), &camp, &format!("dl-{k}-{t}-{camp}-{j}")])?.get(0);
                         assert!(id.is_some());
                     }
                 }
@@ -113,18 +104,12 @@ fn run_writers(db: &TestDb) -> Vec<Outcome> {
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     start.store(true, Ordering::SeqCst);
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("writer panicked"))
-        .collect()
+    handles.into_iter().map(|h| h.join().expect("writer panicked")).collect()
 }
 
 /// The exact totals of a complete run: per campaign 4 × 50 × 3 = 600 executions.
 fn assert_exact_totals(c: &mut Client) {
-    assert_eq!(
-        int(c, "SELECT count(*) FROM neon_budget.billing_log"),
-        (THREADS * TXS * CALLS * 4) as i64
-    );
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), (THREADS * TXS * CALLS * 4) as i64);
     assert_eq!(
         rows(
             c,
@@ -143,25 +128,15 @@ fn assert_exact_totals(c: &mut Client) {
         "SELECT total_cost = 24.0 AND total_tokens = 600000 AND executions = 2400
            FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT' AND month = neon_budget._current_month()",
     );
-    assert_sql(
-        c,
-        "SELECT total_spent = 24.0 FROM neon_budget.budget_check()",
-    );
+    assert_sql(c, "SELECT total_spent = 24.0 FROM neon_budget.budget_check()");
     for (camp, spent) in [("A", "2.4"), ("B", "4.8"), ("C", "7.2"), ("D", "9.6")] {
-        assert_sql(
-            c,
-            &format!("SELECT campaign_spent = {spent} FROM neon_budget.budget_check('{camp}')"),
-        );
+        assert_sql(c, &format!("SELECT campaign_spent = {spent} FROM neon_budget.budget_check('{camp}')"));
     }
     assert_oracle(c);
 }
 
 fn rows(c: &mut Client, sql: &str) -> Vec<String> {
-    c.query(sql, &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    c.query(sql, &[]).unwrap().iter().map(|r| r.get(0)).collect()
 }
 
 fn report(outcomes: &[Outcome]) -> (usize, usize) {
@@ -169,10 +144,7 @@ fn report(outcomes: &[Outcome]) -> (usize, usize) {
         eprintln!("thread {k} ({:?}): {o:?}", order(k));
         assert_eq!(o.commits, TXS);
     }
-    (
-        outcomes.iter().map(|o| o.deadlocks).sum(),
-        outcomes.iter().map(|o| o.serialization_failures).sum(),
-    )
+    (outcomes.iter().map(|o| o.deadlocks).sum(), outcomes.iter().map(|o| o.serialization_failures).sum())
 }
 
 #[test]
@@ -186,14 +158,8 @@ fn campaigns_in_rotated_orders_never_deadlock() {
         .unwrap();
     let (deadlocks, serialization_failures) = report(&run_writers(&db));
     assert_exact_totals(&mut db.client);
-    assert_eq!(
-        int(&mut db.client, "SELECT count(*) FROM neon_budget.alert_log"),
-        0
-    );
-    assert_eq!(
-        serialization_failures, 0,
-        "READ COMMITTED writers got 40001"
-    );
+    assert_eq!(int(&mut db.client, "SELECT count(*) FROM neon_budget.alert_log"), 0);
+    assert_eq!(serialization_failures, 0, "READ COMMITTED writers got 40001");
     assert_eq!(deadlocks, 0, "writers deadlocked {deadlocks} times");
 }
 
@@ -213,8 +179,7 @@ fn campaigns_in_rotated_orders_crossing_alert_levels_never_deadlock() {
     let c = &mut db.client;
     // Levels that concurrent transactions crossed together are sent by the next budget_check.
     for camp in CAMPAIGNS {
-        c.batch_execute(&format!("SELECT neon_budget.budget_check('{camp}')"))
-            .unwrap();
+        c.batch_execute(&format!("SELECT neon_budget.budget_check('{camp}')")).unwrap();
     }
     assert_exact_totals(c);
     // Every level of the month and of each campaign exactly once.
@@ -242,14 +207,8 @@ fn campaigns_in_rotated_orders_crossing_alert_levels_never_deadlock() {
             "month - warning 1",
         ]
     );
-    assert_eq!(
-        serialization_failures, 0,
-        "READ COMMITTED writers got 40001"
-    );
-    assert_eq!(
-        deadlocks, 0,
-        "writers deadlocked {deadlocks} times (see the 40P01 errors above)"
-    );
+    assert_eq!(serialization_failures, 0, "READ COMMITTED writers got 40001");
+    assert_eq!(deadlocks, 0, "writers deadlocked {deadlocks} times (see the 40P01 errors above)");
 }
 
 /// The smallest case of the above: two transactions each cross the warning level of one
@@ -274,9 +233,7 @@ fn crossing_two_campaigns_levels_in_opposite_orders_does_not_deadlock() {
         .unwrap();
     // T1 records for Y (in another thread: it may wait for T2), then T2 records for X.
     let h = std::thread::spawn(move || {
-        let r = t1.batch_execute(
-            "SELECT neon_budget.track_cost('CONTENT', 0, campaign_id => 'Y', cost => 0.02)",
-        );
+        let r = t1.batch_execute("SELECT neon_budget.track_cost('CONTENT', 0, campaign_id => 'Y', cost => 0.02)");
         let r = r.and_then(|_| t1.batch_execute("COMMIT"));
         if r.is_err() {
             let _ignored = t1.batch_execute("ROLLBACK");
@@ -285,36 +242,17 @@ fn crossing_two_campaigns_levels_in_opposite_orders_does_not_deadlock() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let r2 = t2
-        .batch_execute(
-            "SELECT neon_budget.track_cost('CONTENT', 0, campaign_id => 'X', cost => 0.02)",
-        )
+        .batch_execute("SELECT neon_budget.track_cost('CONTENT', 0, campaign_id => 'X', cost => 0.02)")
         .and_then(|_| t2.batch_execute("COMMIT"));
     if r2.is_err() {
         let _ignored = t2.batch_execute("ROLLBACK");
     }
     let r1 = h.join().unwrap();
     let code = |r: &Result<(), postgres::Error>| r.as_ref().err().map(describe);
-    assert!(
-        r1.is_ok() && r2.is_ok(),
-        "transaction 1: {:?}, transaction 2: {:?}",
-        code(&r1),
-        code(&r2)
-    );
-    assert_sql(
-        c,
-        "SELECT total_cost = 0.83 FROM neon_budget.campaign_cost WHERE campaign_id = 'X'",
-    );
-    assert_sql(
-        c,
-        "SELECT total_cost = 0.83 FROM neon_budget.campaign_cost WHERE campaign_id = 'Y'",
-    );
-    assert_eq!(
-        rows(
-            c,
-            "SELECT campaign_id || ' ' || level FROM neon_budget.alert_log ORDER BY 1"
-        ),
-        vec!["X warning", "Y warning"]
-    );
+    assert!(r1.is_ok() && r2.is_ok(), "transaction 1: {:?}, transaction 2: {:?}", code(&r1), code(&r2));
+    assert_sql(c, "SELECT total_cost = 0.83 FROM neon_budget.campaign_cost WHERE campaign_id = 'X'");
+    assert_sql(c, "SELECT total_cost = 0.83 FROM neon_budget.campaign_cost WHERE campaign_id = 'Y'");
+    assert_eq!(rows(c, "SELECT campaign_id || ' ' || level FROM neon_budget.alert_log ORDER BY 1"), vec!["X warning", "Y warning"]);
     assert_oracle(c);
 }
 
@@ -328,123 +266,64 @@ fn fails_within(c: &mut Client, sql: &str) -> (String, Duration) {
 #[test]
 fn budget_reserve_waiting_for_the_month_lock_obeys_lock_timeout() {
     let mut db = TestDb::new("lock_timeout_reserve");
-    db.client
-        .batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 100)")
-        .unwrap();
+    db.client.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 100)").unwrap();
     let mut s1 = db.connect();
     let mut s2 = db.connect();
-    s1.batch_execute(
-        "BEGIN; SELECT neon_budget.budget_reserve('CONTENT', 0, 'c1', estimated_cost => 0.01)",
-    )
-    .unwrap();
-    s2.batch_execute("SET statement_timeout = '20s'; SET lock_timeout = '200ms'")
-        .unwrap();
-    let (code, took) = fails_within(
-        &mut s2,
-        "SELECT neon_budget.budget_reserve('CONTENT', 0, 'c1', estimated_cost => 0.01)",
-    );
+    s1.batch_execute("BEGIN; SELECT neon_budget.budget_reserve('CONTENT', 0, 'c1', estimated_cost => 0.01)").unwrap();
+    s2.batch_execute("SET statement_timeout = '20s'; SET lock_timeout = '200ms'").unwrap();
+    let (code, took) = fails_within(&mut s2, "SELECT neon_budget.budget_reserve('CONTENT', 0, 'c1', estimated_cost => 0.01)");
     assert_eq!(code, "55P03", "lock_not_available");
-    assert!(
-        took >= Duration::from_millis(150) && took < Duration::from_secs(1),
-        "failed after {took:?}"
-    );
+    assert!(took >= Duration::from_millis(150) && took < Duration::from_secs(1), "failed after {took:?}");
     // Nothing was reserved by the failed call; session 1's reservation is not committed yet.
-    assert_eq!(
-        int(&mut s2, "SELECT count(*) FROM neon_budget.reservation"),
-        0
-    );
+    assert_eq!(int(&mut s2, "SELECT count(*) FROM neon_budget.reservation"), 0);
 
     // Without a timeout, session 2 waits on the advisory lock (not on a row), and goes on when
     // session 1 commits.
     s2.batch_execute("SET lock_timeout = 0").unwrap();
     let pid2: i32 = s2.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let h = std::thread::spawn(move || {
-        let id: Option<i64> = s2
-            .query_one(
-                "SELECT neon_budget.budget_reserve('CONTENT', 0, 'c1', estimated_cost => 0.01)",
-                &[],
-            )
-            .unwrap()
-            .get(0);
+        let id: Option<i64> =
+            s2.query_one("SELECT neon_budget.budget_reserve('CONTENT', 0, 'c1', estimated_cost => 0.01)", &[]).unwrap().get(0);
         (s2, id)
     });
     let c = &mut db.client;
     let start = Instant::now();
     loop {
-        let waiting = int(
-            c,
-            &format!("SELECT count(*) FROM pg_locks WHERE pid = {pid2} AND NOT granted AND locktype = 'advisory'"),
-        );
+        let waiting = int(c, &format!("SELECT count(*) FROM pg_locks WHERE pid = {pid2} AND NOT granted AND locktype = 'advisory'"));
         if waiting == 1 {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "session 2 never waited on the advisory lock"
-        );
+        assert!(start.elapsed() < Duration::from_secs(5), "session 2 never waited on the advisory lock");
         std::thread::sleep(Duration::from_millis(20));
     }
     s1.batch_execute("COMMIT").unwrap();
     let (_s2, id) = h.join().unwrap();
     assert!(id.is_some());
-    assert_sql(
-        c,
-        "SELECT reserved = 0.02 AND campaign_reserved = 0.02 FROM neon_budget.budget_check('c1')",
-    );
+    assert_sql(c, "SELECT reserved = 0.02 AND campaign_reserved = 0.02 FROM neon_budget.budget_check('c1')");
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.reservation"), 2);
 }
 
 #[test]
 fn set_monthly_budget_waiting_for_the_settings_row_obeys_lock_timeout() {
     let mut db = TestDb::new("lock_timeout_budget");
-    db.client
-        .batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 100)")
-        .unwrap();
-    let audits = int(
-        &mut db.client,
-        "SELECT count(*) FROM neon_budget.audit_log WHERE action = 'set_monthly_budget'",
-    );
+    db.client.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 100)").unwrap();
+    let audits = int(&mut db.client, "SELECT count(*) FROM neon_budget.audit_log WHERE action = 'set_monthly_budget'");
     assert_eq!(audits, 1);
     let mut s1 = db.connect();
     let mut s2 = db.connect();
-    s1.batch_execute(
-        "BEGIN; SELECT month FROM neon_budget.monthly_budget_setting WHERE month = neon_budget._current_month() FOR UPDATE",
-    )
-    .unwrap();
-    s2.batch_execute("SET statement_timeout = '20s'; SET lock_timeout = '200ms'")
+    s1.batch_execute("BEGIN; SELECT month FROM neon_budget.monthly_budget_setting WHERE month = neon_budget._current_month() FOR UPDATE")
         .unwrap();
-    let (code, took) = fails_within(
-        &mut s2,
-        "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 500)",
-    );
+    s2.batch_execute("SET statement_timeout = '20s'; SET lock_timeout = '200ms'").unwrap();
+    let (code, took) = fails_within(&mut s2, "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 500)");
     assert_eq!(code, "55P03", "lock_not_available");
-    assert!(
-        took >= Duration::from_millis(150) && took < Duration::from_secs(1),
-        "failed after {took:?}"
-    );
+    assert!(took >= Duration::from_millis(150) && took < Duration::from_secs(1), "failed after {took:?}");
     // The failed call changed nothing.
     let c = &mut db.client;
     assert_sql(c, "SELECT total_budget = 100 FROM neon_budget.monthly_budget_setting WHERE month = neon_budget._current_month()");
-    assert_eq!(
-        int(
-            c,
-            "SELECT count(*) FROM neon_budget.audit_log WHERE action = 'set_monthly_budget'"
-        ),
-        1
-    );
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.audit_log WHERE action = 'set_monthly_budget'"), 1);
     // Once the row is free the same call succeeds.
     s1.batch_execute("ROLLBACK").unwrap();
-    s2.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 500)")
-        .unwrap();
-    assert_sql(
-        c,
-        "SELECT total_budget = 500 FROM neon_budget.budget_check()",
-    );
-    assert_eq!(
-        int(
-            c,
-            "SELECT count(*) FROM neon_budget.audit_log WHERE action = 'set_monthly_budget'"
-        ),
-        2
-    );
+    s2.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 500)").unwrap();
+    assert_sql(c, "SELECT total_budget = 500 FROM neon_budget.budget_check()");
+    assert_eq!(int(c, "SELECT count(*) FROM neon_budget.audit_log WHERE action = 'set_monthly_budget'"), 2);
 }

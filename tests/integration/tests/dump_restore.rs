@@ -83,8 +83,18 @@ fn dump_and_restore_keep_everything() {
 
     let after = snapshot(&mut dst.client);
     let names = [
-        "billing_log", "monthly_budget", "campaign", "agent_rate", "alert_log", "alert_state", "audit_log",
-        "reservation", "purged_spend", "campaign_cost", "agent_analytics", "reports",
+        "billing_log",
+        "monthly_budget",
+        "campaign",
+        "agent_rate",
+        "alert_log",
+        "alert_state",
+        "audit_log",
+        "reservation",
+        "purged_spend",
+        "campaign_cost",
+        "agent_analytics",
+        "reports",
     ];
     for (i, name) in names.iter().enumerate() {
         assert_eq!(after[i], before[i], "{name} differs after pg_dump / pg_restore");
@@ -102,4 +112,16 @@ fn dump_and_restore_keep_everything() {
     dst.client.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1000, created_at => '2024-02-04 10:00+00')").unwrap();
     assert_sql(&mut dst.client, "SELECT total_spent = 0.27 FROM neon_budget.monthly_budget WHERE month = '2024-02'");
     assert_eq!(int(&mut dst.client, "SELECT count(*) FROM neon_budget.budget_verify()"), 0);
+    // ... and on the fast path: the restored billing_log is recognised as the extension's
+    // (issue #11). Both track_cost calls since the restore took the heap path, none the SQL
+    // path; the restore's own rows were COPY (write_path_stats itself is not dumped).
+    let mut fresh = dst.connect();
+    fresh.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1000, created_at => '2024-02-04 11:00+00')").unwrap();
+    assert_eq!(
+        text(
+            &mut fresh,
+            "SELECT string_agg(path || ':' || reason || ':' || writes, ', ' ORDER BY path, reason) FROM neon_budget.write_path_stats"
+        ),
+        Some(format!("heap:track_cost:2, sql:INSERT or COPY:{rows_before}"))
+    );
 }

@@ -36,10 +36,7 @@ fn multi_row_insert_and_copy_match_track_cost() {
     let mut db = TestDb::new("entry_insert_copy");
     let mut l = listener(&db);
     let c = &mut db.client;
-    c.batch_execute(
-        "SELECT neon_budget.set_monthly_budget(m, 0.18) FROM unnest(ARRAY['2024-06', '2024-07', '2024-08']) m;",
-    )
-    .unwrap();
+    c.batch_execute("SELECT neon_budget.set_monthly_budget(m, 0.18) FROM unnest(ARRAY['2024-06', '2024-07', '2024-08']) m;").unwrap();
 
     // Reference: four executions through track_cost.
     c.batch_execute(
@@ -107,10 +104,8 @@ fn multi_row_insert_and_copy_match_track_cost() {
     assert_eq!(month_aggregates(c, "2024-08"), reference, "COPY differs from track_cost");
     // One warning per month, sent on the channel too.
     let got = alerts_received(&mut l, WAIT);
-    let mut months: Vec<(String, String)> = got
-        .iter()
-        .map(|v| (v["month"].as_str().unwrap().to_string(), v["level"].as_str().unwrap().to_string()))
-        .collect();
+    let mut months: Vec<(String, String)> =
+        got.iter().map(|v| (v["month"].as_str().unwrap().to_string(), v["level"].as_str().unwrap().to_string())).collect();
     months.sort();
     assert_eq!(
         months,
@@ -136,8 +131,14 @@ fn update_of_cost_changes_aggregates_by_the_difference() {
     // 0.04 + 0.08 + 0.09.
     assert_sql(c, "SELECT total_spent = 0.21 FROM neon_budget.monthly_budget WHERE month = '2024-02'");
     c.batch_execute("UPDATE neon_budget.billing_log SET cost = 0.2875 WHERE execution_id = 'fix-me'").unwrap();
-    assert_sql(c, "SELECT total_spent = 0.4575 AND executions = 3 AND total_tokens = 6000 FROM neon_budget.monthly_budget WHERE month = '2024-02'");
-    assert_sql(c, "SELECT total_cost = 0.3675 AND executions = 2 AND total_tokens = 3000 FROM neon_budget.campaign_cost WHERE campaign_id = 'a'");
+    assert_sql(
+        c,
+        "SELECT total_spent = 0.4575 AND executions = 3 AND total_tokens = 6000 FROM neon_budget.monthly_budget WHERE month = '2024-02'",
+    );
+    assert_sql(
+        c,
+        "SELECT total_cost = 0.3675 AND executions = 2 AND total_tokens = 3000 FROM neon_budget.campaign_cost WHERE campaign_id = 'a'",
+    );
     assert_sql(c, "SELECT total_cost = 0.09 FROM neon_budget.campaign_cost WHERE campaign_id = 'b'");
     assert_sql(c, "SELECT total_cost = 0.3675 AND executions = 2 FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT'");
     assert_oracle(c);
@@ -166,12 +167,17 @@ fn update_moves_rows_between_campaigns_agents_and_months() {
     .unwrap();
     c.batch_execute("UPDATE neon_budget.billing_log SET campaign_id = 'b', agent_type = 'SEO' WHERE execution_id = 'mv'").unwrap();
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.campaign_cost WHERE campaign_id = 'a'"), 0);
-    assert_sql(c, "SELECT total_cost = 0.1 AND executions = 2 AND total_tokens = 3000 FROM neon_budget.campaign_cost WHERE campaign_id = 'b'");
+    assert_sql(
+        c,
+        "SELECT total_cost = 0.1 AND executions = 2 AND total_tokens = 3000 FROM neon_budget.campaign_cost WHERE campaign_id = 'b'",
+    );
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT'"), 0);
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT total_cost = 0.1 AND executions = 2 AND successes = 1 AND quality_count = 1 AND quality_sum = 0.5
                 AND retry_sum = 1 AND execution_time_ms_sum = 10
-           FROM neon_budget.agent_cost WHERE agent_type = 'SEO' AND month = '2024-02'");
+           FROM neon_budget.agent_cost WHERE agent_type = 'SEO' AND month = '2024-02'",
+    );
     assert_sql(c, "SELECT total_spent = 0.1 AND executions = 2 FROM neon_budget.monthly_budget WHERE month = '2024-02'");
     assert_oracle(c);
     // To no campaign, then to another month.
@@ -198,7 +204,10 @@ fn delete_and_truncate() {
     // 0.04 * (1+2+3+4+5) = 0.60.
     assert_sql(c, "SELECT total_spent = 0.6 AND executions = 5 FROM neon_budget.monthly_budget WHERE month = '2024-02'");
     c.batch_execute("DELETE FROM neon_budget.billing_log WHERE tokens IN (2000, 5000)").unwrap();
-    assert_sql(c, "SELECT total_spent = 0.32 AND executions = 3 AND total_tokens = 8000 FROM neon_budget.monthly_budget WHERE month = '2024-02'");
+    assert_sql(
+        c,
+        "SELECT total_spent = 0.32 AND executions = 3 AND total_tokens = 8000 FROM neon_budget.monthly_budget WHERE month = '2024-02'",
+    );
     assert_sql(c, "SELECT total_cost = 0.32 AND executions = 3 FROM neon_budget.campaign_cost WHERE campaign_id = 'a'");
     assert_sql(c, "SELECT total_cost = 0.32 AND executions = 3 FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT'");
     assert_oracle(c);
@@ -241,9 +250,13 @@ fn rollback_leaves_aggregates_and_alerts_unchanged() {
 
     // Every kind of write, each crossing every level, then ROLLBACK.
     c.batch_execute("BEGIN").unwrap();
-    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => 'a', cost => 0.6, created_at => '2024-09-03 00:00+00')").unwrap();
-    c.batch_execute("INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, created_at)
-                     VALUES ('SEO', 'a', 1, 5, '2024-09-04 00:00+00'), ('SEO', 'b', 1, 5, '2024-10-04 00:00+00')").unwrap();
+    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => 'a', cost => 0.6, created_at => '2024-09-03 00:00+00')")
+        .unwrap();
+    c.batch_execute(
+        "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, created_at)
+                     VALUES ('SEO', 'a', 1, 5, '2024-09-04 00:00+00'), ('SEO', 'b', 1, 5, '2024-10-04 00:00+00')",
+    )
+    .unwrap();
     c.batch_execute("UPDATE neon_budget.billing_log SET cost = 0.99 WHERE execution_id = 'base'").unwrap();
     assert!(int(c, "SELECT count(*) FROM neon_budget.alert_log") >= 6, "alerts are raised inside the transaction");
     c.batch_execute("DELETE FROM neon_budget.billing_log WHERE execution_id = 'base'").unwrap();
@@ -257,9 +270,11 @@ fn rollback_leaves_aggregates_and_alerts_unchanged() {
 
     // The levels were not used up by the rolled back transaction: reaching 80% now alerts once
     // for the month and once for the campaign.
-    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => 'a', cost => 0.3, created_at => '2024-09-05 00:00+00')").unwrap();
+    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => 'a', cost => 0.3, created_at => '2024-09-05 00:00+00')")
+        .unwrap();
     let got = alerts_received(&mut l, WAIT);
-    let mut levels: Vec<String> = got.iter().map(|v| format!("{}:{}", v["scope"].as_str().unwrap(), v["level"].as_str().unwrap())).collect();
+    let mut levels: Vec<String> =
+        got.iter().map(|v| format!("{}:{}", v["scope"].as_str().unwrap(), v["level"].as_str().unwrap())).collect();
     levels.sort();
     assert_eq!(levels, vec!["campaign:warning", "month:warning"]);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log"), 2);
@@ -276,9 +291,15 @@ fn rollback_to_savepoint_leaves_aggregates_and_alerts_unchanged() {
     c.batch_execute("BEGIN").unwrap();
     c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1, cost => 0.1, created_at => '2024-09-02 00:00+00')").unwrap();
     c.batch_execute("SAVEPOINT s1").unwrap();
-    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1, execution_id => 'gone', cost => 0.95, created_at => '2024-09-03 00:00+00')").unwrap();
-    c.batch_execute("INSERT INTO neon_budget.billing_log (agent_type, tokens, cost, created_at)
-                     VALUES ('SEO', 1, 5, '2024-09-04 00:00+00'), ('AD', 1, 5, '2024-09-04 00:00+00')").unwrap();
+    c.batch_execute(
+        "SELECT neon_budget.track_cost('CONTENT', 1, execution_id => 'gone', cost => 0.95, created_at => '2024-09-03 00:00+00')",
+    )
+    .unwrap();
+    c.batch_execute(
+        "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost, created_at)
+                     VALUES ('SEO', 1, 5, '2024-09-04 00:00+00'), ('AD', 1, 5, '2024-09-04 00:00+00')",
+    )
+    .unwrap();
     c.batch_execute("SAVEPOINT s2").unwrap();
     c.batch_execute("UPDATE neon_budget.billing_log SET cost = cost + 1").unwrap();
     c.batch_execute("RELEASE SAVEPOINT s2").unwrap();
@@ -287,7 +308,10 @@ fn rollback_to_savepoint_leaves_aggregates_and_alerts_unchanged() {
     c.batch_execute("COMMIT").unwrap();
 
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 2);
-    assert_sql(c, "SELECT total_spent = 0.3 AND executions = 2 AND alert_levels_sent = '{}' FROM neon_budget.monthly_budget WHERE month = '2024-09'");
+    assert_sql(
+        c,
+        "SELECT total_spent = 0.3 AND executions = 2 AND alert_levels_sent = '{}' FROM neon_budget.monthly_budget WHERE month = '2024-09'",
+    );
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.agent_cost WHERE agent_type = 'AD'"), 0);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log"), 0);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_state WHERE levels_sent <> '{}'"), 0);
@@ -295,7 +319,10 @@ fn rollback_to_savepoint_leaves_aggregates_and_alerts_unchanged() {
     assert_oracle(c);
 
     // The execution id of the rolled back call is free again, and the levels fire when reached.
-    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1, execution_id => 'gone', cost => 0.5, created_at => '2024-09-06 00:00+00')").unwrap();
+    c.batch_execute(
+        "SELECT neon_budget.track_cost('CONTENT', 1, execution_id => 'gone', cost => 0.5, created_at => '2024-09-06 00:00+00')",
+    )
+    .unwrap();
     let got = alerts_received(&mut l, WAIT);
     let levels: Vec<&str> = got.iter().map(|v| v["level"].as_str().unwrap()).collect();
     assert_eq!(levels, vec!["warning"]);

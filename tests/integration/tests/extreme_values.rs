@@ -37,10 +37,7 @@ fn rejects_with(c: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)], code:
             None => format!("error without SQLSTATE: {e}"),
         },
     };
-    assert!(
-        r.as_ref().err().and_then(|e| e.code()).map(|s| s.code()) == Some(code),
-        "{sql}: expected SQLSTATE {code}, got {got}"
-    );
+    assert!(r.as_ref().err().and_then(|e| e.code()).map(|s| s.code()) == Some(code), "{sql}: expected SQLSTATE {code}, got {got}");
     assert_eq!(after, before, "{sql} (failed with {got}) wrote something");
     assert_eq!(snap_after, snap, "{sql} (failed with {got}) changed an aggregate");
 }
@@ -99,7 +96,10 @@ fn zero_tokens() {
         vec![s("0"), s("0"), s("1")]
     );
     assert_eq!(
-        texts(c, "SELECT total_cost::text, executions::text FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT' AND month = '2024-04'"),
+        texts(
+            c,
+            "SELECT total_cost::text, executions::text FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT' AND month = '2024-04'"
+        ),
         vec![s("0"), s("1")]
     );
     // A zero-cost execution crosses no level, even against the smallest budget.
@@ -141,12 +141,18 @@ fn max_tokens_cost_and_sums_are_exact() {
         vec![s("737869762948382.06456"), s("18446744073709551614"), s("2")]
     );
     assert_eq!(
-        texts(c, "SELECT total_cost::text, total_tokens::text FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT' AND month = '2024-05'"),
+        texts(
+            c,
+            "SELECT total_cost::text, total_tokens::text FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT' AND month = '2024-05'"
+        ),
         vec![s("737869762948382.06456"), s("18446744073709551614")]
     );
     // The first call crossed every level at once (against the default $1,000 budget).
     let alerts: Vec<String> = c
-        .query("SELECT level || ' ' || spent::text || ' ' || utilization::text FROM neon_budget.alert_log WHERE month = '2024-05' ORDER BY id", &[])
+        .query(
+            "SELECT level || ' ' || spent::text || ' ' || utilization::text FROM neon_budget.alert_log WHERE month = '2024-05' ORDER BY id",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -218,10 +224,7 @@ fn cost_with_twenty_decimals_is_kept_exactly() {
         ),
         s("0.12345678901234567890")
     );
-    assert_eq!(
-        text(c, "SELECT cost::text FROM neon_budget.billing_log WHERE billing_month = '2024-07'"),
-        s("0.12345678901234567890")
-    );
+    assert_eq!(text(c, "SELECT cost::text FROM neon_budget.billing_log WHERE billing_month = '2024-07'"), s("0.12345678901234567890"));
     assert_eq!(
         texts(
             c,
@@ -239,11 +242,7 @@ fn cost_with_twenty_decimals_is_kept_exactly() {
             .iter()
             .map(|r| format!("{} {} {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
             .collect::<Vec<_>>(),
-        vec![
-            "warning 0.12345678901234567890 123.46",
-            "critical 0.12345678901234567890 123.46",
-            "exceeded 0.12345678901234567890 123.46"
-        ]
+        vec!["warning 0.12345678901234567890 123.46", "critical 0.12345678901234567890 123.46", "exceeded 0.12345678901234567890 123.46"]
     );
     let payloads = raw_alerts_received(&mut l, WAIT);
     assert_eq!(payloads.len(), 3, "{payloads:?}");
@@ -373,10 +372,8 @@ fn unicode_campaign_ids() {
         .collect();
     assert_eq!(logged, ids.iter().map(|id| format!("{id} warning")).collect::<Vec<_>>());
     let got = alerts_received(&mut l, WAIT);
-    let sent: Vec<(String, String)> = got
-        .iter()
-        .map(|v| (v["campaign_id"].as_str().unwrap_or("<null>").to_string(), v["level"].as_str().unwrap().to_string()))
-        .collect();
+    let sent: Vec<(String, String)> =
+        got.iter().map(|v| (v["campaign_id"].as_str().unwrap_or("<null>").to_string(), v["level"].as_str().unwrap().to_string())).collect();
     assert_eq!(sent, ids.iter().map(|id| (id.to_string(), "warning".to_string())).collect::<Vec<_>>());
     // The report names them (no escape needed: a '-' inside a name cannot start a list).
     let report = text(c, "SELECT neon_budget.budget_report()").unwrap();
@@ -394,11 +391,7 @@ fn empty_and_whitespace_campaign_ids() {
     // and set_campaign refuse it with 22023 (NULL means "no campaign") and write nothing.
     let before = int(c, "SELECT count(*) FROM neon_budget.billing_log");
     for id in ["", "   ", "\t"] {
-        assert_eq!(
-            sqlstate(c.query("SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => $1)", &[&id])),
-            "22023",
-            "{id:?}"
-        );
+        assert_eq!(sqlstate(c.query("SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => $1)", &[&id])), "22023", "{id:?}");
         assert_eq!(sqlstate(c.query("SELECT neon_budget.set_campaign($1, 'Blank', NULL, 10)", &[&id])), "22023", "{id:?}");
     }
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), before);
@@ -476,10 +469,14 @@ fn months_far_in_the_future_and_before_1970() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(months, vec!["0001-01 0.12 1", "1969-07 0.33 2", "9999-12 0.54 2"]);
-    c.batch_execute("SELECT neon_budget.set_monthly_budget('9999-12', 10); SELECT neon_budget.set_monthly_budget('0001-01', 10)")
-        .unwrap();
+    c.batch_execute("SELECT neon_budget.set_monthly_budget('9999-12', 10); SELECT neon_budget.set_monthly_budget('0001-01', 10)").unwrap();
     let report = text(c, "SELECT neon_budget.budget_report('9999-12')").unwrap();
-    assert!(report.starts_with("# Budget Report - 9999-12\n\n## 📊 Monthly Overview\n\n- Total Budget: $10.00\n- Total Spent: $0.54\n- Utilization: 5.4%\n"), "{report}");
+    assert!(
+        report.starts_with(
+            "# Budget Report - 9999-12\n\n## 📊 Monthly Overview\n\n- Total Budget: $10.00\n- Total Spent: $0.54\n- Utilization: 5.4%\n"
+        ),
+        "{report}"
+    );
     // In a time zone east of UTC the same instant is in year 10000: refused by billing_log's
     // month CHECK (23514), nothing written. West of UTC, 1970-01-01 05:00 UTC is December 1969.
     c.batch_execute("SET neon_budget.timezone = 'Pacific/Kiritimati'").unwrap();
@@ -618,10 +615,8 @@ fn huge_finite_cost_is_recorded() {
     let mut db = seeded("ext_huge_cost");
     let mut l = listener(&db);
     let c = &mut db.client;
-    let r = c.query_one(
-        "SELECT (neon_budget.track_cost('CONTENT', 1, cost => 1e4000, created_at => '2024-09-01 00:00+00')).cost = 1e4000",
-        &[],
-    );
+    let r = c
+        .query_one("SELECT (neon_budget.track_cost('CONTENT', 1, cost => 1e4000, created_at => '2024-09-01 00:00+00')).cost = 1e4000", &[]);
     let ok: bool = r.map(|row| row.get(0)).unwrap_or_else(|e| {
         panic!(
             "track_cost of a $1e4000 cost failed: {:?} {}",
@@ -644,15 +639,9 @@ fn created_at_before_year_1_is_not_counted_in_an_ad_month() {
     let mut db = seeded("ext_bc_dates");
     let c = &mut db.client;
     let before = table_counts(c);
-    let r = c.query_one(
-        "SELECT (neon_budget.track_cost('CONTENT', 1000, created_at => '0044-03-15 12:00+00 BC')).billing_month",
-        &[],
-    );
+    let r = c.query_one("SELECT (neon_budget.track_cost('CONTENT', 1000, created_at => '0044-03-15 12:00+00 BC')).billing_month", &[]);
     match r {
-        Ok(row) => panic!(
-            "a 44 BC execution was recorded in billing month {:?} (the year 44 AD)",
-            row.get::<_, Option<String>>(0)
-        ),
+        Ok(row) => panic!("a 44 BC execution was recorded in billing month {:?} (the year 44 AD)", row.get::<_, Option<String>>(0)),
         Err(e) => {
             let code = e.code().map(|s| s.code().to_string()).unwrap_or_default();
             assert!(!code.starts_with("XX") && !code.is_empty() && code != "22000", "generic SQLSTATE {code}: {e}");

@@ -110,12 +110,18 @@ fn fast_path_survives_rollbacks_and_rewrites() {
     track(&mut w, &args);
     assert_oracle(&mut db.client);
     // 7 committed track_cost calls of 0.04 + 3 rows of 0.5.
-    assert_eq!(text(&mut db.client, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(), Some("1.78"));
+    assert_eq!(
+        text(&mut db.client, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(),
+        Some("1.78")
+    );
     assert_eq!(text(&mut db.client, "SELECT retry_sum::text FROM neon_budget.agent_cost WHERE month = '2024-09'").as_deref(), Some("14"));
     db.client.batch_execute("TRUNCATE neon_budget.billing_log").unwrap();
     track(&mut w, &args);
     assert_oracle(&mut db.client);
-    assert_eq!(text(&mut db.client, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(), Some("0.04"));
+    assert_eq!(
+        text(&mut db.client, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(),
+        Some("0.04")
+    );
 }
 
 /// Two writers alternate far below the warning level; the write that reaches the level
@@ -173,15 +179,16 @@ fn lookups_follow_the_database_collation() {
     let mut admin = Client::connect(&format!("{} dbname=postgres", dsn()), NoTls).unwrap();
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
     admin
-        .batch_execute(&format!(
-            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-        ))
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"))
         .unwrap();
     let mut c = Client::connect(&format!("{} dbname={name}", dsn()), NoTls).unwrap();
     let mut l = Client::connect(&format!("{} dbname={name}", dsn()), NoTls).unwrap();
     l.batch_execute("LISTEN neon_budget_alerts").unwrap();
     c.batch_execute("CREATE EXTENSION neon_budget").unwrap();
-    assert_eq!(text(&mut c, "SELECT datcollate || '/' || daticulocale FROM pg_database WHERE datname = current_database()").as_deref(), Some("C.UTF-8/en-US"));
+    assert_eq!(
+        text(&mut c, "SELECT datcollate || '/' || daticulocale FROM pg_database WHERE datname = current_database()").as_deref(),
+        Some("C.UTF-8/en-US")
+    );
     let ids = ["alpha", "Beta", "gamma", "Delta", "epsilon", "Zeta", "eta", "Theta", "iota"];
     for (i, id) in ids.iter().enumerate() {
         c.batch_execute(&format!("SELECT neon_budget.set_campaign('{id}', '{id}', NULL, {})", 10 + i)).unwrap();

@@ -40,10 +40,7 @@ fn concurrent_installs_on_a_fresh_cluster_all_succeed() {
         admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
     }
     for round in 1..=6 {
-        let roles: i64 = admin
-            .query_one("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'neon\\_budget\\_%'", &[])
-            .unwrap()
-            .get(0);
+        let roles: i64 = admin.query_one("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'neon\\_budget\\_%'", &[]).unwrap().get(0);
         assert_eq!(roles, 0, "round {round} starts without the roles");
         let errors = at_once(&cluster, &dbs, "CREATE EXTENSION neon_budget");
         assert_eq!(errors, vec![None; 4], "round {round}: every concurrent CREATE EXTENSION succeeds");

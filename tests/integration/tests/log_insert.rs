@@ -5,7 +5,8 @@
 use neon_budget_integration::*;
 use postgres::Client;
 
-const CALL: &str = "SELECT id FROM neon_budget.track_cost('CONTENT', 1000, campaign_id => 'c1', task => 'Write', created_at => '2024-09-10 00:00+00')";
+const CALL: &str =
+    "SELECT id FROM neon_budget.track_cost('CONTENT', 1000, campaign_id => 'c1', task => 'Write', created_at => '2024-09-10 00:00+00')";
 
 fn track(c: &mut Client) -> i64 {
     c.query_one(CALL, &[]).unwrap().get(0)
@@ -62,8 +63,10 @@ fn a_taken_id_is_a_unique_violation() {
     let db = TestDb::new("log_insert_unique");
     let mut c = db.connect();
     let first = track(&mut c);
-    c.batch_execute(&format!("SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('neon_budget.billing_log', 'id'), {first}, false)"))
-        .unwrap();
+    c.batch_execute(&format!(
+        "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('neon_budget.billing_log', 'id'), {first}, false)"
+    ))
+    .unwrap();
     assert_eq!(sqlstate(c.query_one(CALL, &[])), "23505");
     assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), 1);
     assert_oracle(&mut c);
@@ -134,7 +137,10 @@ fn column_changes_by_a_dba_apply() {
     track(&mut c);
     c.batch_execute("ALTER TABLE neon_budget.billing_log ALTER COLUMN execution_time_ms SET NOT NULL").unwrap_err();
     c.batch_execute("ALTER TABLE neon_budget.billing_log ALTER COLUMN impact_score SET NOT NULL").unwrap_err();
-    c.batch_execute("UPDATE neon_budget.billing_log SET retry_count = 0; ALTER TABLE neon_budget.billing_log ALTER COLUMN retry_count SET NOT NULL").unwrap();
+    c.batch_execute(
+        "UPDATE neon_budget.billing_log SET retry_count = 0; ALTER TABLE neon_budget.billing_log ALTER COLUMN retry_count SET NOT NULL",
+    )
+    .unwrap();
     assert_eq!(sqlstate(c.query_one(CALL, &[])), "23502");
     c.batch_execute("ALTER TABLE neon_budget.billing_log ALTER COLUMN retry_count DROP NOT NULL").unwrap();
     c.batch_execute("ALTER TABLE neon_budget.billing_log ALTER COLUMN execution_time_ms TYPE integer").unwrap();
@@ -149,10 +155,7 @@ fn column_changes_by_a_dba_apply() {
          ALTER TABLE neon_budget.billing_log RENAME t2 TO task;",
     )
     .unwrap();
-    assert_eq!(
-        text(&mut c, "SELECT (neon_budget.track_cost('CONTENT', 10, task => 'moved')).task").as_deref(),
-        Some("moved")
-    );
+    assert_eq!(text(&mut c, "SELECT (neon_budget.track_cost('CONTENT', 10, task => 'moved')).task").as_deref(), Some("moved"));
     c.batch_execute("ALTER TABLE neon_budget.billing_log ADD CONSTRAINT one_task EXCLUDE USING btree (task WITH =)").unwrap();
     assert_eq!(sqlstate(c.query_one("SELECT id FROM neon_budget.track_cost('CONTENT', 10, task => 'moved')", &[])), "23P01");
     assert_oracle(&mut c);

@@ -7,6 +7,8 @@
 //! The seed comes from `NEON_BUDGET_MODEL_SEED` (decimal or 0x-hex) or a fixed default; every
 //! assertion message names it, so `NEON_BUDGET_MODEL_SEED=<seed> cargo test ... --test model`
 //! replays a failure step by step.
+// The model's tables are tuples of a row's figures, on purpose.
+#![allow(clippy::type_complexity)]
 use neon_budget_integration::*;
 use postgres::Client;
 use std::collections::{BTreeMap, HashSet};
@@ -33,7 +35,6 @@ const AGENTS: [(&str, i128); 14] = [
     ("PATTERN_MINER", 4),
     ("SEGMENT_ANALYZER", 5),
 ];
-
 
 /// One billing_log row as the model expects it.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,13 +118,9 @@ fn created_at(rng: &mut Rng) -> (String, String) {
         }
         2 => format!("2024-{m:02}-01 00:00:00+00"),
         3 => format!("2024-{m:02}-{last_day} 23:59:59.999999+00"),
-        _ => format!(
-            "2024-{m:02}-{:02} {:02}:{:02}:{:02}+00",
-            rng.range(1, last_day),
-            rng.range(0, 23),
-            rng.range(0, 59),
-            rng.range(0, 59)
-        ),
+        _ => {
+            format!("2024-{m:02}-{:02} {:02}:{:02}:{:02}+00", rng.range(1, last_day), rng.range(0, 23), rng.range(0, 59), rng.range(0, 59))
+        }
     };
     (ts, MONTHS[mi].to_string())
 }
@@ -146,7 +143,7 @@ fn campaign(rng: &mut Rng) -> Option<String> {
 /// The optional per-execution columns, as SQL literals: quality_score, conversion_achieved,
 /// retry_count, execution_time_ms.
 fn extras(rng: &mut Rng) -> [String; 4] {
-    let q = if rng.chance(50) { format!("{}", *rng.pick(&["0", "0.1", "0.25", "0.5", "0.7", "0.99", "1"])) } else { "NULL".into() };
+    let q = if rng.chance(50) { rng.pick(&["0", "0.1", "0.25", "0.5", "0.7", "0.99", "1"]).to_string() } else { "NULL".into() };
     let c = match rng.below(3) {
         0 => "true",
         1 => "false",
@@ -318,16 +315,7 @@ impl Model {
         assert_eq!(cost_text, expected_text, "{ctx}: cost");
         assert_eq!(got_month, month, "{ctx}: billing_month");
         assert_eq!(got_tokens, tokens, "{ctx}: tokens");
-        vec![Op::Insert(Row {
-            id,
-            agent: agent.to_string(),
-            campaign,
-            tokens,
-            cost_text,
-            micros,
-            month,
-            execution_id,
-        })]
+        vec![Op::Insert(Row { id, agent: agent.to_string(), campaign, tokens, cost_text, micros, month, execution_id })]
     }
 
     /// 2 to 5 random rows for a direct INSERT or COPY: (row without id, task, created_at,
@@ -369,10 +357,7 @@ impl Model {
         let tags: Vec<String> = rows.iter().map(|r| format!("'{}'", r.1)).collect();
         let got = self.query(
             k,
-            &format!(
-                "SELECT task, id, cost::text, billing_month FROM neon_budget.billing_log WHERE task IN ({})",
-                tags.join(",")
-            ),
+            &format!("SELECT task, id, cost::text, billing_month FROM neon_budget.billing_log WHERE task IN ({})", tags.join(",")),
         );
         let ctx = self.ctx();
         assert_eq!(got.len(), rows.len(), "{ctx}: rows written");
@@ -583,11 +568,7 @@ impl Model {
         let ctx = self.ctx();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| assert_oracle(checker)));
         if let Err(e) = r {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
             panic!("{ctx}: {msg}");
         }
     }
@@ -640,9 +621,7 @@ fn random_writes_match_the_model_and_the_oracle() {
     // transaction never holds an alert_state row that another connection would wait for. The
     // months' settings rows exist up front for the same reason.
     db.client
-        .batch_execute(
-            "SELECT neon_budget.set_monthly_budget(m, 1000000000) FROM unnest(ARRAY['2024-01', '2024-02', '2024-03']) m",
-        )
+        .batch_execute("SELECT neon_budget.set_monthly_budget(m, 1000000000) FROM unnest(ARRAY['2024-01', '2024-02', '2024-03']) m")
         .unwrap();
     let conns = (0..3).map(|_| db.connect()).collect();
     let mut m = Model {

@@ -10,11 +10,13 @@ fn new_york_month_boundaries() {
     c.batch_execute("SET neon_budget.timezone = 'America/New_York'").unwrap();
     // 03:00 UTC on Feb 1st is 22:00 on Jan 31st in New York; 05:00 UTC is midnight.
     assert_eq!(
-        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, cost => 1, created_at => '2024-02-01 03:00+00')").unwrap(),
+        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, cost => 1, created_at => '2024-02-01 03:00+00')")
+            .unwrap(),
         "2024-01"
     );
     assert_eq!(
-        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, cost => 2, created_at => '2024-02-01 05:00+00')").unwrap(),
+        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, cost => 2, created_at => '2024-02-01 05:00+00')")
+            .unwrap(),
         "2024-02"
     );
     // The same rule for a direct INSERT (billing_month set by the trigger).
@@ -51,11 +53,13 @@ fn tokyo_month_boundaries() {
     c.batch_execute("SET neon_budget.timezone = 'Asia/Tokyo'").unwrap();
     // 15:00 UTC on Jan 31st is midnight of Feb 1st in Tokyo (UTC+9).
     assert_eq!(
-        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, cost => 1, created_at => '2024-01-31 14:59:59+00')").unwrap(),
+        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, cost => 1, created_at => '2024-01-31 14:59:59+00')")
+            .unwrap(),
         "2024-01"
     );
     assert_eq!(
-        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, cost => 2, created_at => '2024-01-31 15:00+00')").unwrap(),
+        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, cost => 2, created_at => '2024-01-31 15:00+00')")
+            .unwrap(),
         "2024-02"
     );
     c.batch_execute(
@@ -86,7 +90,11 @@ fn a_rows_month_stays_fixed_when_the_zone_changes() {
     assert_eq!(aggregates_snapshot(c), snap);
     // The retry of that execution returns it unchanged.
     assert_eq!(
-        text(c, "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, execution_id => 'e1', created_at => '2024-02-01 03:00+00')").unwrap(),
+        text(
+            c,
+            "SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, execution_id => 'e1', created_at => '2024-02-01 03:00+00')"
+        )
+        .unwrap(),
         "2024-01"
     );
     // A later correction of its cost stays in its month.
@@ -127,10 +135,13 @@ fn month_rollover_unblocks() {
     assert_sql(c, &format!("SELECT status = 'exceeded' AND total_spent = 10 FROM neon_budget.monthly_overview WHERE month = '{prev}'"));
     assert_sql(c, &format!("SELECT billing_month = '{prev}' FROM neon_budget.billing_log"));
     // The current month is untouched: allowed, no override.
-    assert_sql(c, &format!(
-        "SELECT can_execute AND status = 'ok' AND month = '{cur}' AND total_spent = 0 AND remaining = 10 AND NOT override_enabled
+    assert_sql(
+        c,
+        &format!(
+            "SELECT can_execute AND status = 'ok' AND month = '{cur}' AND total_spent = 0 AND remaining = 10 AND NOT override_enabled
            FROM neon_budget.budget_check(NULL, 'CONTENT', 1000)"
-    ));
+        ),
+    );
     // The first execution at 00:00 on the 1st counts in the new month.
     assert_eq!(
         text(c, &format!("SELECT billing_month FROM neon_budget.track_cost('CONTENT', 1000, created_at => {first_instant})")).unwrap(),
@@ -153,9 +164,11 @@ fn a_new_month_gets_its_settings_on_first_use() {
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.monthly_budget_setting"), 0);
 
     c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1000, created_at => '2031-07-04 12:00+00')").unwrap();
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT total_budget = 250.50 AND alert_threshold = 0.8 AND NOT override_enabled AND override_reason IS NULL
-           FROM neon_budget.monthly_budget_setting WHERE month = '2031-07'");
+           FROM neon_budget.monthly_budget_setting WHERE month = '2031-07'",
+    );
     c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1000)").unwrap();
     assert_sql(c, &format!("SELECT total_budget = 250.50 FROM neon_budget.monthly_budget_setting WHERE month = '{cur}'"));
     assert_sql(c, "SELECT total_budget = 250.50 AND total_spent = 0.04 AND remaining = 250.46 FROM neon_budget.budget_check()");
@@ -180,9 +193,11 @@ fn a_new_month_gets_its_settings_on_first_use() {
          SELECT neon_budget.track_cost('CONTENT', 1, cost => 200.40, created_at => '2031-10-01 00:00+00');",
     )
     .unwrap();
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT count(*) = 1 AND min(level) = 'warning' AND min(spent) = 200.40 AND min(budget) = 250.50 AND min(utilization) = 80
-           FROM neon_budget.alert_log WHERE month = '2031-10'");
+           FROM neon_budget.alert_log WHERE month = '2031-10'",
+    );
     assert_oracle(c);
 }
 
@@ -218,9 +233,11 @@ fn concurrent_first_writers_of_a_new_month() {
     let c = &mut db.client;
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.monthly_budget_setting"), 1);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.monthly_budget WHERE month = '2032-03'"), 1);
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT total_budget = 300 AND total_spent = 2.00 AND total_tokens = 50000 AND executions = 200
-           FROM neon_budget.monthly_budget WHERE month = '2032-03'");
+           FROM neon_budget.monthly_budget WHERE month = '2032-03'",
+    );
     assert_sql(c, "SELECT total_cost = 1 AND executions = 100 FROM neon_budget.campaign_cost WHERE campaign_id = 'c0'");
     assert_sql(c, "SELECT total_cost = 1 AND executions = 100 FROM neon_budget.campaign_cost WHERE campaign_id = 'c1'");
     assert_sql(c, "SELECT total_cost = 2 AND executions = 200 FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT'");

@@ -5,17 +5,10 @@ use neon_budget_integration::*;
 use postgres::Client;
 
 fn counts(c: &mut Client) -> Vec<i64> {
-    [
-        "billing_log",
-        "audit_log",
-        "alert_log",
-        "campaign",
-        "monthly_budget_setting",
-        "agent_rate",
-    ]
-    .iter()
-    .map(|t| int(c, &format!("SELECT count(*) FROM neon_budget.{t}")))
-    .collect()
+    ["billing_log", "audit_log", "alert_log", "campaign", "monthly_budget_setting", "agent_rate"]
+        .iter()
+        .map(|t| int(c, &format!("SELECT count(*) FROM neon_budget.{t}")))
+        .collect()
 }
 
 #[test]
@@ -73,7 +66,10 @@ fn each_role_can_do_what_it_should_and_nothing_more() {
         assert_eq!(sqlstate(writer.query(sql, &[])), "42501", "writer: {sql}");
     }
     assert_eq!(counts(&mut db.client), before, "a refused statement wrote something");
-    assert_sql(&mut db.client, "SELECT total_budget = 100 AND NOT override_enabled FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()");
+    assert_sql(
+        &mut db.client,
+        "SELECT total_budget = 100 AND NOT override_enabled FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()",
+    );
 
     // Admin: the admin functions, the logs and bulk INSERT.
     admin.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 200)").unwrap();
@@ -130,7 +126,11 @@ fn a_callers_objects_cannot_hijack_the_extension() {
     let cost = text(&mut writer, "SELECT (neon_budget.track_cost('CONTENT', 1000, campaign_id => 'c1')).cost::text");
     assert_eq!(cost.as_deref(), Some("0.04"));
     assert_eq!(
-        text(&mut writer, "SELECT total_spent::text || '/' || campaign_spent::text || '/' || status FROM neon_budget.budget_check('c1', 'CONTENT', 1000)").as_deref(),
+        text(
+            &mut writer,
+            "SELECT total_spent::text || '/' || campaign_spent::text || '/' || status FROM neon_budget.budget_check('c1', 'CONTENT', 1000)"
+        )
+        .as_deref(),
         Some("0.04/0.04/ok")
     );
     assert!(text(&mut writer, "SELECT neon_budget.budget_report()").unwrap().contains("- Total Spent: $0.04"));
@@ -145,7 +145,10 @@ fn a_callers_objects_cannot_hijack_the_extension() {
     assert_eq!(int(&mut writer, "SELECT count(*) FROM evil.ran"), 0, "the extension ran a caller's function or operator");
     assert_eq!(int(&mut db.client, "SELECT count(*) FROM neon_budget.alert_log"), 4, "month warning (85%), campaign all three (170%)");
     assert_sql(&mut db.client, "SELECT total_spent = 85.04 FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()");
-    assert_sql(&mut db.client, "SELECT bool_and(billing_month = neon_budget._current_month()) AND count(*) = 3 FROM neon_budget.billing_log");
+    assert_sql(
+        &mut db.client,
+        "SELECT bool_and(billing_month = neon_budget._current_month()) AND count(*) = 3 FROM neon_budget.billing_log",
+    );
     assert_oracle(&mut db.client);
 }
 
@@ -183,9 +186,7 @@ fn callers_without_write_rights_still_send_alerts() {
     db.client.batch_execute("SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 100)").unwrap();
     let mut admin = login_role(&mut db, "nbt_invoker_admin", Some("neon_budget_admin"));
     let mut reader = login_role(&mut db, "nbt_invoker_reader", Some("neon_budget_reader"));
-    admin
-        .batch_execute("INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('SEO', 10, 85)")
-        .unwrap();
+    admin.batch_execute("INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('SEO', 10, 85)").unwrap();
     assert_eq!(
         text(&mut db.client, "SELECT string_agg(level || ':' || spent::text, ',' ORDER BY id) FROM neon_budget.alert_log").as_deref(),
         Some("warning:85")

@@ -13,26 +13,14 @@ const STANDBY_PORT: u16 = 5482;
 
 /// Waits until the standby has replayed everything the primary has written so far.
 fn wait_replayed(primary: &mut Client, standby: &mut Client) {
-    let lsn: String = primary
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .unwrap()
-        .get(0);
+    let lsn: String = primary.query_one("SELECT pg_current_wal_lsn()::text", &[]).unwrap().get(0);
     let start = Instant::now();
     loop {
-        let done: bool = standby
-            .query_one(
-                "SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
-                &[&lsn],
-            )
-            .unwrap()
-            .get(0);
+        let done: bool = standby.query_one("SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)", &[&lsn]).unwrap().get(0);
         if done {
             return;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the standby did not replay up to {lsn} in 20 s"
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "the standby did not replay up to {lsn} in 20 s");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -75,10 +63,7 @@ fn snapshot(c: &mut Client) -> Vec<Vec<String>> {
 
 fn assert_same(primary: &[Vec<String>], standby: &[Vec<String>]) {
     for (i, sql) in READS.iter().enumerate() {
-        assert_eq!(
-            standby[i], primary[i],
-            "the standby differs from the primary in: {sql}"
-        );
+        assert_eq!(standby[i], primary[i], "the standby differs from the primary in: {sql}");
     }
 }
 
@@ -126,92 +111,39 @@ fn standby_reads_like_the_primary_and_promotes_with_all_spend() {
         let agent = agents[(i % 4) as usize];
         let campaign = campaigns[((i / 4) % 4) as usize];
         let conversion = if i % 3 == 0 { None } else { Some(i % 3 == 1) };
-        let quality = if i % 5 == 0 {
-            None
-        } else {
-            Some((i % 10) as f64 / 10.0)
-        };
-        p.execute(
-            &stmt,
-            &[
-                &agent,
-                &(100 + 3 * i),
-                &campaign,
-                &format!("exec-{i}"),
-                &conversion,
-                &quality,
-                &((i % 4) as i32),
-                &(100 + i),
-            ],
-        )
-        .unwrap();
+        let quality = if i % 5 == 0 { None } else { Some((i % 10) as f64 / 10.0) };
+        p.execute(&stmt, &[&agent, &(100 + 3 * i), &campaign, &format!("exec-{i}"), &conversion, &quality, &((i % 4) as i32), &(100 + i)])
+            .unwrap();
     }
     // camp-a ($1) crossed all its levels on the primary.
-    assert_eq!(
-        int(
-            &mut p,
-            "SELECT count(*) FROM neon_budget.alert_log WHERE campaign_id = 'camp-a'"
-        ),
-        3
-    );
+    assert_eq!(int(&mut p, "SELECT count(*) FROM neon_budget.alert_log WHERE campaign_id = 'camp-a'"), 3);
 
     // Bring the month to just below its warning level, then two concurrent transactions cross
     // it together, each seeing only its own spend: the level is due but not sent, which a
     // budget_check on the primary would send (a write). The standby must still answer.
-    let spent: String = text(&mut p, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()").unwrap();
-    p.execute(
-        "SELECT neon_budget.track_cost('SEO', 0, execution_id => 'fill', cost => 79.5 - $1::text::numeric)",
-        &[&spent],
-    )
-    .unwrap();
+    let spent: String =
+        text(&mut p, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()").unwrap();
+    p.execute("SELECT neon_budget.track_cost('SEO', 0, execution_id => 'fill', cost => 79.5 - $1::text::numeric)", &[&spent]).unwrap();
     let mut p2 = primary.connect("replica");
-    p.batch_execute(
-        "BEGIN; SELECT neon_budget.track_cost('SEO', 0, execution_id => 'together-1', cost => 0.3)",
-    )
-    .unwrap();
-    p2.batch_execute(
-        "BEGIN; SELECT neon_budget.track_cost('SEO', 0, execution_id => 'together-2', cost => 0.3)",
-    )
-    .unwrap();
+    p.batch_execute("BEGIN; SELECT neon_budget.track_cost('SEO', 0, execution_id => 'together-1', cost => 0.3)").unwrap();
+    p2.batch_execute("BEGIN; SELECT neon_budget.track_cost('SEO', 0, execution_id => 'together-2', cost => 0.3)").unwrap();
     p.batch_execute("COMMIT").unwrap();
     p2.batch_execute("COMMIT").unwrap();
     assert_sql(&mut p, "SELECT total_spent = 80.1 FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()");
-    assert_eq!(
-        int(
-            &mut p,
-            "SELECT count(*) FROM neon_budget.alert_log WHERE scope = 'month'"
-        ),
-        0,
-        "the setup needs a missed level"
-    );
+    assert_eq!(int(&mut p, "SELECT count(*) FROM neon_budget.alert_log WHERE scope = 'month'"), 0, "the setup needs a missed level");
 
     wait_replayed(&mut p, &mut s);
     // On the standby, with the level due: budget_check answers (and writes nothing).
-    assert_sql(
-        &mut s,
-        "SELECT status = 'warning' AND total_spent = 80.1 FROM neon_budget.budget_check()",
-    );
+    assert_sql(&mut s, "SELECT status = 'warning' AND total_spent = 80.1 FROM neon_budget.budget_check()");
     let before = snapshot(&mut s);
     // The primary's budget_check sends the missed level; the standby then sees it too.
-    assert_sql(
-        &mut p,
-        "SELECT status = 'warning' AND total_spent = 80.1 FROM neon_budget.budget_check()",
-    );
-    assert_eq!(
-        int(
-            &mut p,
-            "SELECT count(*) FROM neon_budget.alert_log WHERE scope = 'month'"
-        ),
-        1
-    );
+    assert_sql(&mut p, "SELECT status = 'warning' AND total_spent = 80.1 FROM neon_budget.budget_check()");
+    assert_eq!(int(&mut p, "SELECT count(*) FROM neon_budget.alert_log WHERE scope = 'month'"), 1);
     let primary_view = snapshot(&mut p);
     // Apart from the alert, the standby read before equals the primary now.
     for (i, sql) in READS.iter().enumerate() {
         if !sql.contains("alert_") && !sql.contains("monthly_budget") {
-            assert_eq!(
-                before[i], primary_view[i],
-                "the standby differs from the primary in: {sql}"
-            );
+            assert_eq!(before[i], primary_view[i], "the standby differs from the primary in: {sql}");
         }
     }
     wait_replayed(&mut p, &mut s);
@@ -219,16 +151,8 @@ fn standby_reads_like_the_primary_and_promotes_with_all_spend() {
     assert_same(&primary_view, &standby_view);
 
     // Exact values on the standby, against billing_log sums on the primary.
-    let expect_month: String = text(
-        &mut p,
-        "SELECT sum(cost)::text FROM neon_budget.billing_log",
-    )
-    .unwrap();
-    let expect_a: String = text(
-        &mut p,
-        "SELECT sum(cost)::text FROM neon_budget.billing_log WHERE campaign_id = 'camp-a'",
-    )
-    .unwrap();
+    let expect_month: String = text(&mut p, "SELECT sum(cost)::text FROM neon_budget.billing_log").unwrap();
+    let expect_a: String = text(&mut p, "SELECT sum(cost)::text FROM neon_budget.billing_log WHERE campaign_id = 'camp-a'").unwrap();
     assert_eq!(expect_month.parse::<f64>().unwrap(), 80.1);
     let row = s
         .query_one(
@@ -241,17 +165,8 @@ fn standby_reads_like_the_primary_and_promotes_with_all_spend() {
         (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
     assert!(!can, "camp-a is over its $1 budget");
     assert_eq!(status, "exceeded");
-    assert_sql(
-        &mut s,
-        &format!("SELECT '{total}'::numeric = '{expect_month}'::numeric"),
-    );
-    assert_sql(
-        &mut s,
-        &format!(
-            "SELECT '{}'::numeric = '{expect_a}'::numeric",
-            camp.unwrap()
-        ),
-    );
+    assert_sql(&mut s, &format!("SELECT '{total}'::numeric = '{expect_month}'::numeric"));
+    assert_sql(&mut s, &format!("SELECT '{}'::numeric = '{expect_a}'::numeric", camp.unwrap()));
     assert_sql(&mut s, &format!("SELECT '{budget}'::numeric = 100"));
     assert_sql(
         &mut s,
@@ -260,10 +175,7 @@ fn standby_reads_like_the_primary_and_promotes_with_all_spend() {
            FROM neon_budget.budget_check('camp-c')",
     );
     let report = text(&mut s, "SELECT neon_budget.budget_report()").unwrap();
-    assert!(
-        report.contains("Launch \\*A\\*"),
-        "report on the standby:\n{report}"
-    );
+    assert!(report.contains("Launch \\*A\\*"), "report on the standby:\n{report}");
     assert_oracle(&mut s);
 
     // Writes on the standby fail with 25006 (read_only_sql_transaction) and change nothing.
@@ -298,10 +210,7 @@ fn standby_reads_like_the_primary_and_promotes_with_all_spend() {
     drop(p);
     drop(p2);
     primary.stop();
-    assert!(
-        boolean(&mut s, "SELECT pg_promote(true, 30)"),
-        "pg_promote failed"
-    );
+    assert!(boolean(&mut s, "SELECT pg_promote(true, 30)"), "pg_promote failed");
     assert!(!boolean(&mut s, "SELECT pg_is_in_recovery()"));
 
     assert_eq!(text(&mut s, BILLING_SUMS).unwrap(), primary_sums);
@@ -309,47 +218,21 @@ fn standby_reads_like_the_primary_and_promotes_with_all_spend() {
     assert_oracle(&mut s);
 
     // The promoted server records spend: a repeated execution_id once, new ones on top.
-    let exec1 = int(
-        &mut s,
-        "SELECT id FROM neon_budget.billing_log WHERE execution_id = 'exec-1'",
-    );
-    assert_eq!(
-        int(
-            &mut s,
-            "SELECT (neon_budget.track_cost('SEO', 1, execution_id => 'exec-1')).id"
-        ),
-        exec1
-    );
+    let exec1 = int(&mut s, "SELECT id FROM neon_budget.billing_log WHERE execution_id = 'exec-1'");
+    assert_eq!(int(&mut s, "SELECT (neon_budget.track_cost('SEO', 1, execution_id => 'exec-1')).id"), exec1);
     let mut s2 = standby.connect("replica");
-    s.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => 'camp-b', execution_id => 'after-1')")
-        .unwrap();
-    s2.batch_execute("SELECT neon_budget.track_cost('CONTENT', 2000, campaign_id => 'camp-c', execution_id => 'after-2')")
-        .unwrap();
-    assert_eq!(
-        int(&mut s, "SELECT count(*) FROM neon_budget.billing_log"),
-        primary_count + 2
-    );
-    assert_sql(
-        &mut s,
-        &format!(
-            "SELECT total_spent = '{expect_month}'::numeric + 0.12 FROM neon_budget.budget_check()"
-        ),
-    );
+    s.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => 'camp-b', execution_id => 'after-1')").unwrap();
+    s2.batch_execute("SELECT neon_budget.track_cost('CONTENT', 2000, campaign_id => 'camp-c', execution_id => 'after-2')").unwrap();
+    assert_eq!(int(&mut s, "SELECT count(*) FROM neon_budget.billing_log"), primary_count + 2);
+    assert_sql(&mut s, &format!("SELECT total_spent = '{expect_month}'::numeric + 0.12 FROM neon_budget.budget_check()"));
     assert_sql(
         &mut s,
         "SELECT campaign_spent = (SELECT sum(cost) FROM neon_budget.billing_log WHERE campaign_id = 'camp-b')
            FROM neon_budget.budget_check('camp-b')",
     );
     // A reservation works on the promoted server (it writes).
-    assert_sql(
-        &mut s,
-        "SELECT neon_budget.budget_reserve('CONTENT', 100, 'camp-b') IS NOT NULL",
-    );
+    assert_sql(&mut s, "SELECT neon_budget.budget_reserve('CONTENT', 100, 'camp-b') IS NOT NULL");
     assert_oracle(&mut s);
 
-    assert!(
-        !wrong_sqlstates,
-        "writes on the standby that did not fail with 25006:\n{}",
-        got.join("\n")
-    );
+    assert!(!wrong_sqlstates, "writes on the standby that did not fail with 25006:\n{}", got.join("\n"));
 }

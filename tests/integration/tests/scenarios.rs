@@ -39,10 +39,8 @@ fn scenario_3_duplicate_execution_and_cost_correction() {
     let agent_content = "SELECT total_cost::text FROM neon_budget.agent_cost WHERE agent_type = 'CONTENT'";
     let agent_seo = "SELECT total_cost::text FROM neon_budget.agent_cost WHERE agent_type = 'SEO'";
     let overview = format!("SELECT total_spent::text FROM neon_budget.monthly_overview WHERE month = '{cur}'");
-    let olds: Vec<String> = [month_q.as_str(), camp_a, camp_b, agent_content, agent_seo, overview.as_str()]
-        .iter()
-        .map(|q| before(c, q))
-        .collect();
+    let olds: Vec<String> =
+        [month_q.as_str(), camp_a, camp_b, agent_content, agent_seo, overview.as_str()].iter().map(|q| before(c, q)).collect();
 
     // The correction: 0.04 -> 0.29.
     c.batch_execute("UPDATE neon_budget.billing_log SET cost = 0.29 WHERE execution_id = 'run-7'").unwrap();
@@ -79,10 +77,13 @@ fn scenario_6_failures_cost_money() {
     assert_sql(c, "SELECT total_spent = 0.3 AND campaign_spent = 0.3 FROM neon_budget.budget_check('c6')");
     assert_sql(c, "SELECT total_cost = 0.3 AND executions = 2 FROM neon_budget.campaign_cost WHERE campaign_id = 'c6'");
     assert_eq!(
-        text(c, &format!(
-            "SELECT concat_ws('|', trim_scale(total_cost), executions, success_rate, avg_retries, trim_scale(avg_cost))
+        text(
+            c,
+            &format!(
+                "SELECT concat_ws('|', trim_scale(total_cost), executions, success_rate, avg_retries, trim_scale(avg_cost))
                FROM neon_budget.agent_analytics WHERE agent_type = 'CONTENT' AND month = '{cur}'"
-        ))
+            )
+        )
         .unwrap(),
         "0.3|2|50.0|1.00|0.15"
     );
@@ -91,10 +92,14 @@ fn scenario_6_failures_cost_money() {
     assert!(report.contains("- Success Rate: 50.0%"), "{report}");
     assert!(report.contains("- Total Spent: $0.30"), "{report}");
     // A failed execution's cost blocks the campaign just like a successful one.
-    c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => 'c6', cost => 9.7, conversion_achieved => false, retry_count => 2)").unwrap();
+    c.batch_execute(
+        "SELECT neon_budget.track_cost('CONTENT', 1, campaign_id => 'c6', cost => 9.7, conversion_achieved => false, retry_count => 2)",
+    )
+    .unwrap();
     assert_sql(c, "SELECT NOT can_execute AND status = 'exceeded' AND campaign_spent = 10 FROM neon_budget.budget_check('c6')");
     assert_eq!(
-        text(c, &format!("SELECT success_rate::text FROM neon_budget.agent_analytics WHERE agent_type = 'CONTENT' AND month = '{cur}'")).unwrap(),
+        text(c, &format!("SELECT success_rate::text FROM neon_budget.agent_analytics WHERE agent_type = 'CONTENT' AND month = '{cur}'"))
+            .unwrap(),
         "33.3"
     );
     assert_oracle(c);
@@ -113,7 +118,12 @@ fn scenario_9_exact_money() {
     )
     .unwrap();
     for (m, camp) in [("2024-01", "p"), ("2024-02", "r")] {
-        assert_sql(c, &format!("SELECT total_spent = 0.30 AND trim_scale(total_spent)::text = '0.3' FROM neon_budget.monthly_budget WHERE month = '{m}'"));
+        assert_sql(
+            c,
+            &format!(
+                "SELECT total_spent = 0.30 AND trim_scale(total_spent)::text = '0.3' FROM neon_budget.monthly_budget WHERE month = '{m}'"
+            ),
+        );
         assert_sql(c, &format!("SELECT total_cost = 0.30 FROM neon_budget.campaign_cost WHERE campaign_id = '{camp}'"));
         assert_sql(c, &format!("SELECT total_cost = 0.30 FROM neon_budget.agent_cost WHERE month = '{m}'"));
         assert!(text(c, &format!("SELECT neon_budget.budget_report('{m}')")).unwrap().contains("- Total Spent: $0.30\n"));
@@ -129,11 +139,16 @@ fn scenario_9_exact_money() {
     assert_sql(c, &format!("SELECT total_spent = 1 AND trim_scale(total_spent)::text = '1' AND executions = 10000 FROM neon_budget.monthly_budget WHERE month = '{cur}'"));
     assert_sql(c, "SELECT total_cost = 1.00 FROM neon_budget.campaign_cost WHERE campaign_id = 'tiny'");
     // Spend exactly equal to the budget: exceeded, blocked.
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT NOT can_execute AND status = 'exceeded' AND total_spent = 1 AND remaining = 0 AND utilization_percentage = 100
-           FROM neon_budget.budget_check()");
+           FROM neon_budget.budget_check()",
+    );
     assert_sql(c, &format!("SELECT status = 'exceeded' AND remaining = 0 FROM neon_budget.monthly_overview WHERE month = '{cur}'"));
-    assert_eq!(text(c, &format!("SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log WHERE month = '{cur}'")).unwrap(), "warning,critical,exceeded");
+    assert_eq!(
+        text(c, &format!("SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log WHERE month = '{cur}'")).unwrap(),
+        "warning,critical,exceeded"
+    );
     assert_sql(c, &format!("SELECT spent = 1 FROM neon_budget.alert_log WHERE month = '{cur}' AND level = 'exceeded'"));
     assert_sql(c, &format!("SELECT spent = 0.8 FROM neon_budget.alert_log WHERE month = '{cur}' AND level = 'warning'"));
     assert_sql(c, &format!("SELECT spent = 0.95 FROM neon_budget.alert_log WHERE month = '{cur}' AND level = 'critical'"));
@@ -154,9 +169,11 @@ fn scenario_9_campaign_spend_equal_to_budget() {
     // 0.20 + an estimate of exactly 0.10 reaches but does not pass the budget.
     assert_sql(c, "SELECT can_execute AND estimated_cost = 0.1 FROM neon_budget.budget_check('thirty', 'CONTENT', 2500)");
     c.batch_execute("SELECT neon_budget.track_cost('CONTENT', 2500, campaign_id => 'thirty')").unwrap();
-    assert_sql(c,
+    assert_sql(
+        c,
         "SELECT NOT can_execute AND status = 'exceeded' AND campaign_spent = 0.30 AND campaign_budget = 0.3
-           FROM neon_budget.budget_check('thirty')");
+           FROM neon_budget.budget_check('thirty')",
+    );
     assert_sql(c, "SELECT utilization_percentage = 100 FROM neon_budget.campaign_breakdown WHERE campaign_id = 'thirty'");
     assert_eq!(
         text(c, "SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log WHERE scope = 'campaign'").unwrap(),

@@ -38,7 +38,10 @@ fn check(c: &mut Client, seed: u64, step: usize, log: &[String]) {
     let bad = int(c, "SELECT count(*) FROM neon_budget.budget_verify()");
     if !v.is_empty() || bad != 0 {
         let tail: Vec<&String> = log.iter().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-        panic!("seed {seed} step {step}: unsent levels {v:?}, verify diffs {bad}\nlast steps:\n{}", tail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+        panic!(
+            "seed {seed} step {step}: unsent levels {v:?}, verify diffs {bad}\nlast steps:\n{}",
+            tail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        );
     }
 }
 
@@ -89,7 +92,8 @@ fn run(seed: u64, steps: usize) {
             conns[i].batch_execute(&s).unwrap();
             entry = format!("c{i}: {s}");
         } else if op < 65 {
-            let s = "DELETE FROM neon_budget.billing_log WHERE id = (SELECT id FROM neon_budget.billing_log ORDER BY random() LIMIT 1)".to_string();
+            let s = "DELETE FROM neon_budget.billing_log WHERE id = (SELECT id FROM neon_budget.billing_log ORDER BY random() LIMIT 1)"
+                .to_string();
             conns[i].batch_execute(&s).unwrap();
             entry = format!("c{i}: {s}");
         } else if op < 68 {
@@ -139,7 +143,8 @@ fn run(seed: u64, steps: usize) {
             conns[i].batch_execute(&s).unwrap();
             entry = format!("c{i}: {s}");
         } else if op < 93 {
-            let s = "TRUNCATE neon_budget.billing_log; DELETE FROM neon_budget.purged_spend; DELETE FROM neon_budget.purged_day_spend".to_string();
+            let s = "TRUNCATE neon_budget.billing_log; DELETE FROM neon_budget.purged_spend; DELETE FROM neon_budget.purged_day_spend"
+                .to_string();
             conns[i].batch_execute(&s).unwrap();
             entry = format!("c{i}: {s}");
         } else if op < 97 {
@@ -152,7 +157,8 @@ fn run(seed: u64, steps: usize) {
             w.finish().unwrap();
             entry = format!("c{i}: COPY 1 row cost {cost} c1");
         } else {
-            let s = "SELECT neon_budget.track_cost('SEO', 0, campaign_id => 'c2', cost => 0, created_at => '2024-09-10 00:00+00')".to_string();
+            let s =
+                "SELECT neon_budget.track_cost('SEO', 0, campaign_id => 'c2', cost => 0, created_at => '2024-09-10 00:00+00')".to_string();
             conns[i].batch_execute(&s).unwrap();
             entry = format!("c{i}: {s}");
         }
