@@ -12,8 +12,9 @@ TEST_PORT=${NEON_BUDGET_TEST_PORT:-5498}
 
 bash scripts/setup.sh
 
-echo "== 0/5 formatting and lints (cargo fmt --check; cargo clippy, warnings are errors)"
+echo "== 0/5 formatting, lints and the module graph (cargo fmt --check; cargo clippy, warnings are errors; no module circles)"
 cargo fmt --all --check
+python3 scripts/module_graph.py
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== 1/5 #[pg_test] unit tests (cargo pgrx test)"

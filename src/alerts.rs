@@ -77,20 +77,6 @@ pub fn status_of(reached: &[Level]) -> &'static str {
     [Level::Exceeded, Level::Critical, Level::Warning].into_iter().find(|l| reached.contains(l)).map_or("ok", Level::as_str)
 }
 
-/// `neon_budget._reached_levels(spent numeric, budget numeric, threshold numeric) -> text[]`:
-/// the alert levels reached, lowest amount first (see [`reached_levels`]).
-#[pg_extern(immutable, parallel_safe, strict, name = "_reached_levels")]
-fn reached_levels_sql(spent: AnyNumeric, budget: AnyNumeric, threshold: AnyNumeric) -> Vec<String> {
-    reached_levels(&spent, &budget, &threshold).into_iter().map(|l| l.as_str().to_string()).collect()
-}
-
-/// `neon_budget._status(spent numeric, budget numeric, threshold numeric) -> text`:
-/// `ok`, `warning`, `critical` or `exceeded`.
-#[pg_extern(immutable, parallel_safe, strict, name = "_status")]
-fn status_sql(spent: AnyNumeric, budget: AnyNumeric, threshold: AnyNumeric) -> &'static str {
-    status(&spent, &budget, &threshold)
-}
-
 fn json_number(n: &AnyNumeric) -> serde_json::Value {
     // arbitrary_precision keeps the exact decimal text of the numeric; a non-finite value
     // (which the tables' CHECKs keep out) would be sent as a string rather than fail.
@@ -162,22 +148,6 @@ pub fn payload(
     }
 }
 
-/// `neon_budget._alert_payload(...) -> text`: see [`payload`].
-#[pg_extern(immutable, parallel_safe, name = "_alert_payload")]
-#[allow(clippy::too_many_arguments)]
-fn payload_sql(
-    alert_id: i64,
-    scope: &str,
-    campaign_id: Option<&str>,
-    month: &str,
-    level: &str,
-    spent: AnyNumeric,
-    budget: AnyNumeric,
-    utilization: AnyNumeric,
-) -> String {
-    payload(alert_id, scope, campaign_id, month, level, &spent, &budget, &utilization)
-}
-
 /// An alert level that a scope has reached and that was not sent when last looked at.
 pub struct Due {
     /// `month` or `campaign`.
@@ -231,7 +201,7 @@ pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
     // than wait (waiting on each other's claims in different orders could deadlock). A skipped
     // level is sent by the transaction holding the claim, or, if that one rolls back or was
     // claiming another level, by the next write or budget_check that finds it due.
-    if !crate::locks::try_xact(client, crate::locks::Class::AlertClaim, &format!("{}:{}:{}", d.scope, d.scope_key, d.month)) {
+    if !crate::pg::locks::try_xact(client, crate::pg::locks::Class::AlertClaim, &format!("{}:{}:{}", d.scope, d.scope_key, d.month)) {
         return;
     }
     let claimed: Option<bool> = spi_opt(
@@ -274,11 +244,10 @@ pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
     spi(client.update("SELECT pg_catalog.pg_notify($1, $2)", None, &[CHANNEL.into(), body.into()]));
 }
 
-/// `neon_budget._check_alerts(scope text, scope_key text, month text, spent numeric, budget numeric,
-/// threshold numeric) -> void`: sends every level that `spent` reaches against `budget` (dollars)
-/// and that was not sent yet for this scope and month. A NULL budget never alerts.
-#[pg_extern(volatile, parallel_unsafe, name = "_check_alerts")]
-fn check_alerts_sql(scope: &str, scope_key: &str, month: &str, spent: AnyNumeric, budget: Option<AnyNumeric>, threshold: AnyNumeric) {
+/// Sends every level that `spent` reaches against `budget` (dollars) with `threshold` and
+/// that was not sent yet for this scope and month (claimed first, so each is sent once). A
+/// NULL budget never alerts.
+pub fn send_reached(scope: &str, scope_key: &str, month: &str, spent: AnyNumeric, budget: Option<AnyNumeric>, threshold: AnyNumeric) {
     let Some(budget) = budget else { return };
     let mut due = Vec::new();
     let reached = reached_levels(&spent, &budget, &threshold);

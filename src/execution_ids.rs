@@ -33,16 +33,17 @@ thread_local! {
     /// The database's key, read once per backend (it changes only when a restore loads a dump's
     /// key into a new database).
     static KEY: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
-    /// Whether a probe since the last AFTER INSERT check found a trace of its id (see the
-    /// module docs): the statement's new ids are then re-checked.
-    static RECHECK: Cell<bool> = const { Cell::new(false) };
+    /// The start of the client statement in which a probe found a trace of its id (see the
+    /// module docs): that statement's new ids are then re-checked. A mark left by a call that
+    /// returned early or failed does not apply to a later statement.
+    static RECHECK: Cell<Option<pg_sys::TimestampTz>> = const { Cell::new(None) };
 }
 
 fn key() -> Vec<u8> {
     if let Some(k) = KEY.with(|k| k.borrow().clone()) {
         return k;
     }
-    let k: Option<Vec<u8>> = crate::owner::as_owner(|| {
+    let k: Option<Vec<u8>> = crate::pg::owner::as_owner(|| {
         Spi::get_one("SELECT k.key FROM neon_budget._execution_id_key k WHERE k.id OPERATOR(pg_catalog.=) 1")
             .unwrap_or_else(|e| crate::error::spi(Err(e)))
     });
@@ -85,6 +86,11 @@ pub fn require_plain(id: &str) {
     }
 }
 
+/// Where a retired id's digest is found, as (table, unique index, column): purged ids, then
+/// anonymized `billing_log` rows.
+const DIGEST_HOMES: [(&std::ffi::CStr, &std::ffi::CStr, &str); 2] =
+    [(c"purged_execution_id", c"purged_execution_id_pkey", "digest"), (c"billing_log", c"billing_log_execution_id_key", "execution_id")];
+
 /// Where an earlier record of an execution went: an anonymized `billing_log` row (its datum,
 /// as `SELECT b`), or a purged one.
 pub enum Retired {
@@ -97,13 +103,13 @@ pub enum Retired {
 /// retention in progress, or the id's own row (which a retention may be deleting), marks the
 /// statement for [`recheck_inserted`]. Runs without SQL, except to read an anonymized row.
 pub fn retired(id: &str) -> Option<Retired> {
-    use crate::table_scan::{find_dirty, Found};
+    use crate::pg::table_scan::{find_dirty, Found};
     let d = digest(id);
-    let purged = find_dirty(c"purged_execution_id", c"purged_execution_id_pkey", &[("digest", &d)]);
-    let anonymized = find_dirty(c"billing_log", c"billing_log_execution_id_key", &[("execution_id", &d)]);
-    let own = find_dirty(c"billing_log", c"billing_log_execution_id_key", &[("execution_id", id)]);
+    let [purged, anonymized] = DIGEST_HOMES.map(|(table, index, column)| find_dirty(table, index, &[(column, &d)]));
+    let (_, index, column) = DIGEST_HOMES[1];
+    let own = find_dirty(c"billing_log", index, &[(column, id)]);
     if purged != Found::Nothing || anonymized != Found::Nothing || own != Found::Nothing {
-        RECHECK.with(|r| r.set(true));
+        RECHECK.with(|r| r.set(Some(unsafe { pg_sys::GetCurrentStatementStartTimestamp() })));
     }
     if purged == Found::Committed {
         return Some(Retired::Purged);
@@ -113,7 +119,7 @@ pub fn retired(id: &str) -> Option<Retired> {
     }
     // The anonymized row, as the caller's statement sees it (REPEATABLE READ: its snapshot may
     // predate the anonymization, and then the retry must be retried).
-    let row: Option<pgrx::composite_type!('static, "billing_log")> = crate::owner::as_owner(|| {
+    let row: Option<pgrx::composite_type!('static, "billing_log")> = crate::pg::owner::as_owner(|| {
         crate::error::spi_opt(Spi::get_one_with_args(
             "SELECT b FROM neon_budget.billing_log b WHERE b.execution_id OPERATOR(pg_catalog.=) $1",
             &[d.as_str().into()],
@@ -133,10 +139,8 @@ fn serialization_failure() -> ! {
 /// Whether digest `d` is retired, once every retention in progress that writes it has ended
 /// (waiting for each, as a unique check does).
 fn retired_after_waiting(d: &str) -> bool {
-    use crate::table_scan::{find_dirty, Found};
-    for (table, index, column) in
-        [(c"purged_execution_id", c"purged_execution_id_pkey", "digest"), (c"billing_log", c"billing_log_execution_id_key", "execution_id")]
-    {
+    use crate::pg::table_scan::{find_dirty, Found};
+    for (table, index, column) in DIGEST_HOMES {
         loop {
             match find_dirty(table, index, &[(column, d)]) {
                 Found::Nothing => break,
@@ -155,17 +159,12 @@ fn retired_after_waiting(d: &str) -> bool {
 /// plain ids, waiting for retentions in progress, and raises 40001 for one whose earlier
 /// record was retired. Costs nothing otherwise.
 pub fn recheck_inserted(trigger: &pgrx::PgTrigger<'_>) {
-    if !RECHECK.with(|r| r.replace(false)) {
+    if RECHECK.with(|r| r.take()) != Some(unsafe { pg_sys::GetCurrentStatementStartTimestamp() }) {
         return;
     }
-    let ids: Vec<String> = crate::owner::as_owner(|| {
+    let ids: Vec<String> = crate::pg::owner::as_owner(|| {
         Spi::connect(|client| {
-            let rc = unsafe {
-                pg_sys::SPI_register_trigger_data(trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData)
-            };
-            if rc < 0 {
-                raise(Code::ERRCODE_INTERNAL_ERROR, format!("SPI_register_trigger_data failed: {rc}"), "This is a bug in neon_budget.");
-            }
+            crate::pg::spi::register_trigger_data(trigger);
             crate::error::spi(
                 client
                     .select(
@@ -183,11 +182,4 @@ pub fn recheck_inserted(trigger: &pgrx::PgTrigger<'_>) {
             serialization_failure();
         }
     }
-}
-
-/// `neon_budget._execution_digest(execution_id text) -> text`: [`digest`], for
-/// `anonymize_before` and `purge_before`.
-#[pg_extern(volatile, strict, parallel_restricted, name = "_execution_digest")]
-fn execution_digest_sql(execution_id: &str) -> String {
-    digest(execution_id)
 }

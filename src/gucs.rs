@@ -5,7 +5,6 @@
 //! change them, because each one can lift or move a budget.
 use crate::error::{raise, Code};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 use std::ffi::CString;
 
@@ -146,16 +145,4 @@ pub fn default_alert_threshold() -> AnyNumeric {
 /// unknown zone).
 pub fn timezone() -> String {
     string_setting(&TIMEZONE, "UTC")
-}
-
-/// `neon_budget._default_monthly_budget() -> numeric`: `neon_budget.max_monthly_budget` in dollars.
-#[pg_extern(stable, parallel_safe, name = "_default_monthly_budget")]
-fn default_monthly_budget_sql() -> AnyNumeric {
-    max_monthly_budget()
-}
-
-/// `neon_budget._default_alert_threshold() -> numeric`: `neon_budget.default_alert_threshold`.
-#[pg_extern(stable, parallel_safe, name = "_default_alert_threshold")]
-fn default_alert_threshold_sql() -> AnyNumeric {
-    default_alert_threshold()
 }

@@ -1,44 +1,45 @@
 //! neon_budget: track and cap what AI agents spend, inside PostgreSQL.
 //!
-//! Spend is recorded in `neon_budget.billing_log`, aggregated by triggers in the same transaction
-//! (`sql/aggregates.sql`), checked by `budget_check`, alerted on with
-//! `NOTIFY neon_budget_alerts`, and reported by `budget_report`. This file only wires the modules
-//! together; each concern has its own module.
+//! Spend is recorded in `neon_budget.billing_log`, aggregated in the same transaction by the
+//! write path, checked by `budget_check`, alerted on with `NOTIFY neon_budget_alerts`, and
+//! reported by `budget_report`. This file only declares the modules and the SQL files.
+//!
+//! # Layers
+//! A module uses only modules listed below it; `scripts/module_graph.py` (run by the tests)
+//! fails on any circle.
+//!
+//! | layer | modules | holds |
+//! |---|---|---|
+//! | SQL API | [`api`] | every `#[pg_extern]`: argument checks and one call below |
+//! | features | [`maintenance`], [`report`] | verify, rebuild, retention; the cost report |
+//! | write path | [`write`] | applying rows to the aggregates, alert grants, budget state, reservations |
+//! | domain | [`settings`], [`execution_ids`], [`restore`], [`rates`], [`alerts`], [`validation`], [`month`], [`money`], [`gucs`] | budget rules, each in its own module |
+//! | plumbing | [`pg`] | caches, scans, locks, plans, version-specific calls |
+//! | errors | [`error`] | SQLSTATE errors and SPI error handling |
+//!
+//! The SQL objects are created by `sql/bootstrap.sql` (tables, roles), the generated
+//! functions, `sql/finalize.sql` (triggers, views, grants) and `sql/comments.sql`.
 // pgrx's TableIterator<(name!(...), ...)> result types and per-backend caches keyed by tuples.
 #![allow(clippy::type_complexity)]
 
 use pgrx::prelude::*;
 
-mod admin;
-mod alert_grants;
-mod alert_watch;
+// Layers, top to bottom; a module uses only the ones below it (no circles).
 mod alerts;
 mod api;
-mod backend_cache;
-mod before_insert;
-mod budget;
 mod error;
 mod execution_ids;
 mod gucs;
-mod locks;
-mod log_insert;
-mod log_shape;
 mod maintenance;
 mod money;
 mod month;
-mod owner;
-mod pg_compat;
-mod plans;
+mod pg;
+mod rates;
 mod report;
-mod reservations;
 mod restore;
-mod schema_version;
-mod slot_rows;
-mod slots;
-mod table_scan;
-mod triggers;
+mod settings;
 mod validation;
-mod write_path_stats;
+mod write;
 
 ::pgrx::pg_module_magic!();
 
@@ -48,16 +49,16 @@ extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",
     requires = [
-        api::track_cost,
-        budget::budget_check,
-        reservations::budget_reserve,
-        reservations::budget_release,
-        report::budget_report_v3,
-        admin::set_monthly_budget,
-        admin::set_campaign,
-        admin::clear_campaign_budget,
-        admin::set_agent_rate,
-        admin::set_budget_override
+        api::tracking::track_cost,
+        api::checking::budget_check,
+        api::reservations::budget_reserve,
+        api::reservations::budget_release,
+        api::report::budget_report_v3,
+        api::admin::set_monthly_budget,
+        api::admin::set_campaign,
+        api::admin::clear_campaign_budget,
+        api::admin::set_agent_rate,
+        api::admin::set_budget_override
     ]
 );
 

@@ -5,33 +5,8 @@
 //! `purge_before` removed from the log (kept per month, campaign and agent type in
 //! `purged_spend`), so that purging detail rows never changes a total that reports show.
 use crate::error::{spi, spi_opt};
-use crate::month;
+use crate::restore::PurgeGuard;
 use pgrx::prelude::*;
-use std::cell::Cell;
-
-thread_local! {
-    static PURGING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether this backend is deleting rows for `purge_before` (the aggregate trigger then keeps
-/// the totals: `purged_spend` holds the purged rows' share).
-pub fn purging() -> bool {
-    PURGING.with(|p| p.get())
-}
-
-/// Sets the purge flag for its lifetime (also when an ERROR unwinds through it).
-struct PurgeGuard;
-impl PurgeGuard {
-    fn new() -> PurgeGuard {
-        PURGING.with(|p| p.set(true));
-        PurgeGuard
-    }
-}
-impl Drop for PurgeGuard {
-    fn drop(&mut self) {
-        PURGING.with(|p| p.set(false));
-    }
-}
 
 /// The expected aggregates (log + purged) and the stored ones, as JSON per key, for one month
 /// (`$1`, NULL = all months).
@@ -108,32 +83,12 @@ SELECT aggregate, key, month, expected, stored FROM pairs
             AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(stored) v WHERE v.value::numeric <> 0))
  ORDER BY month, aggregate, key";
 
-/// `budget_verify(month text DEFAULT NULL)` returns every maintained aggregate row that differs
-/// from what `billing_log` (plus `purged_spend`) says it should be: `aggregate`
-/// (`monthly_budget`, `campaign_cost`, `agent_cost`, `daily_cost`), `key` (campaign id, agent
-/// type or day `YYYY-MM-DD`, `''` for the month), `month` (`YYYY-MM`), `expected` and `stored` (JSON of the sums: cost in
-/// dollars, tokens, executions, ...). Empty when all agree. Reads the whole log of the month:
-/// an admin check, not a hot path.
-///
-/// Errors: 22007 for a malformed month.
-#[pg_extern(volatile, parallel_unsafe)]
-fn budget_verify(
-    month: default!(Option<&str>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(aggregate, String),
-        name!(key, String),
-        name!(month, String),
-        name!(expected, Option<pgrx::JsonB>),
-        name!(stored, Option<pgrx::JsonB>),
-    ),
-> {
-    crate::schema_version::require_current();
-    let month = month.map(|m| month::require_month("month", m));
-    let rows = spi(Spi::connect(|client| {
+/// The rows of `budget_verify(month)` (`crate::api::maintenance`): every aggregate row that
+/// differs from the log, as (aggregate, key, month, expected, stored).
+pub fn verify(month: Option<&str>) -> Vec<(String, String, String, Option<pgrx::JsonB>, Option<pgrx::JsonB>)> {
+    spi(Spi::connect(|client| {
         client
-            .select(COMPARE, None, &[month.as_deref().into()])?
+            .select(COMPARE, None, &[month.into()])?
             .map(|r| {
                 Ok((
                     r.get::<String>(1)?.unwrap_or_default(),
@@ -144,8 +99,7 @@ fn budget_verify(
                 ))
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    }));
-    TableIterator::new(rows)
+    }))
 }
 
 /// The aggregate tables, the `budget_verify` name of each, and their sum columns (`true`: a
@@ -213,33 +167,18 @@ fn correction_sql() -> String {
     format!("WITH {} SELECT {}", ctes.join(",\n"), counts.join(" + "))
 }
 
-/// `budget_rebuild(month text) -> bigint`: makes a month's maintained aggregates equal to what
-/// `billing_log` (plus `purged_spend` and `purged_day_spend`) says, and returns how many
-/// aggregate rows it corrected (0 when `budget_verify(month)` is empty). Writes `audit_log` with
-/// the differences it found.
-///
-/// Writers never wait for it. It reads the month's differences in one snapshot, in which every
-/// committed write's log row and aggregate update are both present or both absent (they commit
-/// together), and adds each difference to the key's slot-0 row, which no writer updates. Two
-/// rebuilds of the same month take turns (an advisory lock), and each reads after the other's
-/// commit. It reads only the month's rows.
-///
-/// Errors: 22007 for a malformed month; 22004 for NULL; 40001 in REPEATABLE READ or
-/// SERIALIZABLE when another rebuild of the month committed after this transaction's snapshot.
-#[pg_extern(volatile, parallel_unsafe)]
-fn budget_rebuild(month: Option<&str>) -> i64 {
-    crate::error::require_writable("budget_rebuild()");
-    crate::schema_version::require_current();
-    let month = month::require_month("month", crate::api::required("month", month));
+/// `budget_rebuild(month)` (`crate::api::maintenance`) for a valid `YYYY-MM`: the number of
+/// aggregate rows corrected.
+pub fn rebuild(month: &str) -> i64 {
     // Two rebuilds of one month take turns.
-    crate::locks::wait_xact(crate::locks::Class::Rebuild, &format!("neon_budget.rebuild:{month}"));
+    crate::pg::locks::wait_xact(crate::pg::locks::Class::Rebuild, &format!("neon_budget.rebuild:{month}"));
     let differences: Option<pgrx::JsonB> =
-        spi_opt(Spi::get_one_with_args("SELECT pg_catalog.jsonb_agg(v) FROM neon_budget.budget_verify($1) v", &[month.as_str().into()]));
+        spi_opt(Spi::get_one_with_args("SELECT pg_catalog.jsonb_agg(v) FROM neon_budget.budget_verify($1) v", &[month.into()]));
     let written: i64 = match &differences {
         None => 0,
         Some(d) => {
             // The month's totals change: every backend re-reads them (and its alert grants).
-            crate::alert_watch::invalidate_all();
+            crate::write::scope_cache::invalidate_all();
             spi(Spi::get_one_with_args::<i64>(&correction_sql(), &[pgrx::JsonB(d.0.clone()).into()])).unwrap_or(0)
         }
     };
@@ -247,27 +186,14 @@ fn budget_rebuild(month: Option<&str>) -> i64 {
         "INSERT INTO neon_budget.audit_log (action, target, old_value, new_value)
          VALUES ('budget_rebuild', $1, pg_catalog.jsonb_build_object('differences', $2),
                  pg_catalog.jsonb_build_object('rows_written', $3))",
-        &[month.as_str().into(), differences.into(), written.into()],
+        &[month.into(), differences.into(), written.into()],
     ));
     written
 }
 
-fn require_cutoff(cutoff: Option<TimestampWithTimeZone>) -> TimestampWithTimeZone {
-    crate::api::required("cutoff", cutoff)
-}
-
-/// `anonymize_before(cutoff timestamptz) -> bigint`: clears `task` and `metadata` of every
-/// `billing_log` row created before `cutoff` and replaces its `execution_id` with the id's keyed
-/// digest (`nb-anon:...`, `execution_ids.rs`: a retry of the execution still records once), and
-/// returns how many rows it changed. Totals do not change. Writes `audit_log`.
-///
-/// Errors: 22004 for NULL.
-#[pg_extern(volatile, parallel_unsafe)]
-fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
-    crate::error::require_writable("anonymize_before()");
-    crate::schema_version::require_current();
-    let cutoff = require_cutoff(cutoff);
-    crate::locks::wait_xact(crate::locks::Class::Retention, "neon_budget.retention");
+/// `anonymize_before(cutoff)` (`crate::api::maintenance`): the number of rows anonymized.
+pub fn anonymize_before(cutoff: TimestampWithTimeZone) -> i64 {
+    crate::pg::locks::wait_xact(crate::pg::locks::Class::Retention, "neon_budget.retention");
     let n: i64 = spi(Spi::get_one_with_args::<i64>(
         "WITH u AS (UPDATE neon_budget.billing_log
                        SET task = NULL, metadata = NULL, execution_id = neon_budget._execution_digest(execution_id)
@@ -317,29 +243,11 @@ i AS (INSERT INTO neon_budget.purged_execution_id (digest, billing_month)
       ON CONFLICT (digest) DO NOTHING)
 SELECT count(*) FROM d";
 
-/// `purge_before(cutoff timestamptz) -> bigint`: deletes every `billing_log` row created before
-/// `cutoff` and returns how many. Monthly, campaign, agent and daily totals do not change: the
-/// purged rows' sums move to `purged_spend` and `purged_day_spend`, and their execution ids'
-/// keyed digests to `purged_execution_id` (a retry still records once). Writes `audit_log`.
-///
-/// Writers never wait for it: it takes no table lock beyond the ROW EXCLUSIVE of any DELETE,
-/// and works in batches of 1024 pages (one statement each, a TID range scan), each moving
-/// exactly the rows it deleted, then one statement over the whole table for rows that an
-/// UPDATE moved back to a page already passed (normally a scan that deletes nothing). Only a
-/// write to a row being purged (an UPDATE of it, or a retry of its execution_id, which then
-/// gets 40001) waits, until the purge commits. `purge_before` and `anonymize_before` calls
-/// take turns (an advisory lock). Every row created before `cutoff` that existed when it
-/// started is gone; rows written while it runs may stay.
-///
-/// Errors: 22004 for NULL.
-#[pg_extern(volatile, parallel_unsafe)]
-fn purge_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
-    crate::error::require_writable("purge_before()");
-    crate::schema_version::require_current();
-    let cutoff = require_cutoff(cutoff);
+/// `purge_before(cutoff)` (`crate::api::maintenance`): the number of rows purged.
+pub fn purge_before(cutoff: TimestampWithTimeZone) -> i64 {
     // Retention calls take turns (two of them in one transaction each could otherwise lock
     // the same old rows in opposite orders).
-    crate::locks::wait_xact(crate::locks::Class::Retention, "neon_budget.retention");
+    crate::pg::locks::wait_xact(crate::pg::locks::Class::Retention, "neon_budget.retention");
     let pages: i64 = spi(Spi::get_one::<i64>(
         "SELECT pg_catalog.pg_relation_size('neon_budget.billing_log'::pg_catalog.regclass)
                 OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::bigint",

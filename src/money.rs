@@ -73,13 +73,6 @@ pub fn percent(n: &AnyNumeric) -> String {
     format!("{}%", round(n.clone(), 1))
 }
 
-/// `neon_budget._cost_for_tokens(tokens bigint, cost_per_1k_tokens numeric) -> numeric`:
-/// dollars for `tokens` at a rate in dollars per 1,000 tokens, exact.
-#[pg_extern(immutable, parallel_safe, strict, name = "_cost_for_tokens")]
-fn cost_for_tokens_sql(tokens: i64, cost_per_1k_tokens: AnyNumeric) -> AnyNumeric {
-    cost_for_tokens(tokens, cost_per_1k_tokens)
-}
-
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {

@@ -1,5 +1,4 @@
 //! Billing months: `YYYY-MM` text, the calendar month of a timestamp in `neon_budget.timezone`.
-use crate::error::{raise, Code};
 use crate::gucs;
 use pgrx::prelude::*;
 
@@ -12,20 +11,6 @@ pub fn is_valid_month(text: &str) -> bool {
     let year: u32 = text[..4].parse().unwrap_or(0);
     let month: u32 = text[5..].parse().unwrap_or(0);
     year >= 1 && (1..=12).contains(&month)
-}
-
-/// Returns `text` when it is a valid billing month, else raises SQLSTATE 22007
-/// (invalid_datetime_format) naming the argument.
-pub fn require_month(arg: &str, text: &str) -> String {
-    if is_valid_month(text) {
-        text.to_string()
-    } else {
-        raise(
-            Code::ERRCODE_INVALID_DATETIME_FORMAT,
-            format!("invalid {arg} \"{text}\": a billing month is written YYYY-MM"),
-            "Use a four-digit year and a two-digit month from 01 to 12, e.g. '2024-01'.",
-        )
-    }
 }
 
 /// The current billing month (`YYYY-MM` of `now()` in `neon_budget.timezone`).
@@ -74,31 +59,11 @@ pub fn day_of(ts: pg_sys::TimestampTz) -> String {
     day
 }
 
-/// `neon_budget._billing_day(created_at timestamptz) -> text`: [`day_of`], `YYYY-MM-DD` in
-/// `neon_budget.timezone`.
-#[pg_extern(stable, strict, parallel_safe, name = "_billing_day")]
-fn billing_day_sql(created_at: TimestampWithTimeZone) -> String {
-    day_of(created_at.into())
-}
-
 thread_local! {
     /// The last [`day_of`]: time zone, second and day.
     static LAST_DAY: std::cell::RefCell<Option<(String, i64, String)>> = const { std::cell::RefCell::new(None) };
     /// The last [`month_of`]: time zone, second (since 2000-01-01 UTC) and month.
     static LAST: std::cell::RefCell<Option<(String, i64, String)>> = const { std::cell::RefCell::new(None) };
-}
-
-/// `neon_budget._timezone() -> text`: the validated value of `neon_budget.timezone`, used by
-/// the billing-month trigger. Loading it also loads the library, so the GUCs exist.
-#[pg_extern(stable, parallel_safe, name = "_timezone")]
-fn timezone_setting() -> String {
-    gucs::timezone()
-}
-
-/// `neon_budget._current_month() -> text`: the current billing month, `YYYY-MM`.
-#[pg_extern(stable, parallel_safe, name = "_current_month")]
-fn current_month_sql() -> String {
-    current_month()
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -129,6 +94,6 @@ mod tests {
 
     #[pg_test(error = "invalid month \"2024-13\": a billing month is written YYYY-MM")]
     fn rejects_bad_month() {
-        require_month("month", "2024-13");
+        crate::validation::require_month("month", "2024-13");
     }
 }

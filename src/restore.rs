@@ -10,23 +10,46 @@
 //! can create this extension, so only a superuser restores it) **and** `row_security` is `off`,
 //! which `pg_dump` writes at the top of every dump and `pg_restore` sets on every connection
 //! (unless `--enable-row-security`). `application_name`, which any role can set, plays no part.
-//! `purge_before` itself never counts as a restore.
+//! `purge_before` itself never counts as a restore; this module also holds its flag, since the
+//! aggregate trigger asks both questions of the same session.
 use pgrx::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    static PURGING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this backend is deleting rows for `purge_before` (the aggregate trigger then keeps
+/// the totals: `purged_spend` holds the purged rows' share).
+pub fn purging() -> bool {
+    PURGING.with(|p| p.get())
+}
+
+/// Sets the purge flag for its lifetime (also when an ERROR unwinds through it).
+pub struct PurgeGuard;
+
+impl PurgeGuard {
+    /// Marks this backend as purging until the guard is dropped.
+    pub fn new() -> PurgeGuard {
+        PURGING.with(|p| p.set(true));
+        PurgeGuard
+    }
+}
+
+impl Drop for PurgeGuard {
+    fn drop(&mut self) {
+        PURGING.with(|p| p.set(false));
+    }
+}
 
 /// Whether this session is restoring a dump (see the module documentation).
 pub fn restoring() -> bool {
-    if crate::maintenance::purging() {
+    if purging() {
         return false;
     }
     let off = unsafe {
         let value = pg_sys::GetConfigOption(c"row_security".as_ptr(), false, false);
         !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == b"off"
     };
-    off && unsafe { pg_sys::superuser_arg(crate::owner::caller()) }
-}
-
-/// `neon_budget._restoring() -> boolean`: [`restoring`], for the SQL trigger on `purged_spend`.
-#[pg_extern(volatile, parallel_restricted, name = "_restoring")]
-fn restoring_sql() -> bool {
-    restoring()
+    off && unsafe { pg_sys::superuser_arg(crate::pg::owner::caller()) }
 }

@@ -1,10 +1,9 @@
 //! `budget_report`: the seed's cost report ("Report Contents") in Markdown, JSON or CSV, read
 //! from the maintained aggregates only (the daily spend of JSON and CSV from the per-day one).
 use crate::alerts;
-use crate::error::{raise, spi, Code};
+use crate::error::spi;
 use crate::gucs;
 use crate::money::{dollars, group_thousands, percent, trim_scale};
-use crate::month;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 use std::fmt::Write;
@@ -426,47 +425,12 @@ fn exact(n: &AnyNumeric) -> String {
     trim_scale(n.clone()).to_string()
 }
 
-/// `budget_report(month text DEFAULT NULL, format text DEFAULT 'md') -> text`
-///
-/// The cost report of a billing month (`YYYY-MM`; NULL = the current month in
-/// `neon_budget.timezone`), as the seed's "Report Contents": monthly overview (budget, spent,
-/// utilization, remaining, executions), campaign breakdown (name, type, cost, budget,
-/// utilization), agent usage (cost, tokens, executions, average cost per execution, success rate)
-/// and cost optimization suggestions drawn from the data. Money is in dollars.
-///
-/// `format` (NULL = `md`):
-/// - `md`: the Markdown report, figures rounded for reading; user-supplied names are escaped so
-///   they cannot break the Markdown. Reads only the maintained aggregates.
-/// - `json`: one JSON object with the same figures exact (see [`render_json`]) plus the spend of
-///   each day of the month.
-/// - `csv`: a flat table with a header, one row per overview, campaign, agent, day and
-///   suggestion (columns: [`csv::CSV_COLUMNS`]).
-///
-/// The daily spend of `json` and `csv` is one query on `billing_log` by its `billing_month`
-/// index, grouped by day in `neon_budget.timezone`.
-///
-/// Errors: 22007 for a malformed month; 22023 for an unknown format.
-#[pg_extern(stable, parallel_restricted, name = "budget_report")]
-fn budget_report_v3(month: default!(Option<&str>, "NULL"), format: default!(Option<&str>, "'md'")) -> String {
-    crate::schema_version::require_current();
-    let format = match format {
-        None => Format::Markdown,
-        Some(f) => Format::parse(f).unwrap_or_else(|| {
-            raise(
-                Code::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("unknown report format \"{f}\""),
-                "Use format => 'md' (Markdown), 'json' or 'csv'.",
-            )
-        }),
-    };
-    let month = match month {
-        Some(m) => month::require_month("month", m),
-        None => month::current_month(),
-    };
+/// The report of `month` (`YYYY-MM`) in `format` (`budget_report`, `crate::api::report`).
+pub fn render_as(month: &str, format: Format) -> String {
     match format {
-        Format::Markdown => render(&month),
-        Format::Json => render_json(&read(&month, true)).to_string(),
-        Format::Csv => render_csv(&read(&month, true)),
+        Format::Markdown => render(month),
+        Format::Json => render_json(&read(month, true)).to_string(),
+        Format::Csv => render_csv(&read(month, true)),
     }
 }
 

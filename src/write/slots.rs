@@ -1,4 +1,11 @@
-//! The write fast path of the aggregates: a backend updates its OWN slot rows (see `slots.rs`)
+//! Aggregate slots and the heap fast path that writes them.
+//!
+//! The maintained aggregates keep one row per (key, month, slot) and a writer only ever
+//! updates its own slot's rows, so concurrent writers never wait on each other's row locks.
+//! The slot is the backend's id ([`current`]), which is unique among the backends running at
+//! once and reused after a backend exits, so a key has at most `max_connections` slot rows.
+//!
+//! The write fast path of the aggregates: a backend updates its OWN slot rows
 //! of `_month_spend`, `_campaign_spend`, `_agent_spend` and `_day_spend` with PostgreSQL's heap API instead of
 //! an SQL upsert, the way PostgreSQL updates its own catalogs (`CatalogTupleUpdate`: a normal
 //! MVCC update, WAL-logged, HOT when it can be, index entries when it cannot). This removes the
@@ -15,11 +22,16 @@
 //! changes anything, and the caller applies the row with SQL, which also returns the new TIDs.
 //! Only the backend that owns a slot writes its rows outside `budget_rebuild`, which locks
 //! `billing_log` against writers, so a validated row cannot change before it is updated.
-use crate::backend_cache::{self, attnum, oid, GenMap};
 use crate::error::{raise, Code};
+use crate::pg::backend_cache::{self, attnum, GenMap};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgTupleDesc};
 use std::cell::RefCell;
+
+/// This backend's aggregate slot: its backend id, 1..MaxBackends.
+pub fn current() -> i32 {
+    crate::pg::compat::backend_id()
+}
 
 /// The four aggregate tables, in the order of [`Rels`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -31,7 +43,7 @@ pub enum Table {
 }
 
 /// OIDs of the slot tables and of `alert_state` (whose relcache invalidation is the extension's
-/// "budget settings changed" signal, see `alert_watch.rs`).
+/// "budget settings changed" signal, see `write/scope_cache.rs`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Rels {
     pub slot_tables: [pg_sys::Oid; 4],
@@ -44,7 +56,7 @@ pub enum Delta {
     Num(&'static str, Option<AnyNumeric>),
     /// Add to a `bigint` column.
     Int(&'static str, i64),
-    /// Set a `numeric` column (the alert grant, `alert_grants.rs`).
+    /// Set a `numeric` column (the alert grant, `write/alert_grants.rs`).
     Set(&'static str, AnyNumeric),
 }
 
@@ -69,27 +81,15 @@ impl<'a> Key<'a> {
 }
 
 thread_local! {
-    static RELS: RefCell<GenMap<(), Rels>> = RefCell::new(GenMap::new());
     static TIDS: RefCell<GenMap<String, pg_sys::ItemPointerData>> = RefCell::new(GenMap::new());
 }
 
 /// The OIDs of the extension's slot tables and `alert_state`, looked up once per backend (and
 /// again after an invalidation, e.g. DROP and CREATE EXTENSION in the same session); their
-/// invalidations are the ones that empty the backend's caches (`backend_cache.rs`).
+/// invalidations are the ones that empty the backend's caches (`pg/backend_cache.rs`).
 pub fn rels() -> Rels {
-    if let Some(r) = RELS.with(|r| r.borrow_mut().current().get(&()).copied()) {
-        return r;
-    }
-    let r = Rels {
-        slot_tables: [oid(c"_month_spend"), oid(c"_campaign_spend"), oid(c"_agent_spend"), oid(c"_day_spend")],
-        alert_state: oid(c"alert_state"),
-    };
-    backend_cache::watch(
-        [r.slot_tables[0], r.slot_tables[1], r.slot_tables[2], r.slot_tables[3], r.alert_state],
-        oid(c"_alert_grant_signal"),
-    );
-    RELS.with(|c| c.borrow_mut().current().insert((), r));
-    r
+    let w = backend_cache::watched();
+    Rels { slot_tables: [w[0], w[1], w[2], w[3]], alert_state: w[4] }
 }
 
 /// Forgets the TIDs of this backend's slot rows (after it rewrote them with SQL).
@@ -258,7 +258,7 @@ unsafe fn update(rel: pg_sys::Relation, f: Fetched, deltas: &[Delta]) -> pg_sys:
     }
     let newtup = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
     let mut otid = f.tid;
-    crate::pg_compat::simple_heap_update(rel, &mut otid, newtup);
+    crate::pg::compat::simple_heap_update(rel, &mut otid, newtup);
     // A HOT update (new version on the same page, no indexed column changed) needs no index
     // entries; otherwise insert them, as PostgreSQL's CatalogTupleUpdate does.
     if !pg_sys::HeapTupleHeaderIsHeapOnly((*newtup).t_data) {

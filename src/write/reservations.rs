@@ -8,12 +8,12 @@
 //! settles a reservation (the actual cost replaces the estimate, atomically, in the same
 //! transaction), `budget_release(id)` cancels it, and an expired reservation stops counting at
 //! once, without any job.
-use crate::api::{cached_rate, required};
-use crate::budget::{require_estimate, State};
 use crate::error::{raise, spi, spi_opt, Code};
 use crate::gucs;
 use crate::money;
 use crate::month;
+use crate::rates::cached_rate;
+use crate::write::state::State;
 use pgrx::datetime::Interval;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
@@ -21,50 +21,18 @@ use pgrx::AnyNumeric;
 /// Takes the transaction-level advisory lock that serializes reservations of `month`.
 /// Waits like any lock (and so respects `lock_timeout`).
 fn lock_month(month: &str) {
-    crate::locks::wait_xact(crate::locks::Class::Reservations, &format!("neon_budget.month:{month}"));
+    crate::pg::locks::wait_xact(crate::pg::locks::Class::Reservations, &format!("neon_budget.month:{month}"));
 }
 
-/// `budget_reserve(agent_type text, estimated_tokens bigint, campaign_id text DEFAULT NULL,
-/// ttl interval DEFAULT '15 minutes', estimated_cost numeric DEFAULT NULL) -> bigint`
-///
-/// Reserves the estimated cost of an execution against the current month's budget and, when
-/// given, the campaign's, and returns the reservation id; pass it to
-/// `track_cost(..., reservation_id => id)` to settle it, or to `budget_release(id)` to cancel.
-/// The estimate is `estimated_cost` (dollars) when given, else `estimated_tokens` at the agent
-/// type's current rate. The reservation stops counting `ttl` after it was made.
-/// Refused when committed spend plus live reservations plus this estimate would pass the
-/// month's or the campaign's budget (or has reached it), unless the override is on. Returns
-/// NULL and holds nothing when `neon_budget.enabled` is off.
-///
-/// Errors: 53000 (insufficient_resources) when the budget cannot cover the estimate, with the
-/// figures in the detail; 22003 negative tokens or cost; 22023 a ttl that is not positive;
-/// 42704 unknown agent type; 0A000 inside a REPEATABLE READ or SERIALIZABLE transaction (its
-/// snapshot could not see reservations committed while it waited).
-#[pg_extern(volatile, parallel_unsafe)]
-fn budget_reserve(
-    agent_type: Option<&str>,
-    estimated_tokens: Option<i64>,
-    campaign_id: default!(Option<&str>, "NULL"),
-    ttl: default!(Option<Interval>, "'15 minutes'"),
-    estimated_cost: default!(Option<AnyNumeric>, "NULL"),
+/// `budget_reserve` (`crate::api::reservations`) with checked arguments: 22023 for a ttl that is
+/// not positive, 0A000 outside READ COMMITTED, 53000 when the estimate does not fit.
+pub fn reserve(
+    agent_type: &str,
+    estimated_tokens: i64,
+    campaign_id: Option<&str>,
+    ttl: Interval,
+    estimated_cost: Option<AnyNumeric>,
 ) -> Option<i64> {
-    crate::error::require_writable("budget_reserve()");
-    crate::schema_version::require_current();
-    let agent_type = required("agent_type", agent_type);
-    let estimated_tokens = required("estimated_tokens", estimated_tokens);
-    require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
-    if let Some(c) = &estimated_cost {
-        require_estimate("estimated_cost", !crate::money::is_finite(c) || *c < AnyNumeric::from(0), c);
-    }
-    crate::validation::require_keys(campaign_id, Some(agent_type));
-    if campaign_id.is_some_and(|id| id.trim().is_empty()) {
-        raise(
-            Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            "campaign_id must not be empty or blank",
-            "Pass NULL for an execution that belongs to no campaign.",
-        );
-    }
-    let ttl = ttl.unwrap_or_else(|| Interval::new(0, 0, 15 * 60 * 1_000_000).expect("15 minutes"));
     let positive: bool = spi(Spi::get_one_with_args("SELECT $1 OPERATOR(pg_catalog.>) interval '0'", &[ttl.into()])).unwrap_or(false);
     if !positive {
         raise(
@@ -86,7 +54,7 @@ fn budget_reserve(
     }
     let estimate = estimated_cost.unwrap_or_else(|| money::cost_for_tokens(estimated_tokens, rate));
     let month = month::current_month();
-    crate::admin::ensure_month(&month);
+    crate::settings::ensure_month(&month);
     lock_month(&month);
     // Read after the lock: every reservation committed before it was granted is visible now.
     let state = State::read(&month, campaign_id);
@@ -134,27 +102,20 @@ fn budget_reserve(
             estimated_tokens.into(),
             estimate.into(),
             ttl.into(),
-            crate::owner::caller_name().into(),
+            crate::pg::owner::caller_name().into(),
         ],
     ))
 }
 
-/// `budget_release(reservation_id bigint) -> boolean`: cancels a reservation; true when it was
-/// live (held budget), false when it was unknown, settled, released or expired.
-///
-/// Errors: 42501 when the reservation was made by another role and the caller is not a member
-/// of `neon_budget_admin` (nothing is released).
-#[pg_extern(volatile, parallel_unsafe)]
-fn budget_release(reservation_id: i64) -> bool {
-    crate::error::require_writable("budget_release()");
-    crate::schema_version::require_current();
+/// `budget_release` (`crate::api::reservations`): [`settle`] by another name.
+pub fn release(reservation_id: i64) -> bool {
     settle(reservation_id)
 }
 
 /// Removes a reservation (settled by track_cost or released); true when it was live. Only the
-/// role that made it ([`crate::owner::caller`] at `budget_reserve`), a member of
+/// role that made it ([`crate::pg::owner::caller`] at `budget_reserve`), a member of
 /// `neon_budget_admin` or a superuser may: anyone else gets 42501 and nothing changes.
-pub(crate) fn settle(reservation_id: i64) -> bool {
+pub fn settle(reservation_id: i64) -> bool {
     let row: Option<(Option<String>, Option<bool>)> = spi(Spi::connect_mut(|client| {
         let t = client.update(
             "SELECT r.created_by, r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
@@ -171,7 +132,7 @@ pub(crate) fn settle(reservation_id: i64) -> bool {
     let Some((made_by, live)) = row else {
         return false;
     };
-    if made_by.as_deref() != Some(crate::owner::caller_name().as_str()) && !crate::owner::caller_is_admin() {
+    if made_by.as_deref() != Some(crate::pg::owner::caller_name().as_str()) && !crate::pg::owner::caller_is_admin() {
         raise(
             Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("reservation {reservation_id} was made by another role"),

@@ -2,8 +2,8 @@
 //!
 //! A single-row write (every `track_cost`) reads the exact totals of its month and campaign,
 //! with the month's and campaign's budgets and the levels already sent, whenever the scope
-//! still has a level to send and its backend's escrow grant (`alert_grants.rs`) does not cover
-//! the write: a dozen primary-key lookups without SQL (`table_scan.rs`), after its own slot
+//! still has a level to send and its backend's escrow grant (`write/alert_grants.rs`) does not cover
+//! the write: a dozen primary-key lookups without SQL (`pg/table_scan.rs`), after its own slot
 //! rows were updated, so the write that reaches a level sends it. (Two concurrent transactions
 //! that reach a level together, each without seeing the other's spend, leave it to the next
 //! write or `budget_check`, as before.) This module knows the scopes that cannot have anything
@@ -14,7 +14,7 @@
 //! invalidates the relcache entry of `alert_state` (row and TRUNCATE triggers on the settings
 //! tables, `budget_rebuild`), and a writer processes pending invalidations before each write
 //! (`AcceptInvalidationMessages`), so it never acts on a change committed before its write.
-use crate::backend_cache::GenMap;
+use crate::pg::backend_cache::GenMap;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 
@@ -66,7 +66,7 @@ pub fn forget(scope: &'static str, scope_key: &str, month: &str) {
 /// Tells every backend that budgets, levels or aggregates changed (see the module docs): a
 /// relcache invalidation of `alert_state`, sent when this transaction commits.
 pub fn invalidate_all() {
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(crate::backend_cache::oid(c"alert_state")) };
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(crate::pg::backend_cache::oid(c"alert_state")) };
 }
 
 /// `neon_budget._budget_settings_changed()`: AFTER trigger on `monthly_budget_setting`,

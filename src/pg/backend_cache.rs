@@ -2,9 +2,9 @@
 //! remembered TIDs, scopes with nothing left to send) and the one mechanism that invalidates
 //! them all: a relcache invalidation callback that bumps a generation number. Every change to
 //! rates, budgets, thresholds or alert state sends a relcache invalidation of `alert_state`
-//! (row triggers, `budget_rebuild`, see `alert_watch.rs`); DDL on the extension's tables sends
+//! (row triggers, `budget_rebuild`, see `write/scope_cache.rs`); DDL on the extension's tables sends
 //! one of its own. A cache is a [`GenMap`]: it empties itself when the generation it was
-//! filled in is not the current one. Alert grants (`alert_grants.rs`) follow a second
+//! filled in is not the current one. Alert grants (`write/alert_grants.rs`) follow a second
 //! generation, bumped by invalidations of `alert_state` (settings changed) and of
 //! `_alert_grant_signal` (a revocation) only.
 use crate::error::{raise, Code};
@@ -86,6 +86,25 @@ pub fn grant_generation() -> u64 {
 pub fn watch(relids: [pg_sys::Oid; 5], signal: pg_sys::Oid) {
     WATCHED.with(|w| w.set(Some(relids)));
     SIGNAL.with(|s| s.set(Some(signal)));
+}
+
+thread_local! {
+    static WATCHED_OIDS: std::cell::RefCell<GenMap<(), [pg_sys::Oid; 5]>> = std::cell::RefCell::new(GenMap::new());
+}
+
+/// The OIDs of the relations whose invalidations empty the per-backend caches: the four
+/// aggregate slot tables (`_month_spend`, `_campaign_spend`, `_agent_spend`, `_day_spend`) and
+/// `alert_state` (whose relcache invalidation is the extension's "budget settings changed"
+/// signal). Looked up and registered with [`watch`] on first use, and again after DROP and
+/// CREATE EXTENSION; every cache reader calls it first.
+pub fn watched() -> [pg_sys::Oid; 5] {
+    if let Some(w) = WATCHED_OIDS.with(|r| r.borrow_mut().current().get(&()).copied()) {
+        return w;
+    }
+    let w = [oid(c"_month_spend"), oid(c"_campaign_spend"), oid(c"_agent_spend"), oid(c"_day_spend"), oid(c"alert_state")];
+    watch(w, oid(c"_alert_grant_signal"));
+    WATCHED_OIDS.with(|c| c.borrow_mut().current().insert((), w));
+    w
 }
 
 /// A map that is emptied whenever the invalidation generation changes.

@@ -11,14 +11,14 @@
 //! applies it to the aggregates directly (`triggers::apply_one`, as the trigger would).
 //!
 //! This is only done while `billing_log` is exactly as the extension created it, recognised by
-//! definitions (`log_shape.rs`): anything a DBA may have added or changed that an `INSERT` would
+//! definitions (`write/log_shape.rs`): anything a DBA may have added or changed that an `INSERT` would
 //! run, and this path would not, sends the call to the SQL `INSERT` instead ([`insert`] gives
 //! the row back, with the reason, before writing anything). So do `session_replication_role =
 //! replica` and a value that a CHECK constraint would refuse (a billing month outside
 //! `YYYY-MM`: the SQL path then raises the constraint's own error). Which path each write took,
-//! and why, is counted in `write_path_stats` (`write_path_stats.rs`).
-use crate::backend_cache::{attnum, oid, GenMap};
+//! and why, is counted in `write_path_stats` (`write/path_stats.rs`).
 use crate::month::is_valid_month;
+use crate::pg::backend_cache::{attnum, oid, GenMap};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB, PgTupleDesc};
 use std::cell::RefCell;
@@ -27,7 +27,7 @@ use std::cell::RefCell;
 type Shape = Result<(), String>;
 
 thread_local! {
-    /// Whether billing_log is as the extension made it (`log_shape.rs`; the reason when not),
+    /// Whether billing_log is as the extension made it (`write/log_shape.rs`; the reason when not),
     /// for the log generation it was found in.
     static SHAPE: RefCell<Option<(u64, Shape)>> = const { RefCell::new(None) };
     /// The sequence of the identity column `id`, per invalidation generation.
@@ -68,19 +68,22 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)
         // The lock keeps billing_log's definition as it is until the transaction ends, and
         // taking it processed every change committed before.
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
-        let generation = crate::backend_cache::log_generation(relid);
+        let generation = crate::pg::backend_cache::log_generation(relid);
         let known = SHAPE.with(|s| s.borrow().as_ref().filter(|(g, _)| *g == generation).map(|(_, shape)| shape.clone()));
         let table = match &known {
             Some(shape) => shape.clone(),
-            None => crate::log_shape::check_table(rel),
+            None => crate::write::log_shape::check_table(rel),
         };
         let indexes = if table.is_ok() { pg_sys::CatalogOpenIndexes(rel) } else { std::ptr::null_mut() };
         let shape = match (known, table) {
             (Some(shape), _) => shape,
-            (None, Err(reason)) => Err(reason),
-            (None, Ok(())) => crate::log_shape::check_indexes(rel, indexes),
+            (None, table) => {
+                // Checked once per relcache generation of billing_log.
+                let shape = table.and_then(|()| crate::write::log_shape::check_indexes(rel, indexes));
+                SHAPE.with(|s| *s.borrow_mut() = Some((generation, shape.clone())));
+                shape
+            }
         };
-        SHAPE.with(|s| *s.borrow_mut() = Some((generation, shape.clone())));
         if let Err(reason) = shape {
             if !indexes.is_null() {
                 pg_sys::CatalogCloseIndexes(indexes);
@@ -123,7 +126,7 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         // As after the INSERT statement: the row is visible to what follows.
         pg_sys::CommandCounterIncrement();
-        crate::triggers::apply_one(&crate::triggers::OneRow {
+        super::apply_one(&super::OneRow {
             billing_day: crate::month::day_of(row.created_at.into()),
             billing_month: row.billing_month,
             campaign_id: row.campaign_id.map(str::to_string),
@@ -135,7 +138,7 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)
             retry_count: row.retry_count,
             execution_time_ms: row.execution_time_ms,
         });
-        crate::write_path_stats::count(crate::write_path_stats::HEAP, "track_cost", 1);
+        crate::write::path_stats::count(crate::write::path_stats::HEAP, "track_cost", 1);
         Ok(datum)
     }
 }
@@ -164,7 +167,7 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, indexes: pg_sys::CatalogIn
         let index = *(*indexes).ri_IndexRelationDescs.add(i);
         let info = *(*indexes).ri_IndexRelationInfo.add(i);
         if !(*info).ii_Predicate.is_null() || !(*info).ii_ReadyForInserts {
-            // The execution_id index (the only partial index allowed, see log_shape.rs),
+            // The execution_id index (the only partial index allowed, see write/log_shape.rs),
             // or an index being built concurrently, which takes no entries yet (as in
             // ExecInsertIndexTuples).
             continue;

@@ -2,7 +2,7 @@
 //!
 //! The write that reaches an alert level must send it, so a single-row write (every
 //! `track_cost`) would have to read the exact totals of its month and campaign after its row
-//! (`alert_watch.rs`, `table_scan.rs`): a dozen index lookups that sum every backend's slot row,
+//! (`write/scope_cache.rs`, `pg/table_scan.rs`): a dozen index lookups that sum every backend's slot row,
 //! which costs more than the write itself. Far from a level that read finds nothing, and this
 //! module lets a backend prove that without reading, with escrow (the technique of O'Neil's
 //! "The Escrow Transactional Method", ACM TODS 1986, used for hot aggregate counters): the
@@ -29,7 +29,7 @@
 //!   rows) when the transaction commits; each backend drops its grants when it processes it,
 //!   which a writer does before every write (`AcceptInvalidationMessages`). Changes to
 //!   budgets, thresholds, levels sent, `budget_rebuild` and TRUNCATE drop grants the same way
-//!   (`backend_cache.rs`). A rolled-back or prepared transaction drops this backend's grants
+//!   (`pg/backend_cache.rs`). A rolled-back or prepared transaction drops this backend's grants
 //!   (its `alert_cap` may have been undone).
 //!
 //! Why no level is skipped: settlements are ordered by the scope lock, and each one sees the
@@ -39,9 +39,9 @@
 //! outside the bounds is written only by transactions that revoke, and their revocation reaches
 //! every backend before it can see their spend. A write covered by its grant would therefore
 //! have read totals below every level not yet sent.
-use crate::backend_cache;
-use crate::slot_rows::{self, Delta, Key, Table};
-use crate::table_scan::{scan_text_eq, Snapshot};
+use crate::pg::backend_cache;
+use crate::pg::table_scan::{scan_text_eq, Snapshot};
+use crate::write::slots::{self, Delta, Key, Table};
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 use std::cell::{Cell, RefCell};
@@ -158,7 +158,7 @@ pub fn settle(scope: ScopeRef<'_>, next_level: &AnyNumeric, generation: u64) {
         return;
     }
     let (table, rel, index, cols) = slot_table(scope);
-    let me = crate::slots::current();
+    let me = crate::write::slots::current();
     let Some(lock) = ScopeLock::acquire(scope) else {
         // Another session holds the scope's lock for long (only someone taking the advisory
         // lock by hand can): spend outside any grant, without waiting.
@@ -195,7 +195,7 @@ pub fn settle(scope: ScopeRef<'_>, next_level: &AnyNumeric, generation: u64) {
     let share = headroom / AnyNumeric::from(2 * (bounds.len() as i64 + 1));
     let cap = own + share.clone();
     let key = Key::new(table, &cols);
-    let written = slot_rows::try_apply(&slot_rows::rels(), me, &[(key, vec![Delta::Set("alert_cap", cap)])]);
+    let written = slots::try_apply(&slots::rels(), me, &[(key, vec![Delta::Set("alert_cap", cap)])]);
     drop(lock);
     if written && backend_cache::grant_generation() == generation {
         with_grants(|g| g.insert(cache_key(scope), share));
@@ -207,7 +207,7 @@ fn drop_local_scope(scope: ScopeRef<'_>) {
 }
 
 /// The settlement lock of one scope: a transaction-level advisory lock of class
-/// `GrantSettlement` (`locks.rs`), released as soon as the settlement is written (or by the rollback
+/// `GrantSettlement` (`pg/locks.rs`), released as soon as the settlement is written (or by the rollback
 /// of an error in between). Nobody holds it while waiting for anything else, so it is taken
 /// without queueing: tried for up to [`LOCK_PATIENCE_US`] µs.
 struct ScopeLock(pg_sys::LOCKTAG);
@@ -225,11 +225,11 @@ impl ScopeLock {
         let text = cache_key(scope);
         // FNV-1a: the same on every backend.
         let hash = text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-        let tag = crate::locks::tag(crate::locks::Class::GrantSettlement, hash);
+        let tag = crate::pg::locks::tag(crate::pg::locks::Class::GrantSettlement, hash);
         let mut waited = 0;
         let mut pause = LOCK_FIRST_PAUSE_US;
         loop {
-            if crate::locks::try_now(&tag) {
+            if crate::pg::locks::try_now(&tag) {
                 return Some(ScopeLock(tag));
             }
             if waited >= LOCK_PATIENCE_US {
@@ -245,6 +245,6 @@ impl ScopeLock {
 
 impl Drop for ScopeLock {
     fn drop(&mut self) {
-        crate::locks::release(&self.0);
+        crate::pg::locks::release(&self.0);
     }
 }

@@ -6,7 +6,7 @@
 //! (`validation.rs`), prices a row without a `cost` from its tokens at the agent type's current
 //! rate exactly as `track_cost` does (`tokens / 1000 × rate`), and fixes its `billing_month`
 //! from `created_at` in `neon_budget.timezone` when none is given. `track_cost`'s own fast
-//! path (`log_insert.rs`) applies the same rules before it writes and does not fire it.
+//! path (`write/log_insert.rs`) applies the same rules before it writes and does not fire it.
 use crate::error::{raise, Code};
 use crate::validation;
 use pgrx::prelude::*;
@@ -31,7 +31,7 @@ fn column_error(e: impl std::fmt::Display) -> ! {
 fn _billing_log_before_insert<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, pgrx::PgTriggerError> {
-    crate::schema_version::require_current();
+    crate::pg::schema_version::require_current();
     let Some(new) = trigger.new() else {
         return Ok(None);
     };
@@ -63,7 +63,7 @@ fn _billing_log_before_insert<'a>(
         if let (Some(agent_type), Some(tokens)) = (agent_type.as_deref(), tokens) {
             if tokens >= 0 {
                 // The rate lookup reads agent_rate, which the inserting role may not.
-                let rate = crate::owner::as_owner(|| crate::api::cached_rate(agent_type));
+                let rate = crate::pg::owner::as_owner(|| crate::rates::cached_rate(agent_type));
                 row.set_by_name("cost", crate::money::cost_for_tokens(tokens, rate)).unwrap_or_else(|e| column_error(e));
             }
         }

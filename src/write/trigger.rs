@@ -5,25 +5,22 @@
 //! and added (+1 for new rows, -1 for old rows) to the per-slot aggregate tables
 //! `_month_spend`, `_campaign_spend` and `_agent_spend` in ONE statement, so a statement touches
 //! each aggregate row once whatever its row count; the writer's slot is its backend id, so
-//! concurrent writers never update the same row (see `slots.rs`). Everything happens in the
+//! concurrent writers never update the same row (see `write/slots.rs`). Everything happens in the
 //! writing transaction: a ROLLBACK (or ROLLBACK TO SAVEPOINT) undoes the aggregates with the rows.
 //! The same statement returns the alert levels that became due (see `alerts.rs`); it is
-//! prepared once per backend (`plans.rs`).
+//! prepared once per backend (`pg/plans.rs`).
 //!
 //! A single-row INSERT (every `track_cost`) takes the fast path instead: the row is read from
 //! the transition table in Rust, added to the backend's slot rows with the heap API
-//! (`slot_rows.rs`, SQL upserts as the fallback), and the exact totals are read for the alert
-//! check by primary-key lookups (`table_scan.rs`) unless `alert_watch.rs` knows the scope has
-//! nothing left to send or the backend's escrow grant covers the write (`alert_grants.rs`).
+//! (`write/slots.rs`, SQL upserts as the fallback), and the exact totals are read for the alert
+//! check by primary-key lookups (`pg/table_scan.rs`) unless `write/scope_cache.rs` knows the scope has
+//! nothing left to send or the backend's escrow grant covers the write (`write/alert_grants.rs`).
 //! The statement path spends outside grants, so it revokes them.
-use crate::alert_grants;
-use crate::alert_watch;
+use super::{alert_grants, apply_one, scope_cache, slots, OneRow};
 use crate::alerts;
-use crate::error::{raise, spi, Code};
-use crate::owner;
-use crate::plans::{self, oid};
-use crate::slot_rows::{self, Delta, Key, Table};
-use crate::slots;
+use crate::error::spi;
+use crate::pg::owner;
+use crate::pg::plans::{self, oid};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgTupleDesc};
 
@@ -148,68 +145,6 @@ thread_local! {
     ];
 }
 
-/// The single-row INSERT path when the heap-API fast path (`slot_rows.rs`) cannot be used (the
-/// first write of a key in this backend, or after a rollback): three single-row upserts of
-/// this backend's slot rows, returning their new TIDs for the fast path.
-const APPLY_UPSERT: &str = "
-WITH m AS (
-    INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
-    VALUES ($1, $2, $3, $4, 1)
-    ON CONFLICT (billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1
-    RETURNING t.ctid),
-c AS (
-    INSERT INTO neon_budget._campaign_spend AS t (campaign_id, billing_month, slot, cost, tokens, executions)
-    SELECT $5, $1, $2, $3, $4, 1 WHERE $5 IS NOT NULL
-    ON CONFLICT (campaign_id, billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1
-    RETURNING t.ctid),
-a AS (
-    INSERT INTO neon_budget._agent_spend AS t (agent_type, billing_month, slot, cost, tokens, executions,
-           successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
-    VALUES ($6, $1, $2, $3, $4, 1, $7, $8, $9, $10, $11, $12, $13)
-    ON CONFLICT (agent_type, billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1,
-           successes = t.successes OPERATOR(pg_catalog.+) EXCLUDED.successes,
-           failures = t.failures OPERATOR(pg_catalog.+) EXCLUDED.failures,
-           quality_sum = t.quality_sum OPERATOR(pg_catalog.+) EXCLUDED.quality_sum,
-           quality_count = t.quality_count OPERATOR(pg_catalog.+) EXCLUDED.quality_count,
-           retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
-           execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
-           execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count
-    RETURNING t.ctid),
-dd AS (
-    INSERT INTO neon_budget._day_spend AS t (billing_month, billing_day, slot, cost, tokens, executions)
-    VALUES ($1, $14, $2, $3, $4, 1)
-    ON CONFLICT (billing_month, billing_day, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1
-    RETURNING t.ctid)
-SELECT (SELECT m.ctid FROM m), (SELECT c.ctid FROM c), (SELECT a.ctid FROM a), (SELECT dd.ctid FROM dd)";
-
-/// The values of one billing_log row that the aggregates use (cost in dollars, billing_month
-/// `YYYY-MM`).
-pub(crate) struct OneRow {
-    pub billing_month: String,
-    /// `YYYY-MM-DD` of `created_at` in `neon_budget.timezone` ([`crate::month::day_of`]).
-    pub billing_day: String,
-    pub campaign_id: Option<String>,
-    pub agent_type: String,
-    pub cost: AnyNumeric,
-    pub tokens: i64,
-    pub conversion_achieved: Option<bool>,
-    pub quality_score: Option<f64>,
-    pub retry_count: Option<i32>,
-    pub execution_time_ms: Option<i64>,
-}
-
 /// Reads the only row of a one-row transition table, without SQL.
 ///
 /// # Safety
@@ -221,7 +156,7 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
     let found = pg_sys::tuplestore_gettupleslot(store, true, false, slot);
     let row = if found {
         let desc = PgTupleDesc::from_pg_unchecked(tupdesc);
-        let attnum = |name: &'static str| crate::backend_cache::attnum(&desc, name);
+        let attnum = |name: &'static str| crate::pg::backend_cache::attnum(&desc, name);
         let get = |name: &'static str| -> (pg_sys::Datum, bool) {
             let mut isnull = false;
             let d = pg_sys::slot_getattr(slot, attnum(name), &mut isnull);
@@ -254,210 +189,16 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
     row
 }
 
-/// Applies one inserted row to this backend's slot rows (heap-API fast path, else SQL) and,
-/// when `alert_watch` says a level may have been reached, reads the totals and sends the alert
-/// levels that became due. Called by the trigger for a one-row INSERT and by `track_cost`'s
-/// own insert (`log_insert.rs`).
-pub(crate) fn apply_one(r: &OneRow) {
-    // Budget, level and rate changes committed by others since this transaction began.
-    unsafe { pg_sys::AcceptInvalidationMessages() };
-    // A grant settled below is kept only if no revocation is processed meanwhile.
-    let grant_generation = crate::backend_cache::grant_generation();
-    let rels = slot_rows::rels();
-    let slot = slots::current();
-    let successes: i64 = (r.conversion_achieved == Some(true)).into();
-    let failures: i64 = (r.conversion_achieved == Some(false)).into();
-    // quality_score is a double precision column; the aggregate sums it as numeric, converted
-    // by PostgreSQL's own float8 -> numeric cast, exactly as the statement path does.
-    let quality_sum = match r.quality_score {
-        Some(q) => unsafe { pgrx::direct_function_call::<AnyNumeric>(pg_sys::float8_numeric, &[q.into_datum()]) }.unwrap_or_default(),
-        None => AnyNumeric::from(0),
-    };
-    let tokens = AnyNumeric::from(r.tokens);
-    let month_cols = [("billing_month", r.billing_month.as_str())];
-    let campaign_cols = r.campaign_id.as_deref().map(|c| [("campaign_id", c), ("billing_month", r.billing_month.as_str())]);
-    let agent_cols = [("agent_type", r.agent_type.as_str()), ("billing_month", r.billing_month.as_str())];
-    let nonzero = |n: AnyNumeric| if n == AnyNumeric::from(0) { None } else { Some(n) };
-    let common =
-        || vec![Delta::Num("cost", nonzero(r.cost.clone())), Delta::Num("tokens", nonzero(tokens.clone())), Delta::Int("executions", 1)];
-    let mut rows = vec![(Key::new(Table::Month, &month_cols), common())];
-    if let Some(cols) = &campaign_cols {
-        rows.push((Key::new(Table::Campaign, cols), common()));
-    }
-    let mut agent = common();
-    agent.extend([
-        Delta::Int("successes", successes),
-        Delta::Int("failures", failures),
-        Delta::Num("quality_sum", nonzero(quality_sum.clone())),
-        Delta::Int("quality_count", r.quality_score.is_some().into()),
-        Delta::Num("retry_sum", nonzero(AnyNumeric::from(r.retry_count.unwrap_or(0)))),
-        Delta::Num("execution_time_sum", nonzero(AnyNumeric::from(r.execution_time_ms.unwrap_or(0)))),
-        Delta::Int("execution_time_count", r.execution_time_ms.is_some().into()),
-    ]);
-    rows.push((Key::new(Table::Agent, &agent_cols), agent));
-    let day_cols = [("billing_month", r.billing_month.as_str()), ("billing_day", r.billing_day.as_str())];
-    rows.push((Key::new(Table::Day, &day_cols), common()));
-
-    if !slot_rows::try_apply(&rels, slot, &rows) {
-        owner::as_owner(|| {
-            Spi::connect_mut(|client| {
-                let p = plans::plan(
-                    client,
-                    APPLY_UPSERT,
-                    &[
-                        oid::TEXT,
-                        oid::INT4,
-                        oid::NUMERIC,
-                        oid::INT8,
-                        oid::TEXT,
-                        oid::TEXT,
-                        oid::INT8,
-                        oid::INT8,
-                        oid::NUMERIC,
-                        oid::INT8,
-                        oid::INT8,
-                        oid::INT8,
-                        oid::INT8,
-                        oid::TEXT,
-                    ],
-                );
-                type Tid = Option<pg_sys::ItemPointerData>;
-                let (m, c, a, d): (Tid, Tid, Tid, Tid) = spi(client
-                    .update(
-                        &*p,
-                        None,
-                        &[
-                            r.billing_month.as_str().into(),
-                            slot.into(),
-                            r.cost.clone().into(),
-                            r.tokens.into(),
-                            r.campaign_id.as_deref().into(),
-                            r.agent_type.as_str().into(),
-                            successes.into(),
-                            failures.into(),
-                            quality_sum.into(),
-                            i64::from(r.quality_score.is_some()).into(),
-                            i64::from(r.retry_count.unwrap_or(0)).into(),
-                            r.execution_time_ms.unwrap_or(0).into(),
-                            i64::from(r.execution_time_ms.is_some()).into(),
-                            r.billing_day.as_str().into(),
-                        ],
-                    )
-                    .and_then(|t| {
-                        let t = t.first();
-                        Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?))
-                    }));
-                let tids = if r.campaign_id.is_some() { vec![m, c, a, d] } else { vec![m, a, d] };
-                for ((key, _), tid) in rows.iter().zip(tids) {
-                    if let Some(tid) = tid {
-                        slot_rows::remember(key, tid);
-                    }
-                }
-            })
-        });
-    }
-    if crate::restore::restoring() {
-        // Spend outside any grant (see alert_grants.rs).
-        alert_grants::revoke();
-        return;
-    }
-    // A write of no cost reaches no level, but its month must have a settings row: a month
-    // this backend remembers has one (it is only remembered when the read found it);
-    // otherwise the read below creates it.
-    if r.cost <= AnyNumeric::from(0) && alert_watch::knows("month", "", &r.billing_month) {
-        return;
-    }
-    let mut scopes: Vec<alert_grants::ScopeRef<'_>> = vec![("month", "", r.billing_month.as_str())];
-    if let Some(cid) = &r.campaign_id {
-        scopes.push(("campaign", cid.as_str(), r.billing_month.as_str()));
-    }
-    // Scopes with a level left to send; a write its grants cover in all of them reads nothing.
-    scopes.retain(|(scope, k, month)| !alert_watch::nothing_left(scope, k, month));
-    if scopes.is_empty() {
-        return;
-    }
-    if alert_grants::covers(&scopes, &r.cost) {
-        alert_grants::consume(&scopes, &r.cost);
-        return;
-    }
-    // The exact totals after this row (this transaction's writes included), budgets and levels
-    // sent: primary-key lookups, no SQL (table_scan.rs).
-    let state = crate::budget::State::read_with(&r.billing_month, r.campaign_id.as_deref(), false);
-    let mut due = Vec::new();
-    let m = &state.month_scope;
-    let reached = alerts::reached_levels(&m.spent, &m.budget, &state.threshold);
-    alerts::collect_due(&mut due, "month", "", &r.billing_month, &reached, &m.spent, &m.budget, &state.month_levels_sent);
-    if due.is_empty() && state.month_known {
-        alert_watch::record("month", "", &r.billing_month, alert_watch::all_sent(&state.month_levels_sent));
-    } else {
-        alert_watch::forget("month", "", &r.billing_month);
-    }
-    if let Some(cid) = &r.campaign_id {
-        let before = due.len();
-        let campaign = state.campaign_scope();
-        if let Some(c) = &campaign {
-            let reached = alerts::reached_levels(&c.spent, &c.budget, &state.threshold);
-            alerts::collect_due(&mut due, "campaign", cid, &r.billing_month, &reached, &c.spent, &c.budget, &state.campaign_levels_sent);
-        }
-        if due.len() == before && state.month_known {
-            let nothing_left = campaign.is_none() || alert_watch::all_sent(&state.campaign_levels_sent);
-            alert_watch::record("campaign", cid, &r.billing_month, nothing_left);
-        } else {
-            alert_watch::forget("campaign", cid, &r.billing_month);
-        }
-    }
-    // Grants: a scope still covered keeps its grant; the others settle (alert_grants.rs). A
-    // scope with nothing left to send needs none; one with a level due, or a month without
-    // settings until now, grants nothing and revokes.
-    for scope in &scopes {
-        if alert_grants::covers(&[*scope], &r.cost) {
-            alert_grants::consume(&[*scope], &r.cost);
-            continue;
-        }
-        let next = match scope.0 {
-            "month" => alerts::next_level_amount(&m.budget, &state.threshold, &state.month_levels_sent),
-            _ => match state.campaign_scope() {
-                Some(c) => alerts::next_level_amount(&c.budget, &state.threshold, &state.campaign_levels_sent),
-                // No budget, no levels: nothing to grant or protect.
-                None => continue,
-            },
-        };
-        let Some(next) = next else {
-            // Every level sent: nothing to protect.
-            continue;
-        };
-        let pending = due.iter().any(|d| d.scope == scope.0 && d.scope_key == scope.1);
-        if pending || !state.month_known {
-            alert_grants::revoke();
-        } else {
-            alert_grants::settle(*scope, &next, grant_generation);
-        }
-    }
-    if due.is_empty() && state.month_known {
-        return;
-    }
-    owner::as_owner(|| {
-        if !state.month_known {
-            crate::admin::ensure_month(&r.billing_month);
-        }
-        Spi::connect_mut(|client| {
-            for d in &due {
-                alerts::claim_and_send(client, d);
-            }
-        })
-    });
-}
-
 /// The trigger function `neon_budget._billing_log_changed()` (statement level, AFTER INSERT /
 /// UPDATE / DELETE with transition tables `new_rows` / `old_rows`, and AFTER TRUNCATE).
 #[pg_trigger]
 fn _billing_log_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    crate::schema_version::require_current();
+    crate::pg::schema_version::require_current();
     let op = trigger.op()?;
     // purge_before keeps the totals: the purged rows' sums already moved to purged_spend.
-    if matches!(op, PgTriggerOperation::Delete) && crate::maintenance::purging() {
+    if matches!(op, PgTriggerOperation::Delete) && crate::restore::purging() {
         return Ok(None);
     }
     let which = match op {
@@ -465,7 +206,7 @@ fn _billing_log_changed<'a>(
         PgTriggerOperation::Delete => 1,
         PgTriggerOperation::Update => 2,
         PgTriggerOperation::Truncate => {
-            alert_watch::invalidate_all();
+            scope_cache::invalidate_all();
             owner::as_owner(|| {
                 spi(Spi::run(
                     "DELETE FROM neon_budget._month_spend; DELETE FROM neon_budget._campaign_spend;
@@ -481,7 +222,7 @@ fn _billing_log_changed<'a>(
         let td = trigger.trigger_data();
         let store = td.tg_newtable;
         if !store.is_null() {
-            crate::write_path_stats::count_sql_insert(unsafe { pg_sys::tuplestore_tuple_count(store) });
+            crate::write::path_stats::count_sql_insert(unsafe { pg_sys::tuplestore_tuple_count(store) });
         }
         if !store.is_null() && unsafe { pg_sys::tuplestore_tuple_count(store) } == 1 {
             if let Some(row) = unsafe { read_single_row(td.tg_relation, store) } {
@@ -494,21 +235,16 @@ fn _billing_log_changed<'a>(
     // levels due; other backends' caches (which only say "nothing left to send") stay valid.
     // This backend re-reads at its next write, and re-checks the TIDs of the slot rows the
     // statement rewrites.
-    alert_watch::clear();
-    slot_rows::forget_tids();
-    // Spend raised outside any grant (see alert_grants.rs).
+    scope_cache::clear();
+    slots::forget_tids();
+    // Spend raised outside any grant (see write/alert_grants.rs).
     if which != 1 {
         alert_grants::revoke();
     }
     owner::as_owner(|| {
         Spi::connect_mut(|client| {
             // Makes the transition tables visible to the statements below under their names.
-            let rc = unsafe {
-                pg_sys::SPI_register_trigger_data(trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData)
-            };
-            if rc < 0 {
-                raise(Code::ERRCODE_INTERNAL_ERROR, format!("SPI_register_trigger_data failed: {rc}"), "This is a bug in neon_budget.");
-            }
+            crate::pg::spi::register_trigger_data(trigger);
             let apply = APPLY_SQL.with(|s| plans::plan(client, &s[which], &[oid::INT4, oid::BOOL]));
             let restoring = crate::restore::restoring();
             let due: Vec<alerts::Due> =

@@ -1,33 +1,13 @@
-//! Admin functions (the dashboard's "Budget Controls" panel). Each validates its arguments,
-//! changes settings under a row lock and writes `audit_log` (who: `session_user`, when, old and
-//! new values as JSON) in the same transaction.
-use crate::api::required;
+//! Budget settings: monthly budgets, campaigns, agent rates and the emergency override (the
+//! dashboard's "Budget Controls" panel). Each change is made under a row lock and writes
+//! `audit_log` (who: `session_user`, when, old and new values as JSON) in the same
+//! transaction; a change to a budget or threshold re-arms the alert levels it affects. The SQL
+//! functions and their argument checks are in `crate::api::admin`.
 use crate::error::{raise, spi, spi_opt, Code};
 use crate::gucs;
 use crate::month;
-use crate::validation;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
-
-fn require_positive_money(arg: &str, value: &AnyNumeric) {
-    if !crate::money::is_finite(value) || *value <= AnyNumeric::from(0) {
-        raise(
-            Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("{arg} must be a finite dollar amount greater than zero, not {value}"),
-            "Budgets are in dollars, e.g. 1000 or 250.50; to remove a campaign's limit pass NULL.",
-        );
-    }
-}
-
-fn require_threshold(value: &AnyNumeric) {
-    if value.is_nan() || *value <= AnyNumeric::from(0) || *value > AnyNumeric::from(1) {
-        raise(
-            Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("alert_threshold must be a fraction in (0,1], not {value}"),
-            "Pass e.g. 0.8 to warn at 80% of the budget.",
-        );
-    }
-}
 
 fn audit(action: &str, target: &str, old_value_sql: &str, new_value_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
     let sql = format!(
@@ -38,51 +18,27 @@ fn audit(action: &str, target: &str, old_value_sql: &str, new_value_sql: &str, a
     spi(Spi::run_with_args(&sql, &all));
 }
 
-/// `set_monthly_budget(month text, total_budget numeric DEFAULT NULL, alert_threshold numeric DEFAULT NULL) -> void`
-///
-/// Sets the budget (dollars) and the alert threshold (a fraction in (0,1]) of a billing month
-/// (`YYYY-MM`). An argument left out (or NULL) keeps what the month has: for a month not used
-/// yet, `neon_budget.max_monthly_budget` and `neon_budget.default_alert_threshold`. Any change
-/// re-arms and re-evaluates the alert levels of the month and of every campaign with spend or
-/// alerts in it (the threshold is theirs too): levels no longer reached can fire again, and
-/// levels the change makes reached are sent when it commits. Writes `audit_log`.
-///
-/// Errors: 22007 for a malformed month (`2024-13`, `24-01`); 22023 for a budget ≤ 0 or a
-/// threshold outside (0,1]; 22004 for a NULL month.
-#[pg_extern(volatile, parallel_unsafe)]
-fn set_monthly_budget(
-    month: Option<&str>,
-    total_budget: default!(Option<AnyNumeric>, "NULL"),
-    alert_threshold: default!(Option<AnyNumeric>, "NULL"),
-) {
-    crate::error::require_writable("set_monthly_budget()");
-    crate::schema_version::require_current();
-    let month = month::require_month("month", required("month", month));
-    if let Some(b) = &total_budget {
-        require_positive_money("total_budget", b);
-    }
-    if let Some(t) = &alert_threshold {
-        require_threshold(t);
-    }
-    ensure_month(&month);
+/// `set_monthly_budget` (`crate::api::admin`) with checked arguments: updates the month's
+/// settings row under a row lock, audits, and re-arms the month's alert levels.
+pub fn set_monthly_budget(month: &str, total_budget: Option<AnyNumeric>, alert_threshold: Option<AnyNumeric>) {
+    ensure_month(month);
     let old = "SELECT pg_catalog.to_jsonb(s) FROM neon_budget.monthly_budget_setting s WHERE s.month OPERATOR(pg_catalog.=) $1";
-    let old_value: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(&format!("{old} FOR UPDATE"), &[month.as_str().into()]));
+    let old_value: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(&format!("{old} FOR UPDATE"), &[month.into()]));
     spi(Spi::run_with_args(
         "UPDATE neon_budget.monthly_budget_setting
             SET total_budget = COALESCE($2, total_budget), alert_threshold = COALESCE($3, alert_threshold),
                 updated_at = pg_catalog.now()
           WHERE month OPERATOR(pg_catalog.=) $1",
-        &[month.as_str().into(), total_budget.into(), alert_threshold.into()],
+        &[month.into(), total_budget.into(), alert_threshold.into()],
     ));
-    audit("set_monthly_budget", &month, "SELECT $2", old, vec![old_value.into()]);
-    rearm(Some(&month), None);
+    audit("set_monthly_budget", month, "SELECT $2", old, vec![old_value.into()]);
+    rearm(Some(month), None);
 }
 
-/// `neon_budget._ensure_month(month text) -> void`: creates the settings row of `month` from
-/// the GUCs `neon_budget.max_monthly_budget` and `neon_budget.default_alert_threshold` when it
-/// does not exist yet. Safe when many sessions do it at once (`INSERT ... ON CONFLICT DO NOTHING`).
-#[pg_extern(volatile, parallel_unsafe, name = "_ensure_month")]
-pub(crate) fn ensure_month(month: &str) {
+/// Creates the settings row of `month` (`YYYY-MM`) from the GUCs
+/// `neon_budget.max_monthly_budget` and `neon_budget.default_alert_threshold` when it does not
+/// exist yet. Safe when many sessions do it at once (`INSERT ... ON CONFLICT DO NOTHING`).
+pub fn ensure_month(month: &str) {
     spi(Spi::run_with_args(
         "INSERT INTO neon_budget.monthly_budget_setting (month, total_budget, alert_threshold)
          VALUES ($1, $2, $3) ON CONFLICT (month) DO NOTHING",
@@ -150,33 +106,9 @@ fn rearm(month: Option<&str>, campaign_id: Option<&str>) {
     ));
 }
 
-/// `set_campaign(campaign_id text, name text DEFAULT NULL, campaign_type text DEFAULT NULL, monthly_budget numeric DEFAULT NULL) -> void`
-///
-/// Creates or updates a campaign: display name, type (e.g. `CONTENT_GENERATION`) and monthly
-/// budget in dollars. An argument left out (or NULL) keeps the campaign's stored value, so a
-/// rename never lifts a cap; a new campaign without a budget has no limit (never blocks, never
-/// alerts). To remove a budget, call `clear_campaign_budget(campaign_id)`. A budget change
-/// re-arms and re-evaluates the campaign's alert levels in every month it has spend in. Writes
-/// `audit_log`.
-///
-/// Errors: 22004 for a NULL campaign_id, or a NULL name for a new campaign; 22023 for an empty
-/// campaign_id or a budget ≤ 0; 22001 for a campaign_id over 200 characters or a name or type
-/// over 200.
-#[pg_extern(volatile, parallel_unsafe)]
-fn set_campaign(
-    campaign_id: Option<&str>,
-    name: default!(Option<&str>, "NULL"),
-    campaign_type: default!(Option<&str>, "NULL"),
-    monthly_budget: default!(Option<AnyNumeric>, "NULL"),
-) {
-    crate::error::require_writable("set_campaign()");
-    crate::schema_version::require_current();
-    let campaign_id = require_campaign_id(campaign_id);
-    validation::require_length_opt("name", name, validation::MAX_NAME_CHARS);
-    validation::require_length_opt("campaign_type", campaign_type, validation::MAX_NAME_CHARS);
-    if let Some(b) = &monthly_budget {
-        require_positive_money("monthly_budget", b);
-    }
+/// `set_campaign` (`crate::api::admin`) with checked arguments: creates or updates the
+/// campaign under a row lock (22004 for a new campaign without a name), audits, re-arms.
+pub fn set_campaign(campaign_id: &str, name: Option<&str>, campaign_type: Option<&str>, monthly_budget: Option<AnyNumeric>) {
     let old_value = lock_campaign(campaign_id);
     if old_value.is_none() && name.is_none() {
         raise(
@@ -206,19 +138,9 @@ fn set_campaign(
     }
 }
 
-/// `clear_campaign_budget(campaign_id text) -> void`
-///
-/// Removes a campaign's monthly budget: from now on it has no limit (never blocks, never
-/// alerts) until `set_campaign` gives it one again. The explicit way to lift a cap (leaving
-/// `monthly_budget` out of `set_campaign` keeps it). Writes `audit_log`.
-///
-/// Errors: 22004 for a NULL campaign_id; 22023 for an empty one; 22001 for one over 200
-/// characters; 42704 for a campaign that does not exist.
-#[pg_extern(volatile, parallel_unsafe)]
-fn clear_campaign_budget(campaign_id: Option<&str>) {
-    crate::error::require_writable("clear_campaign_budget()");
-    crate::schema_version::require_current();
-    let campaign_id = require_campaign_id(campaign_id);
+/// `clear_campaign_budget` (`crate::api::admin`) for a checked id: 42704 for an unknown
+/// campaign; audits and re-arms.
+pub fn clear_campaign_budget(campaign_id: &str) {
     let Some(old_value) = lock_campaign(campaign_id) else {
         raise(
             Code::ERRCODE_UNDEFINED_OBJECT,
@@ -233,16 +155,6 @@ fn clear_campaign_budget(campaign_id: Option<&str>) {
     ));
     audit_campaign("clear_campaign_budget", campaign_id, Some(old_value));
     rearm(None, Some(campaign_id));
-}
-
-/// Checks a campaign id argument: 22004 NULL, 22023 empty or blank, 22001 too long.
-fn require_campaign_id(campaign_id: Option<&str>) -> &str {
-    let campaign_id = required("campaign_id", campaign_id);
-    if campaign_id.trim().is_empty() {
-        raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, "campaign_id must not be empty", "Pass the id your agents send as campaign_id.");
-    }
-    validation::require_length("campaign_id", campaign_id, validation::MAX_ID_CHARS);
-    campaign_id
 }
 
 /// Locks a campaign's row for this transaction and returns it as JSON (None: no such campaign).
@@ -264,33 +176,11 @@ fn audit_campaign(action: &str, campaign_id: &str, old_value: Option<pgrx::JsonB
     );
 }
 
-/// `set_agent_rate(agent_type text, cost_per_1k_tokens numeric) -> void`
-///
-/// Sets the rate of an agent type (new or existing) in dollars per 1,000 tokens, effective now.
-/// Only executions recorded after the change use it: logged costs never change. Writes
-/// `audit_log`.
-///
-/// Errors: 22004 for NULL arguments; 22023 for an empty agent type or a negative rate; 22001
-/// for an agent type over 100 characters.
-#[pg_extern(volatile, parallel_unsafe)]
-fn set_agent_rate(agent_type: Option<&str>, cost_per_1k_tokens: Option<AnyNumeric>) {
-    crate::error::require_writable("set_agent_rate()");
-    crate::schema_version::require_current();
-    let agent_type = required("agent_type", agent_type);
-    let rate = required("cost_per_1k_tokens", cost_per_1k_tokens);
-    if agent_type.trim().is_empty() {
-        raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, "agent_type must not be empty", "Pass a name such as 'CONTENT'.");
-    }
-    validation::require_length("agent_type", agent_type, validation::MAX_AGENT_TYPE_CHARS);
-    if !crate::money::is_finite(&rate) || rate < AnyNumeric::from(0) {
-        raise(
-            Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("cost_per_1k_tokens must be zero or more dollars, not {rate}"),
-            "Pass the price of 1,000 tokens in dollars, e.g. 0.04.",
-        );
-    }
+/// `set_agent_rate` (`crate::api::admin`) with checked arguments: rate changes of one agent
+/// type take turns (an advisory lock); audits.
+pub fn set_agent_rate(agent_type: &str, rate: AnyNumeric) {
     // Serialize rate changes of one agent type.
-    crate::locks::wait_xact(crate::locks::Class::AgentRate, &format!("neon_budget.agent_rate:{agent_type}"));
+    crate::pg::locks::wait_xact(crate::pg::locks::Class::AgentRate, &format!("neon_budget.agent_rate:{agent_type}"));
     let old_rate: Option<AnyNumeric> = spi_opt(Spi::get_one_with_args(
         "SELECT r.cost_per_1k_tokens FROM neon_budget.agent_rate r WHERE r.agent_type OPERATOR(pg_catalog.=) $1
           ORDER BY r.effective_from DESC LIMIT 1",
@@ -311,29 +201,9 @@ fn set_agent_rate(agent_type: Option<&str>, cost_per_1k_tokens: Option<AnyNumeri
     );
 }
 
-/// `set_budget_override(enabled boolean, reason text DEFAULT NULL) -> void`
-///
-/// The emergency override of the current billing month: while on, `budget_check` allows
-/// executions past the month's and every campaign's budget (alerts still fire). A reason is
-/// required to turn it on; turning it off without one keeps the last reason on record. Writes
-/// `audit_log`. (The GUC `neon_budget.enable_override` turns the
-/// override on for every month.)
-///
-/// Errors: 22004 for a NULL `enabled`; 22023 when turning it on without a reason; 22001 for a
-/// reason over 1,000 characters.
-#[pg_extern(volatile, parallel_unsafe)]
-fn set_budget_override(enabled: Option<bool>, reason: default!(Option<&str>, "NULL")) {
-    crate::error::require_writable("set_budget_override()");
-    crate::schema_version::require_current();
-    let enabled = required("enabled", enabled);
-    if enabled && reason.map(str::trim).unwrap_or("").is_empty() {
-        raise(
-            Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            "turning the budget override on needs a reason",
-            "Say why, e.g. set_budget_override(true, 'incident 42: investigating runaway agent').",
-        );
-    }
-    validation::require_length_opt("reason", reason, validation::MAX_REASON_CHARS);
+/// `set_budget_override` (`crate::api::admin`) with checked arguments, for the current month;
+/// audits.
+pub fn set_budget_override(enabled: bool, reason: Option<&str>) {
     let month = month::current_month();
     ensure_month(&month);
     let old = "SELECT pg_catalog.jsonb_build_object('override_enabled', s.override_enabled, 'override_reason', s.override_reason)

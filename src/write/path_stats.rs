@@ -1,6 +1,6 @@
 //! Which path each write took, counted per database for DBAs (`neon_budget.write_path_stats`,
 //! readable by `neon_budget_admin`): `heap` (a `track_cost` row written with the heap API,
-//! `log_insert.rs`) or `sql` (an SQL `INSERT`: `INSERT`, `COPY`, or a `track_cost` that could
+//! `write/log_insert.rs`) or `sql` (an SQL `INSERT`: `INSERT`, `COPY`, or a `track_cost` that could
 //! not take the heap path), with the reason (`track_cost: <why>`, or `INSERT or COPY`).
 //!
 //! Each backend counts in memory and adds its counts to its own rows of `_write_path_stats`
@@ -23,14 +23,15 @@ pub const SQL: &str = "sql";
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 struct Counts {
-    pending: HashMap<(&'static str, String), i64>,
+    /// Writes not yet added, per path and reason.
+    pending: HashMap<&'static str, HashMap<String, i64>>,
     /// The paths and reasons this backend has added a count of before.
-    seen: std::collections::HashSet<(&'static str, String)>,
+    seen: HashMap<&'static str, std::collections::HashSet<String>>,
     last_flush: Option<Instant>,
 }
 
 thread_local! {
-    static COUNTS: RefCell<Counts> = RefCell::new(Counts { pending: HashMap::new(), seen: Default::default(), last_flush: None });
+    static COUNTS: RefCell<Counts> = RefCell::new(Counts { pending: HashMap::new(), seen: HashMap::new(), last_flush: None });
     /// The reason `track_cost` takes the SQL path, for the AFTER INSERT trigger to count under,
     /// with the start of the client statement it belongs to (a reason left by a call that
     /// failed before its INSERT must not label a later statement).
@@ -42,9 +43,15 @@ thread_local! {
 pub fn count(path: &'static str, reason: &str, writes: i64) {
     let due = COUNTS.with(|c| {
         let mut c = c.borrow_mut();
-        let key = (path, reason.to_string());
-        let new = !c.seen.contains(&key);
-        *c.pending.entry(key).or_insert(0) += writes;
+        // The reason is copied only the first time it is pending: no allocation per write.
+        let per_reason = c.pending.entry(path).or_default();
+        match per_reason.get_mut(reason) {
+            Some(n) => *n += writes,
+            None => {
+                per_reason.insert(reason.to_string(), writes);
+            }
+        }
+        let new = !c.seen.get(path).is_some_and(|s| s.contains(reason));
         new || c.last_flush.is_none_or(|t| t.elapsed() >= FLUSH_EVERY)
     });
     if due {
@@ -58,29 +65,33 @@ fn flush() {
         let mut paths = Vec::new();
         let mut reasons = Vec::new();
         let mut writes = Vec::new();
-        for ((p, r), n) in &c.pending {
-            paths.push(p.to_string());
-            reasons.push(r.clone());
-            writes.push(*n);
+        for (p, per_reason) in &c.pending {
+            for (r, n) in per_reason {
+                paths.push(p.to_string());
+                reasons.push(r.clone());
+                writes.push(*n);
+            }
         }
         (paths, reasons, writes)
     });
     if paths.is_empty() {
         return;
     }
-    crate::owner::as_owner(|| {
+    crate::pg::owner::as_owner(|| {
         spi(Spi::run_with_args(
             "INSERT INTO neon_budget._write_path_stats AS s (slot, path, reason, writes, last_write)
              SELECT $1, p, r, w, pg_catalog.now() FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[])) AS u(p, r, w)
              ON CONFLICT (slot, path, reason) DO UPDATE
                 SET writes = s.writes OPERATOR(pg_catalog.+) EXCLUDED.writes, last_write = EXCLUDED.last_write",
-            &[crate::slots::current().into(), paths.into(), reasons.into(), writes.into()],
+            &[crate::write::slots::current().into(), paths.into(), reasons.into(), writes.into()],
         ))
     });
     COUNTS.with(|c| {
         let mut c = c.borrow_mut();
-        let keys: Vec<_> = c.pending.drain().map(|(k, _)| k).collect();
-        c.seen.extend(keys);
+        let flushed: Vec<_> = c.pending.drain().collect();
+        for (p, per_reason) in flushed {
+            c.seen.entry(p).or_default().extend(per_reason.into_keys());
+        }
         c.last_flush = Some(Instant::now());
     });
 }

@@ -9,7 +9,7 @@
 //! so this transaction's earlier writes are seen. Keys compare with the column's collation. Tables are locked
 //! ACCESS SHARE until the end of the transaction, as the executor does. No privilege checks
 //! are made: callers are the extension's own functions, which decide what they return.
-use crate::backend_cache::{attnum, oid};
+use crate::pg::backend_cache::{attnum, oid};
 use pgrx::prelude::*;
 use std::ffi::CStr;
 

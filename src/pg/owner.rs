@@ -1,7 +1,7 @@
 //! Running the privileged part of a SECURITY INVOKER function as the extension's owner.
 //!
-//! `budget_check` reads its state without SQL (`table_scan.rs`) and the aggregate trigger's
-//! fast path writes with the heap API (`slot_rows.rs`), so neither needs privileges for the
+//! `budget_check` reads its state without SQL (`pg/table_scan.rs`) and the aggregate trigger's
+//! fast path writes with the heap API (`write/slots.rs`), so neither needs privileges for the
 //! common case and both run as their caller, without the cost of a SECURITY DEFINER call (a
 //! GUC nesting level and a new `search_path` on every call). Only when they run SQL (a missed
 //! alert to send, the trigger's SQL paths) do they switch,

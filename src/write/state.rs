@@ -1,12 +1,12 @@
-//! Budget state and `budget_check`: what a month and a campaign may still spend, read from the
-//! maintained aggregates and the live reservations only (never from `billing_log`).
+//! Budget state: what a month and a campaign may still spend, read from the maintained
+//! aggregates (this backend's and every other slot row) and the live reservations only (never
+//! from `billing_log`). The write path reads it for alerts; `budget_check` and
+//! `budget_reserve` for their decisions.
 use crate::alerts;
-use crate::api::cached_rate;
-use crate::backend_cache::GenMap;
-use crate::error::{raise, Code};
 use crate::gucs;
 use crate::money;
 use crate::month;
+use crate::pg::backend_cache::GenMap;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 
@@ -40,7 +40,7 @@ thread_local! {
 
 /// Per-backend caches of the settings rows [`State::read_with`] looks up: month settings,
 /// campaign budgets, levels sent. Every change to them invalidates them (the row triggers of
-/// `alert_watch.rs`, processed before each read), so a cached row is the one a read now would
+/// `write/scope_cache.rs`, processed before each read), so a cached row is the one a read now would
 /// find. A REPEATABLE READ or SERIALIZABLE transaction reads with its own snapshot instead,
 /// and caches nothing.
 struct SettingsCache {
@@ -50,7 +50,7 @@ struct SettingsCache {
 impl SettingsCache {
     fn begin() -> SettingsCache {
         let fresh = unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32;
-        SettingsCache { generation: fresh.then(crate::backend_cache::generation) }
+        SettingsCache { generation: fresh.then(crate::pg::backend_cache::generation) }
     }
 
     /// The cached value of `key`, or `read()` (cached if no invalidation arrived meanwhile).
@@ -62,7 +62,7 @@ impl SettingsCache {
             return v;
         }
         let v = read();
-        if crate::backend_cache::generation() == generation {
+        if crate::pg::backend_cache::generation() == generation {
             cache.with(|c| c.borrow_mut().current().insert(key, v.clone()));
         }
         v
@@ -89,7 +89,7 @@ pub struct State {
 impl State {
     /// Reads the state of `month` (and `campaign_id`). A month not used yet has the budget and
     /// threshold it would get (the GUCs). A dozen primary-key lookups without the executor
-    /// (`table_scan.rs`), with the visibility of an SQL statement run now.
+    /// (`pg/table_scan.rs`), with the visibility of an SQL statement run now.
     pub fn read(month: &str, campaign_id: Option<&str>) -> State {
         Self::read_with(month, campaign_id, true)
     }
@@ -97,12 +97,12 @@ impl State {
     /// [`State::read`] without the live reservations (zero) when `reservations` is false: what
     /// the alert check of a write needs.
     pub fn read_with(month: &str, campaign_id: Option<&str>, reservations: bool) -> State {
-        use crate::table_scan::{scan_text_eq, Snapshot};
+        use crate::pg::table_scan::{scan_text_eq, Snapshot};
         // Settings committed by others since this transaction began (the settings cache below
         // follows their invalidations), then this transaction's own (the CCI in take()).
         unsafe { pg_sys::AcceptInvalidationMessages() };
         // Registers which relations' invalidations count (again after DROP and CREATE EXTENSION).
-        crate::slot_rows::rels();
+        crate::pg::backend_cache::watched();
         let snap = Snapshot::take();
         let settings = SettingsCache::begin();
         let (budget, threshold, month_override) = settings.get(&MONTHS, month.to_string(), || {
@@ -113,7 +113,7 @@ impl State {
             row
         });
         let sum = |table: &'static std::ffi::CStr, index: &'static std::ffi::CStr, keys: &[(&'static str, &str)]| {
-            crate::table_scan::sum_numeric(&snap, table, index, keys, "cost")
+            crate::pg::table_scan::sum_numeric(&snap, table, index, keys, "cost")
         };
         let spent = sum(c"_month_spend", c"_month_spend_pkey", &[("billing_month", month)]);
         // Live reservations: not expired by the clock now (clock_timestamp()).
@@ -222,76 +222,19 @@ fn worse(a: &'static str, b: &'static str) -> &'static str {
     }
 }
 
-/// Raises 22003 for a negative estimate.
-pub(crate) fn require_estimate(arg: &str, negative: bool, shown: impl std::fmt::Display) {
-    if negative {
-        raise(
-            Code::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-            format!("{arg} must not be negative, not {shown}"),
-            format!("{arg} is what the execution is expected to use."),
-        );
-    }
+/// What `budget_check` answers (`crate::api::checking`), in dollars: the state of the current
+/// month and of `campaign_id`, whether an execution of `estimate` may run, and the status.
+pub struct Check {
+    pub state: State,
+    pub can_execute: bool,
+    pub status: &'static str,
+    pub remaining: AnyNumeric,
+    pub utilization: AnyNumeric,
 }
 
-/// `budget_check(campaign_id text DEFAULT NULL, agent_type text DEFAULT NULL, estimated_tokens bigint DEFAULT 0)`
-/// returns one row: `can_execute`, `status` (`ok`, `warning`, `critical`, `exceeded`: the worse of
-/// the month's and the campaign's, from committed spend), `month` (`YYYY-MM`), `total_budget`,
-/// `total_spent`, `remaining` (budget − spent − reserved), `utilization_percentage` (committed
-/// spend, percent, 2 decimals), `override_enabled`, `campaign_id`, `campaign_budget` (NULL = no
-/// limit), `campaign_spent`, `estimated_cost` (dollars, from `estimated_tokens` at the agent
-/// type's current rate), `reserved` and `campaign_reserved` (live reservations, dollars).
-///
-/// `can_execute` is false when the current month's or the campaign's committed spend plus live
-/// reservations has reached its budget, or would pass it with the estimated cost added, unless
-/// the override is on (`set_budget_override` for the month or the GUC
-/// `neon_budget.enable_override`). When `neon_budget.enabled` is off it is always true. Reads
-/// only the aggregates and live reservations: its cost does not grow with `billing_log`.
-/// It also sends an alert level that committed spend has reached but no write sent (concurrent
-/// transactions that crossed it together, each without seeing the other's spend), unless the
-/// transaction is read-only or on a standby.
-///
-/// Errors: 22003 for negative `estimated_tokens`; 22023 when `estimated_tokens` is positive and
-/// no `agent_type` is given; 42704 for an agent type with no rate; 22001 for a `campaign_id`
-/// over 200 characters or an `agent_type` over 100 (track_cost's limits).
-#[pg_extern(volatile, parallel_unsafe)]
-#[allow(clippy::type_complexity)]
-fn budget_check(
-    campaign_id: default!(Option<&str>, "NULL"),
-    agent_type: default!(Option<&str>, "NULL"),
-    estimated_tokens: default!(Option<i64>, "0"),
-) -> TableIterator<
-    'static,
-    (
-        name!(can_execute, bool),
-        name!(status, String),
-        name!(month, String),
-        name!(total_budget, AnyNumeric),
-        name!(total_spent, AnyNumeric),
-        name!(remaining, AnyNumeric),
-        name!(utilization_percentage, AnyNumeric),
-        name!(override_enabled, bool),
-        name!(campaign_id, Option<String>),
-        name!(campaign_budget, Option<AnyNumeric>),
-        name!(campaign_spent, Option<AnyNumeric>),
-        name!(estimated_cost, AnyNumeric),
-        name!(reserved, AnyNumeric),
-        name!(campaign_reserved, Option<AnyNumeric>),
-    ),
-> {
-    crate::schema_version::require_current();
-    let estimated_tokens = estimated_tokens.unwrap_or(0);
-    require_estimate("estimated_tokens", estimated_tokens < 0, estimated_tokens);
-    // The same limits as track_cost: an id that could never be recorded is refused, not allowed.
-    crate::validation::require_keys(campaign_id, agent_type);
-    let estimate = match agent_type {
-        Some(a) => money::cost_for_tokens(estimated_tokens, cached_rate(a)),
-        None if estimated_tokens > 0 => raise(
-            Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            "estimated_tokens needs an agent_type to price them",
-            "Call budget_check(agent_type => 'CONTENT', estimated_tokens => 1000).",
-        ),
-        None => AnyNumeric::from(0),
-    };
+/// `budget_check`'s decision for an execution of `estimate` dollars in `campaign_id` (see
+/// `crate::api::checking`), sending any level that committed spend reached but no write sent.
+pub fn check(campaign_id: Option<&str>, estimate: &AnyNumeric) -> Check {
     let state = State::read(&month::current_month(), campaign_id);
     // A level that concurrent writers reached together (each saw only its own spend) is sent
     // here, by the next budget_check, when this transaction may write (not on a standby, not in
@@ -300,7 +243,7 @@ fn budget_check(
     let missed = state.missed_alerts(campaign_id, &reached);
     if !missed.is_empty() && can_write() {
         // budget_check runs as its caller; sending is done as the extension's owner.
-        crate::owner::as_owner(|| {
+        crate::pg::owner::as_owner(|| {
             Spi::connect_mut(|client| {
                 for d in &missed {
                     alerts::claim_and_send(client, d);
@@ -313,24 +256,9 @@ fn budget_check(
     if let Some(c) = &reached.1 {
         status = worse(status, alerts::status_of(c));
     }
-    let can_execute = !gucs::enabled() || state.override_enabled || !state.blocks(&estimate);
+    let can_execute = !gucs::enabled() || state.override_enabled || !state.blocks(estimate);
     let remaining = m.budget.clone() - m.spent.clone() - m.reserved.clone();
     let utilization = money::round(m.spent.clone() / m.budget.clone() * AnyNumeric::from(100), 2);
 
-    TableIterator::once((
-        can_execute,
-        status.to_string(),
-        state.month.clone(),
-        m.budget.clone(),
-        m.spent.clone(),
-        remaining,
-        utilization,
-        state.override_enabled,
-        campaign_id.map(str::to_string),
-        state.campaign_budget.clone(),
-        state.campaign_spent.clone(),
-        estimate,
-        m.reserved.clone(),
-        state.campaign_reserved.clone(),
-    ))
+    Check { can_execute, status, remaining, utilization, state }
 }

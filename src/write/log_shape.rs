@@ -1,5 +1,5 @@
 //! Whether `billing_log` is as the extension made it, recognised by **definitions**, never by
-//! names: the heap-API fast path (`log_insert.rs`) writes a row without the executor, so it may
+//! names: the heap-API fast path (`write/log_insert.rs`) writes a row without the executor, so it may
 //! only run while an SQL `INSERT` would do nothing more than it does. A DBA's CHECK constraint
 //! that keeps an original name but says something else, a trigger renamed to one of the
 //! extension's names, or an index whose predicate changed all send writes to the SQL `INSERT`.

@@ -1,0 +1,191 @@
+//! Recording one execution for `track_cost`: settles its reservation, prices it, and writes
+//! the row, with the heap fast path ([`super::log_insert`]) when nothing can conflict, else
+//! with SQL `INSERT ... ON CONFLICT (execution_id) DO NOTHING`, returning the earlier record of
+//! a retried `execution_id`.
+use crate::error::spi_opt;
+use crate::gucs;
+use crate::pg::plans::{self, oid};
+use pgrx::prelude::*;
+use pgrx::{AnyNumeric, JsonB};
+
+/// One execution as `track_cost` received it, its arguments checked (`crate::api::tracking`).
+pub struct Execution<'a> {
+    pub agent_type: &'a str,
+    pub tokens: i64,
+    pub campaign_id: Option<&'a str>,
+    pub task: Option<&'a str>,
+    pub execution_id: Option<&'a str>,
+    pub impact_score: Option<f64>,
+    pub conversion_achieved: Option<bool>,
+    pub quality_score: Option<f64>,
+    pub retry_count: Option<i32>,
+    pub execution_time_ms: Option<i64>,
+    pub metadata: Option<JsonB>,
+    /// Dollars reported by the provider; None: priced from tokens at the current rate.
+    pub cost: Option<AnyNumeric>,
+    pub created_at: Option<TimestampWithTimeZone>,
+    pub reservation_id: Option<i64>,
+}
+
+/// Records one execution priced by the caller (`$4`, dollars). Inserts nothing when the
+/// execution_id is already recorded. `{on_conflict}` is the ON CONFLICT clause for a call with
+/// an execution_id, and empty without one: such a row cannot conflict, and a plain INSERT skips
+/// the speculative insertion (and its extra WAL record) of ON CONFLICT.
+const INSERT_EXECUTION: &str = "INSERT INTO neon_budget.billing_log AS b
+    (agent_type, campaign_id, tokens, cost, task, execution_id, impact_score,
+     conversion_achieved, quality_score, retry_count, execution_time_ms, metadata,
+     created_at, billing_month)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+        COALESCE($13, pg_catalog.now()),
+        pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM'))
+ {on_conflict}
+ RETURNING b";
+
+thread_local! {
+    /// [`INSERT_EXECUTION`] with an execution_id (0) and without (1); they live as long as the
+    /// backend, as `plans::plan` requires.
+    static INSERTS: [String; 2] = [
+        INSERT_EXECUTION.replace("{on_conflict}", "ON CONFLICT (execution_id) WHERE execution_id IS NOT NULL DO NOTHING"),
+        INSERT_EXECUTION.replace("{on_conflict}", ""),
+    ];
+}
+
+const SELECT_BY_EXECUTION_ID: &str = "SELECT b FROM neon_budget.billing_log b WHERE b.execution_id OPERATOR(pg_catalog.=) $1";
+
+/// Records `e` and returns its `billing_log` row (the earlier row for a retried
+/// `execution_id`; None when that row was purged).
+///
+/// Errors: 42704 for an agent type with no rate; 42501 for another role's reservation; 40001
+/// when a retry raced the retention of its earlier record.
+pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billing_log")> {
+    let Execution {
+        agent_type,
+        tokens,
+        campaign_id,
+        task,
+        execution_id,
+        impact_score,
+        conversion_achieved,
+        quality_score,
+        retry_count,
+        execution_time_ms,
+        metadata,
+        cost,
+        created_at,
+        reservation_id,
+    } = e;
+    // The actual cost replaces the reservation's estimate in this same transaction.
+    if let Some(id) = reservation_id {
+        super::reservations::settle(id);
+    }
+    let tz = gucs::timezone();
+    // Priced here: tokens × the agent type's current rate × 0.001, unless the caller gave the
+    // cost. An agent type without a rate is refused either way (42704).
+    let rate = crate::rates::cached_rate(agent_type);
+    let cost = cost.unwrap_or_else(|| crate::money::cost_for_tokens(tokens, rate));
+
+    let (created_at, metadata) = if execution_id.is_none() {
+        // Without an execution_id nothing can conflict: the row is written without SQL when
+        // billing_log is as the extension made it (write/log_insert.rs).
+        let created = created_at.unwrap_or_else(|| {
+            TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }).expect("now() is a valid timestamptz")
+        });
+        let row = super::log_insert::NewRow {
+            agent_type,
+            campaign_id,
+            tokens,
+            cost: cost.clone(),
+            task,
+            impact_score,
+            conversion_achieved,
+            quality_score,
+            retry_count,
+            execution_time_ms,
+            metadata,
+            created_at: created,
+            billing_month: crate::month::month_of(created.into()),
+        };
+        match super::log_insert::insert(row) {
+            Ok(datum) => return unsafe { pgrx::heap_tuple::PgHeapTuple::from_datum(datum, false) },
+            Err(e) => {
+                let (row, reason) = *e;
+                super::path_stats::set_sql_reason(reason);
+                (Some(row.created_at), row.metadata)
+            }
+        }
+    } else {
+        super::path_stats::set_sql_reason("an execution_id was given".to_string());
+        (created_at, metadata)
+    };
+    // A retry of an execution whose row was anonymized or purged since (execution_ids.rs).
+    if let Some(id) = execution_id {
+        match crate::execution_ids::retired(id) {
+            Some(crate::execution_ids::Retired::Anonymized(row)) => return Some(row),
+            Some(crate::execution_ids::Retired::Purged) => return None,
+            None => {}
+        }
+    }
+    let recorded = Spi::connect_mut(|client| {
+        let which = usize::from(execution_id.is_none());
+        let insert = INSERTS.with(|sql| {
+            plans::plan(
+                client,
+                &sql[which],
+                &[
+                    oid::TEXT,
+                    oid::TEXT,
+                    oid::INT8,
+                    oid::NUMERIC,
+                    oid::TEXT,
+                    oid::TEXT,
+                    oid::FLOAT8,
+                    oid::BOOL,
+                    oid::FLOAT8,
+                    oid::INT4,
+                    oid::INT8,
+                    oid::JSONB,
+                    oid::TIMESTAMPTZ,
+                    oid::TEXT,
+                ],
+            )
+        });
+        // No row limit: a limit stops the executor before the AFTER STATEMENT triggers that
+        // maintain the aggregates are queued.
+        let inserted = spi_opt(
+            client
+                .update(
+                    &*insert,
+                    None,
+                    &[
+                        agent_type.into(),
+                        campaign_id.into(),
+                        tokens.into(),
+                        cost.into(),
+                        task.into(),
+                        execution_id.into(),
+                        impact_score.into(),
+                        conversion_achieved.into(),
+                        quality_score.into(),
+                        retry_count.into(),
+                        execution_time_ms.into(),
+                        metadata.into(),
+                        created_at.into(),
+                        tz.as_str().into(),
+                    ],
+                )
+                .and_then(|t| t.first().get_one()),
+        );
+        match inserted {
+            Some(row) => Some(row),
+            // The execution_id was recorded before (a retry), or by a concurrent call that
+            // committed first: return that row, write nothing.
+            None => {
+                let existing = plans::plan(client, SELECT_BY_EXECUTION_ID, &[oid::TEXT]);
+                spi_opt(client.select(&*existing, None, &[execution_id.into()]).and_then(|t| t.first().get_one()))
+            }
+        }
+    });
+    // An insert that waited on the unique index for a retention of this id's earlier record is
+    // refused with 40001 by the AFTER INSERT trigger (execution_ids::recheck_inserted).
+    recorded
+}
