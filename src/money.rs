@@ -35,42 +35,18 @@ pub fn round(n: AnyNumeric, scale: i32) -> AnyNumeric {
         .expect("round(numeric, int) of a non-NULL numeric is not NULL")
 }
 
-/// Inserts thousands separators into the integer part of a plain decimal string
-/// (`"2230750"` → `"2,230,750"`, `"-1234.50"` → `"-1,234.50"`).
-pub fn group_thousands(plain: &str) -> String {
-    let (sign, digits) = match plain.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", plain),
-    };
-    let (int_part, frac) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    let mut grouped = String::with_capacity(int_part.len() + int_part.len() / 3);
-    for (i, ch) in int_part.chars().enumerate() {
-        if i > 0 && (int_part.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    match frac {
-        Some(f) => format!("{sign}{grouped}.{f}"),
-        None => format!("{sign}{grouped}"),
-    }
-}
+/// Inserts thousands separators into a plain decimal string ([`neon_budget_common::money`]).
+pub use neon_budget_common::money::group_thousands;
 
-/// Formats dollars as in the seed's report: `$1,000.00`, `-$12.50`, with `decimals` places.
+/// Formats dollars as in the seed's report: `$1,000.00`, `-$12.50`, with `decimals` places,
+/// rounded half away from zero ([`neon_budget_common::money::dollars`] of the exact text).
 pub fn dollars(n: &AnyNumeric, decimals: i32) -> String {
-    let text = round(n.clone(), decimals).to_string();
-    match text.strip_prefix('-') {
-        Some(abs) => format!("-${}", group_thousands(abs)),
-        None => format!("${}", group_thousands(&text)),
-    }
+    neon_budget_common::money::dollars(&n.to_string(), decimals.max(0) as usize)
 }
 
 /// Formats a percentage with one decimal: `44.6%`.
 pub fn percent(n: &AnyNumeric) -> String {
-    format!("{}%", round(n.clone(), 1))
+    neon_budget_common::money::percent(&n.to_string())
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -51,16 +51,7 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-/// Whether `text` is a billing month: `YYYY-MM`, year 0001..9999, month 01..12.
-pub fn is_valid_month(text: &str) -> bool {
-    let b = text.as_bytes();
-    if b.len() != 7 || b[4] != b'-' || !b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit()) {
-        return false;
-    }
-    let year: u32 = text[..4].parse().unwrap_or(0);
-    let month: u32 = text[5..].parse().unwrap_or(0);
-    year >= 1 && (1..=12).contains(&month)
-}
+pub use neon_budget_common::month::is_valid_month;
 
 /// Fetches the report of `month` in `format` from the extension (html: the json format,
 /// rendered here).

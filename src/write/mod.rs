@@ -18,6 +18,7 @@ use crate::alerts;
 use crate::error::spi;
 use crate::pg::owner;
 use crate::pg::plans::{self, oid};
+use neon_budget_common::aggregates::{single_row_upsert_sql, AGGREGATES, ROW_KEYS, SUMS};
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 use slots::{Delta, Key, Table};
@@ -63,45 +64,24 @@ pub(crate) fn apply_one(r: &OneRow) {
     let grant_generation = crate::pg::backend_cache::grant_generation();
     let rels = slots::rels();
     let slot = slots::current();
-    let successes: i64 = (r.conversion_achieved == Some(true)).into();
-    let failures: i64 = (r.conversion_achieved == Some(false)).into();
-    // quality_score is a double precision column; the aggregate sums it as numeric, converted
-    // by PostgreSQL's own float8 -> numeric cast, exactly as the statement path does.
-    let quality_sum = match r.quality_score {
-        Some(q) => unsafe { pgrx::direct_function_call::<AnyNumeric>(pg_sys::float8_numeric, &[q.into_datum()]) }.unwrap_or_default(),
-        None => AnyNumeric::from(0),
-    };
-    let tokens = AnyNumeric::from(r.tokens);
-    let month_cols = [("billing_month", r.billing_month.as_str())];
-    let campaign_cols = r.campaign_id.as_deref().map(|c| [("campaign_id", c), ("billing_month", r.billing_month.as_str())]);
-    let agent_cols = [("agent_type", r.agent_type.as_str()), ("billing_month", r.billing_month.as_str())];
-    let nonzero = |n: AnyNumeric| if n == AnyNumeric::from(0) { None } else { Some(n) };
-    let common =
-        || vec![Delta::Num("cost", nonzero(r.cost.clone())), Delta::Num("tokens", nonzero(tokens.clone())), Delta::Int("executions", 1)];
-    let mut rows = vec![(Key::new(Table::Month, &month_cols), common())];
-    if let Some(cols) = &campaign_cols {
-        rows.push((Key::new(Table::Campaign, cols), common()));
-    }
-    let mut agent = common();
-    agent.extend([
-        Delta::Int("successes", successes),
-        Delta::Int("failures", failures),
-        Delta::Num("quality_sum", nonzero(quality_sum.clone())),
-        Delta::Int("quality_count", r.quality_score.is_some().into()),
-        Delta::Num("retry_sum", nonzero(AnyNumeric::from(r.retry_count.unwrap_or(0)))),
-        Delta::Num("execution_time_sum", nonzero(AnyNumeric::from(r.execution_time_ms.unwrap_or(0)))),
-        Delta::Int("execution_time_count", r.execution_time_ms.is_some().into()),
-    ]);
-    rows.push((Key::new(Table::Agent, &agent_cols), agent));
-    let day_cols = [("billing_month", r.billing_month.as_str()), ("billing_day", r.billing_day.as_str())];
-    rows.push((Key::new(Table::Day, &day_cols), common()));
+    // The row's value of every declared sum, and its key values for every aggregate
+    // (neon_budget_common::aggregates; an aggregate keyed by a campaign skips a row without one).
+    let sums = row_sums(r);
+    let key_values: Vec<Option<Vec<(&'static str, &str)>>> =
+        AGGREGATES.iter().map(|a| a.keys.iter().map(|k| key_value(r, k).map(|v| (*k, v))).collect::<Option<Vec<_>>>()).collect();
+    let rows: Vec<(Key<'_>, Vec<Delta>)> = AGGREGATES
+        .iter()
+        .zip(&key_values)
+        .enumerate()
+        .filter_map(|(i, (a, cols))| cols.as_ref().map(|cols| (Key::new(Table::ALL[i], cols), sums[..a.sums].to_vec())))
+        .collect();
 
     // Step 2. Add the row to this backend's own slot rows: the heap API on the rows whose TIDs
     // this backend remembers, else SQL upserts that also return their TIDs. Invariant: a
     // committed row is counted once in every aggregate (budget_verify's oracle), and only this
     // backend writes its slot's rows, so no writer waits on another's row lock.
     if !slots::try_apply(&rels, slot, &rows) {
-        upsert_sql(r, slot, &rows, (successes, failures, &quality_sum));
+        upsert_sql(r, slot, &sums, &rows);
     }
     // Step 3. A restore rebuilds the aggregates only: no alerts (the dump's alert state is
     // restored as it was), and spend outside any grant, so it revokes them.
@@ -207,109 +187,90 @@ pub(crate) fn apply_one(r: &OneRow) {
     });
 }
 
+/// The value of each of [`SUMS`] for row `r`, in their order: what the SQL `per_row`
+/// expression of each gives, computed here without SQL.
+///
+/// Errors: XX000 for a declared sum this function does not know (a sum added to the
+/// declaration without its value here), at the first write.
+fn row_sums(r: &OneRow) -> Vec<Delta> {
+    let nonzero = |n: AnyNumeric| if n == AnyNumeric::from(0) { None } else { Some(n) };
+    SUMS.iter()
+        .map(|s| match s.column {
+            "cost" => Delta::Num(s.column, nonzero(r.cost.clone())),
+            "tokens" => Delta::Num(s.column, nonzero(AnyNumeric::from(r.tokens))),
+            "executions" => Delta::Int(s.column, 1),
+            "successes" => Delta::Int(s.column, (r.conversion_achieved == Some(true)).into()),
+            "failures" => Delta::Int(s.column, (r.conversion_achieved == Some(false)).into()),
+            // quality_score is a double precision column; the aggregate sums it as numeric,
+            // converted by PostgreSQL's own float8 -> numeric cast, as the statement path does.
+            "quality_sum" => Delta::Num(
+                s.column,
+                r.quality_score.and_then(|q| {
+                    nonzero(
+                        unsafe { pgrx::direct_function_call::<AnyNumeric>(pg_sys::float8_numeric, &[q.into_datum()]) }.unwrap_or_default(),
+                    )
+                }),
+            ),
+            "quality_count" => Delta::Int(s.column, r.quality_score.is_some().into()),
+            "retry_sum" => Delta::Num(s.column, nonzero(AnyNumeric::from(r.retry_count.unwrap_or(0)))),
+            "execution_time_sum" => Delta::Num(s.column, nonzero(AnyNumeric::from(r.execution_time_ms.unwrap_or(0)))),
+            "execution_time_count" => Delta::Int(s.column, r.execution_time_ms.is_some().into()),
+            other => crate::error::raise(
+                crate::error::Code::ERRCODE_INTERNAL_ERROR,
+                format!("no per-row value for the aggregate sum \"{other}\""),
+                "This is a bug in neon_budget: src/write/mod.rs row_sums must know every sum of neon_budget_common::aggregates::SUMS.",
+            ),
+        })
+        .collect()
+}
+
+/// The value of key column `column` (one of `ROW_KEYS`) for row `r`; None for a row without
+/// a campaign.
+fn key_value<'r>(r: &'r OneRow, column: &str) -> Option<&'r str> {
+    match column {
+        "billing_month" => Some(&r.billing_month),
+        "billing_day" => Some(&r.billing_day),
+        "campaign_id" => r.campaign_id.as_deref(),
+        "agent_type" => Some(&r.agent_type),
+        other => crate::error::raise(
+            crate::error::Code::ERRCODE_INTERNAL_ERROR,
+            format!("no value for the aggregate key \"{other}\""),
+            "This is a bug in neon_budget: src/write/mod.rs key_value must know every key of neon_budget_common::aggregates::ROW_KEYS.",
+        ),
+    }
+}
+
+thread_local! {
+    /// [`single_row_upsert_sql`], generated once per backend (`plans::plan` keeps its plan).
+    static UPSERT_SQL: String = single_row_upsert_sql();
+}
+
 /// Step 2's SQL path: one statement of single-row upserts of this backend's slot rows
-/// ([`APPLY_UPSERT`]), remembering their new TIDs for the heap path of the next write.
-fn upsert_sql(r: &OneRow, slot: i32, rows: &[(Key<'_>, Vec<Delta>)], (successes, failures, quality_sum): (i64, i64, &AnyNumeric)) {
+/// ([`single_row_upsert_sql`]), remembering their new TIDs for the heap path of the next write.
+fn upsert_sql(r: &OneRow, slot: i32, sums: &[Delta], rows: &[(Key<'_>, Vec<Delta>)]) {
+    let mut types = vec![oid::INT4];
+    types.extend(ROW_KEYS.iter().map(|_| oid::TEXT));
+    types.extend(SUMS.iter().map(|s| if s.counter { oid::INT8 } else { oid::NUMERIC }));
+    let mut args: Vec<pgrx::datum::DatumWithOid<'_>> = vec![slot.into()];
+    args.extend(ROW_KEYS.iter().map(|(k, _)| key_value(r, k).into()));
+    args.extend(sums.iter().map(|d| match d {
+        Delta::Num(_, n) => n.clone().unwrap_or_default().into(),
+        Delta::Int(_, i) => (*i).into(),
+        Delta::Set(_, n) => n.clone().into(),
+    }));
     owner::as_owner(|| {
         Spi::connect_mut(|client| {
-            let p = plans::plan(
-                client,
-                APPLY_UPSERT,
-                &[
-                    oid::TEXT,
-                    oid::INT4,
-                    oid::NUMERIC,
-                    oid::INT8,
-                    oid::TEXT,
-                    oid::TEXT,
-                    oid::INT8,
-                    oid::INT8,
-                    oid::NUMERIC,
-                    oid::INT8,
-                    oid::INT8,
-                    oid::INT8,
-                    oid::INT8,
-                    oid::TEXT,
-                ],
-            );
-            type Tid = Option<pg_sys::ItemPointerData>;
-            let (m, c, a, d): (Tid, Tid, Tid, Tid) = spi(client
-                .update(
-                    &*p,
-                    None,
-                    &[
-                        r.billing_month.as_str().into(),
-                        slot.into(),
-                        r.cost.clone().into(),
-                        r.tokens.into(),
-                        r.campaign_id.as_deref().into(),
-                        r.agent_type.as_str().into(),
-                        successes.into(),
-                        failures.into(),
-                        quality_sum.clone().into(),
-                        i64::from(r.quality_score.is_some()).into(),
-                        i64::from(r.retry_count.unwrap_or(0)).into(),
-                        r.execution_time_ms.unwrap_or(0).into(),
-                        i64::from(r.execution_time_ms.is_some()).into(),
-                        r.billing_day.as_str().into(),
-                    ],
-                )
-                .and_then(|t| {
-                    let t = t.first();
-                    Ok((t.get(1)?, t.get(2)?, t.get(3)?, t.get(4)?))
-                }));
-            let tids = if r.campaign_id.is_some() { vec![m, c, a, d] } else { vec![m, a, d] };
-            for ((key, _), tid) in rows.iter().zip(tids) {
-                if let Some(tid) = tid {
+            let p = UPSERT_SQL.with(|sql| plans::plan(client, sql, &types));
+            let tids: Vec<Option<pg_sys::ItemPointerData>> = spi(client.update(&*p, None, &args).and_then(|t| {
+                let t = t.first();
+                (1..=AGGREGATES.len()).map(|i| t.get(i)).collect::<Result<Vec<_>, _>>()
+            }));
+            // One TID per aggregate, in AGGREGATES (= Table) order; none where the row has no key.
+            for (key, _) in rows {
+                if let Some(tid) = tids[key.table as usize] {
                     slots::remember(key, tid);
                 }
             }
         })
     });
 }
-
-/// The single-row INSERT path when the heap-API fast path (`write/slots.rs`) cannot be used (the
-/// first write of a key in this backend, or after a rollback): three single-row upserts of
-/// this backend's slot rows, returning their new TIDs for the fast path.
-const APPLY_UPSERT: &str = "
-WITH m AS (
-    INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
-    VALUES ($1, $2, $3, $4, 1)
-    ON CONFLICT (billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1
-    RETURNING t.ctid),
-c AS (
-    INSERT INTO neon_budget._campaign_spend AS t (campaign_id, billing_month, slot, cost, tokens, executions)
-    SELECT $5, $1, $2, $3, $4, 1 WHERE $5 IS NOT NULL
-    ON CONFLICT (campaign_id, billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1
-    RETURNING t.ctid),
-a AS (
-    INSERT INTO neon_budget._agent_spend AS t (agent_type, billing_month, slot, cost, tokens, executions,
-           successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
-    VALUES ($6, $1, $2, $3, $4, 1, $7, $8, $9, $10, $11, $12, $13)
-    ON CONFLICT (agent_type, billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1,
-           successes = t.successes OPERATOR(pg_catalog.+) EXCLUDED.successes,
-           failures = t.failures OPERATOR(pg_catalog.+) EXCLUDED.failures,
-           quality_sum = t.quality_sum OPERATOR(pg_catalog.+) EXCLUDED.quality_sum,
-           quality_count = t.quality_count OPERATOR(pg_catalog.+) EXCLUDED.quality_count,
-           retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
-           execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
-           execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count
-    RETURNING t.ctid),
-dd AS (
-    INSERT INTO neon_budget._day_spend AS t (billing_month, billing_day, slot, cost, tokens, executions)
-    VALUES ($1, $14, $2, $3, $4, 1)
-    ON CONFLICT (billing_month, billing_day, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) 1
-    RETURNING t.ctid)
-SELECT (SELECT m.ctid FROM m), (SELECT c.ctid FROM c), (SELECT a.ctid FROM a), (SELECT dd.ctid FROM dd)";

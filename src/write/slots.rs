@@ -33,13 +33,19 @@ pub fn current() -> i32 {
     crate::pg::compat::backend_id()
 }
 
-/// The four aggregate tables, in the order of [`Rels`].
+/// The four aggregate tables, in the order of [`Rels`] and of
+/// `neon_budget_common::aggregates::AGGREGATES`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Table {
     Month = 0,
     Campaign = 1,
     Agent = 2,
     Day = 3,
+}
+
+impl Table {
+    /// Every table, in `AGGREGATES` order.
+    pub const ALL: [Table; 4] = [Table::Month, Table::Campaign, Table::Agent, Table::Day];
 }
 
 /// OIDs of the slot tables and of `alert_state` (whose relcache invalidation is the extension's
@@ -51,6 +57,7 @@ pub struct Rels {
 }
 
 /// One change to a column of a slot row.
+#[derive(Clone)]
 pub enum Delta {
     /// Add to a `numeric` column (None: add nothing).
     Num(&'static str, Option<AnyNumeric>),
@@ -311,4 +318,24 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, tup: pg_sys::HeapTuple) {
     }
     pg_sys::ExecDropSingleTupleTableSlot(slot);
     pg_sys::CatalogCloseIndexes(indstate);
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+    use neon_budget_common::aggregates::AGGREGATES;
+
+    /// [`Table`], [`Rels`] and the watched relations follow the declared order of the
+    /// aggregates, which the generated single-row upsert returns its TIDs in.
+    #[pg_test]
+    fn tables_follow_the_declaration() {
+        let rels = rels();
+        for (i, a) in AGGREGATES.iter().enumerate() {
+            let oid: pg_sys::Oid =
+                Spi::get_one(&format!("SELECT 'neon_budget.{}'::regclass::oid", a.table)).unwrap().expect("the table exists");
+            assert_eq!(rels.slot_tables[i], oid, "{}", a.table);
+            assert_eq!(Table::ALL[i] as usize, i);
+        }
+    }
 }

@@ -24,29 +24,15 @@ use crate::pg::plans::{self, oid};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgTupleDesc};
 
-/// The statement that applies a statement's rows to the aggregates; `{src}` yields the signed
-/// rows (`s` = +1 or -1, then every billing_log column). Returns the alert levels due: reached
+/// The statement that applies a statement's rows to the aggregates: `{aggregates}` are the
+/// CTEs `d`, `dz` and one upsert per aggregate that
+/// `neon_budget_common::aggregates::bulk_apply_ctes` generates over the signed rows (`s` = +1
+/// or -1, then every billing_log column). Returns the alert levels due: reached
 /// by a month or budgeted campaign whose spend this statement raised, and not yet sent (month
 /// scope first, then campaigns; levels in order). It is one statement so that the common case,
 /// nothing due, costs one plan execution.
 const APPLY_TEMPLATE: &str = "
-WITH d AS MATERIALIZED (
-    SELECT r.billing_month, neon_budget._billing_day(r.created_at) AS billing_day, r.campaign_id, r.agent_type,
-           sum(r.s * r.cost) AS cost, sum(r.s * r.tokens) AS tokens, sum(r.s)::bigint AS executions,
-           COALESCE(sum(r.s) FILTER (WHERE r.conversion_achieved), 0)::bigint AS successes,
-           COALESCE(sum(r.s) FILTER (WHERE NOT r.conversion_achieved), 0)::bigint AS failures,
-           COALESCE(sum(r.s * r.quality_score::numeric), 0) AS quality_sum,
-           COALESCE(sum(r.s) FILTER (WHERE r.quality_score IS NOT NULL), 0)::bigint AS quality_count,
-           COALESCE(sum(r.s * r.retry_count), 0)::numeric AS retry_sum,
-           COALESCE(sum(r.s * r.execution_time_ms), 0)::numeric AS execution_time_sum,
-           COALESCE(sum(r.s) FILTER (WHERE r.execution_time_ms IS NOT NULL), 0)::bigint AS execution_time_count
-      FROM ({src}) r
-     GROUP BY 1, 2, r.campaign_id, r.agent_type),
-dz AS MATERIALIZED (
-    SELECT * FROM d
-     WHERE (d.cost, d.tokens, d.executions, d.successes, d.failures, d.quality_sum, d.quality_count,
-            d.retry_sum, d.execution_time_sum, d.execution_time_count)
-           OPERATOR(pg_catalog.<>) (0, 0, 0, 0, 0, 0, 0, 0, 0, 0)),
+WITH {aggregates},
 new_months AS (
     INSERT INTO neon_budget.monthly_budget_setting (month, total_budget, alert_threshold)
     SELECT DISTINCT dz.billing_month, neon_budget._default_monthly_budget(), neon_budget._default_alert_threshold()
@@ -54,48 +40,6 @@ new_months AS (
      WHERE $2 AND NOT EXISTS (SELECT 1 FROM neon_budget.monthly_budget_setting s
                                WHERE s.month OPERATOR(pg_catalog.=) dz.billing_month)
     ON CONFLICT (month) DO NOTHING),
-m AS (
-    INSERT INTO neon_budget._month_spend AS t (billing_month, slot, cost, tokens, executions)
-    SELECT dz.billing_month, $1, sum(dz.cost), sum(dz.tokens), sum(dz.executions)::bigint
-      FROM dz GROUP BY dz.billing_month
-    ON CONFLICT (billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions),
-c AS (
-    INSERT INTO neon_budget._campaign_spend AS t (campaign_id, billing_month, slot, cost, tokens, executions)
-    SELECT dz.campaign_id, dz.billing_month, $1, sum(dz.cost), sum(dz.tokens), sum(dz.executions)::bigint
-      FROM dz WHERE dz.campaign_id IS NOT NULL GROUP BY dz.campaign_id, dz.billing_month
-    ON CONFLICT (campaign_id, billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions),
-a AS (
-    INSERT INTO neon_budget._agent_spend AS t (agent_type, billing_month, slot, cost, tokens, executions,
-           successes, failures, quality_sum, quality_count, retry_sum, execution_time_sum, execution_time_count)
-    SELECT dz.agent_type, dz.billing_month, $1, sum(dz.cost), sum(dz.tokens), sum(dz.executions)::bigint,
-           sum(dz.successes)::bigint, sum(dz.failures)::bigint, sum(dz.quality_sum), sum(dz.quality_count)::bigint,
-           sum(dz.retry_sum), sum(dz.execution_time_sum), sum(dz.execution_time_count)::bigint
-      FROM dz GROUP BY dz.agent_type, dz.billing_month
-    ON CONFLICT (agent_type, billing_month, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions,
-           successes = t.successes OPERATOR(pg_catalog.+) EXCLUDED.successes,
-           failures = t.failures OPERATOR(pg_catalog.+) EXCLUDED.failures,
-           quality_sum = t.quality_sum OPERATOR(pg_catalog.+) EXCLUDED.quality_sum,
-           quality_count = t.quality_count OPERATOR(pg_catalog.+) EXCLUDED.quality_count,
-           retry_sum = t.retry_sum OPERATOR(pg_catalog.+) EXCLUDED.retry_sum,
-           execution_time_sum = t.execution_time_sum OPERATOR(pg_catalog.+) EXCLUDED.execution_time_sum,
-           execution_time_count = t.execution_time_count OPERATOR(pg_catalog.+) EXCLUDED.execution_time_count),
-dd AS (
-    INSERT INTO neon_budget._day_spend AS t (billing_month, billing_day, slot, cost, tokens, executions)
-    SELECT dz.billing_month, dz.billing_day, $1, sum(dz.cost), sum(dz.tokens), sum(dz.executions)::bigint
-      FROM dz GROUP BY dz.billing_month, dz.billing_day
-    ON CONFLICT (billing_month, billing_day, slot) DO UPDATE
-       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost,
-           tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
-           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions),
 -- Alerts: spend after this statement = what this statement's snapshot sees (committed spend and
 -- this transaction's earlier statements) + this statement's delta. Only scopes whose spend went up.
 grown_months AS (
@@ -138,11 +82,10 @@ const DELETE_SRC: &str = "SELECT -1 AS s, o.* FROM old_rows o";
 const UPDATE_SRC: &str = "SELECT 1 AS s, n.* FROM new_rows n UNION ALL SELECT -1 AS s, o.* FROM old_rows o";
 
 thread_local! {
-    static APPLY_SQL: [String; 3] = [
-        APPLY_TEMPLATE.replace("{src}", INSERT_SRC),
-        APPLY_TEMPLATE.replace("{src}", DELETE_SRC),
-        APPLY_TEMPLATE.replace("{src}", UPDATE_SRC),
-    ];
+    /// [`APPLY_TEMPLATE`] for INSERT, DELETE and UPDATE, with the aggregates' CTEs generated
+    /// from their one declaration (`neon_budget_common::aggregates`).
+    static APPLY_SQL: [String; 3] = [INSERT_SRC, DELETE_SRC, UPDATE_SRC]
+        .map(|src| APPLY_TEMPLATE.replace("{aggregates}", &neon_budget_common::aggregates::bulk_apply_ctes(src)));
 }
 
 /// Reads the only row of a one-row transition table, without SQL.

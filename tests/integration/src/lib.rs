@@ -146,41 +146,9 @@ pub fn assert_oracle_after_zone_change(c: &mut Client) {
 }
 
 fn oracle(c: &mut Client, with_days: bool) {
-    let pairs = [
-        (
-            "monthly_budget",
-            "SELECT billing_month, sum(cost), sum(tokens)::numeric, count(*)::numeric
-               FROM neon_budget.billing_log GROUP BY billing_month",
-            "SELECT month, total_spent, total_tokens::numeric, executions::numeric
-               FROM neon_budget.monthly_budget WHERE executions <> 0 OR total_spent <> 0",
-        ),
-        (
-            "campaign_cost",
-            "SELECT campaign_id, billing_month, sum(cost), sum(tokens)::numeric, count(*)::numeric
-               FROM neon_budget.billing_log WHERE campaign_id IS NOT NULL GROUP BY campaign_id, billing_month",
-            "SELECT campaign_id, month, total_cost, total_tokens::numeric, executions::numeric FROM neon_budget.campaign_cost",
-        ),
-        (
-            "agent_cost",
-            "SELECT agent_type, billing_month, sum(cost), sum(tokens)::numeric, count(*)::numeric,
-                    (count(*) FILTER (WHERE conversion_achieved))::numeric,
-                    (count(*) FILTER (WHERE NOT conversion_achieved))::numeric,
-                    COALESCE(sum(quality_score::numeric), 0), count(quality_score)::numeric,
-                    COALESCE(sum(retry_count), 0)::numeric, COALESCE(sum(execution_time_ms), 0)::numeric,
-                    count(execution_time_ms)::numeric
-               FROM neon_budget.billing_log GROUP BY agent_type, billing_month",
-            "SELECT agent_type, month, total_cost, total_tokens::numeric, executions::numeric, successes::numeric,
-                    failures::numeric, quality_sum, quality_count::numeric, retry_sum::numeric,
-                    execution_time_ms_sum::numeric, execution_time_count::numeric
-               FROM neon_budget.agent_cost",
-        ),
-        (
-            "daily_cost",
-            "SELECT billing_month, neon_budget._billing_day(created_at), sum(cost), sum(tokens)::numeric, count(*)::numeric
-               FROM neon_budget.billing_log GROUP BY 1, 2",
-            "SELECT month, day, total_cost, total_tokens::numeric, executions::numeric FROM neon_budget.daily_cost",
-        ),
-    ];
+    // A fresh GROUP BY over billing_log and the view of each aggregate, generated from their
+    // one declaration.
+    let pairs = neon_budget_common::aggregates::oracle_sql();
     for (name, fresh, kept) in pairs {
         if name == "daily_cost" && !with_days {
             continue;
