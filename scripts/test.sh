@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every neon_budget test: formatting and lints, #[pg_test] unit tests inside the server, integration tests over a
-# real connection to a throwaway cluster, PostgreSQL isolation specs, the command-line client's
+# real connection to a throwaway cluster, PostgreSQL isolation specs, SQL regression tests
+# (pg_regress, expected output checked in), the command-line client's
 # tests and the upgrade test. Installs what is
 # missing first (scripts/setup.sh). Run as root on Debian 12; .ci/run calls exactly this.
 set -euo pipefail
@@ -12,17 +13,17 @@ TEST_PORT=${NEON_BUDGET_TEST_PORT:-5498}
 
 bash scripts/setup.sh
 
-echo "== 0/5 formatting, lints and the module graph (cargo fmt --check; cargo clippy, warnings are errors; no module circles)"
+echo "== 0/6 formatting, lints and the module graph (cargo fmt --check; cargo clippy, warnings are errors; no module circles)"
 cargo fmt --all --check
 python3 scripts/module_graph.py
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== 1/5 #[pg_test] unit tests (cargo pgrx test)"
+echo "== 1/6 #[pg_test] unit tests (cargo pgrx test)"
 # pgrx creates and owns this data directory; a root-owned leftover would make initdb fail.
 [ -d /tmp/nbpgrx ] && [ "$(stat -c %U /tmp/nbpgrx)" != postgres ] && rm -rf /tmp/nbpgrx
 cargo pgrx test pg15 --runas postgres --pgdata /tmp/nbpgrx
 
-echo "== 2/5 integration tests against a real cluster"
+echo "== 2/6 integration tests against a real cluster"
 # cargo pgrx test leaves its debug build installed: install the release build over it.
 cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
 scripts/cluster.sh stop "$TEST_DIR"
@@ -32,12 +33,15 @@ export NEON_BUDGET_TEST_DSN="host=$TEST_DIR port=$TEST_PORT user=postgres"
 export NEON_BUDGET_TEST_DIR="$TEST_DIR" NEON_BUDGET_TEST_PORT="$TEST_PORT"
 cargo test --release -p neon_budget_integration -- --test-threads=4
 
-echo "== 3/5 isolation specs (pg_isolation_regress)"
+echo "== 3/6 isolation specs (pg_isolation_regress)"
 bash scripts/isolation.sh "$TEST_DIR" "$TEST_PORT"
+
+echo "== 4/6 SQL regression tests (pg_regress: tests/pg_regress/sql, expected output checked in)"
+bash scripts/pg_regress.sh "$TEST_DIR" "$TEST_PORT"
 scripts/cluster.sh stop "$TEST_DIR"
 
-echo "== 4/5 neon-budget command-line client"
+echo "== 5/6 neon-budget command-line client"
 bash scripts/test_cli.sh
 
-echo "== 5/5 upgrade from 0.1.0 (built from its git commit), then the integration suite on upgraded databases"
+echo "== 6/6 upgrade from 0.1.0 (built from its git commit), then the integration suite on upgraded databases"
 bash scripts/upgrade_test.sh
