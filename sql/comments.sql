@@ -1,5 +1,5 @@
 -- neon_budget: COMMENT ON FUNCTION for the public SQL API (\df+ shows them). They mirror the
--- Rust doc comments in src/api.rs, src/admin.rs and src/report.rs.
+-- Rust doc comments in src/api/ (tests/integration/tests/docs.rs checks that they agree).
 
 COMMENT ON FUNCTION track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint) IS
 $$Records one agent execution and returns its billing_log row.
@@ -40,7 +40,7 @@ Errors: 22004 NULL enabled; 22023 on without a reason; 22001 reason over 1,000 c
 
 COMMENT ON FUNCTION budget_reserve(text, bigint, text, interval, numeric) IS
 $$Reserves an execution's estimated cost (estimated_cost dollars, or estimated_tokens at the agent type's rate) against the current month's and the campaign's budget for ttl (default 15 minutes); returns the reservation id for track_cost(reservation_id => id) or budget_release(id). Reservations of a month are decided one at a time, so concurrent ones never jointly pass a budget.
-Errors: 53000 the budget cannot cover it (figures in the detail); 22003 negative tokens or cost; 22023 ttl not positive; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction.$$;
+Errors: 53000 the budget cannot cover it (figures in the detail); 22004 NULL agent_type or estimated_tokens; 22003 negative tokens or cost; 22023 ttl not positive, or an empty campaign_id; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction.$$;
 
 COMMENT ON FUNCTION budget_release(bigint) IS
 $$Cancels a reservation. Returns true when it was live, false when unknown, settled, released or expired. Only the role that made it or a neon_budget_admin may release it (or settle it with track_cost).

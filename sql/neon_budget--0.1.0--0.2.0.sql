@@ -2,6 +2,7 @@
 -- 0.1.0 is the schema of commit 2b5d858 (the foundation). Every schema change since then is
 -- here, in the order it was made; a fresh install of 0.2.0 and 0.1.0 + this script give the
 -- same objects.
+\echo Use "ALTER EXTENSION neon_budget UPDATE TO '0.2.0'" to load this file. \quit
 
 -- ---------------------------------------------------------------------------------------------
 -- budget_report(month, format): the report in 'md' (unchanged), 'json' or 'csv' (src/report.rs).

@@ -17,8 +17,9 @@
 //! | plumbing | [`pg`] | caches, scans, locks, plans, version-specific calls |
 //! | errors | [`error`] | SQLSTATE errors and SPI error handling |
 //!
-//! The SQL objects are created by `sql/bootstrap.sql` (tables, roles), the generated
-//! functions, `sql/finalize.sql` (triggers, views, grants) and `sql/comments.sql`.
+//! The SQL objects are created by `sql/bootstrap.sql` (tables), the generated functions,
+//! `sql/finalize.sql` (triggers, views), `sql/comments.sql` and, last,
+//! `sql/roles_and_grants.sql` (roles and privileges; every upgrade script ends with it).
 // pgrx's TableIterator<(name!(...), ...)> result types and per-backend caches keyed by tuples.
 #![allow(clippy::type_complexity)]
 
@@ -44,7 +45,31 @@ mod write;
 ::pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
-extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+extension_sql_file!(
+    "../sql/finalize.sql",
+    name = "schema_objects",
+    requires = [
+        write::trigger::_billing_log_changed,
+        write::before_insert::_billing_log_before_insert,
+        write::scope_cache::_budget_settings_changed,
+        api::internal::status_sql,
+        api::internal::reached_levels_sql,
+        api::internal::billing_day_sql,
+        api::internal::restoring_sql,
+        api::internal::timezone_setting,
+        api::internal::current_month_sql,
+        api::internal::default_monthly_budget_sql,
+        api::internal::default_alert_threshold_sql,
+        api::internal::slot_sql,
+        api::internal::execution_digest_sql,
+        api::internal::ensure_month,
+        api::internal::check_alerts_sql,
+        api::internal::cost_for_tokens_sql,
+        api::internal::payload_sql
+    ]
+);
+// Roles and privileges, last: the same file ends every upgrade script.
+extension_sql_file!("../sql/roles_and_grants.sql", name = "roles_and_grants", finalize);
 extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",

@@ -1,14 +1,14 @@
 //! Agent rates: the price of 1,000 tokens of an agent type, in dollars (`agent_rate`), read
 //! with SQL and cached per backend until a change to `agent_rate` is committed.
 use crate::error::{raise, spi_opt, Code};
+use crate::pg::cache::{self, Cache, Follows, Num, Text};
 use crate::pg::plans::{self, oid};
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 
 thread_local! {
     /// Current rates by agent type (any change to `agent_rate` invalidates them).
-    static RATES: std::cell::RefCell<crate::pg::backend_cache::GenMap<String, AnyNumeric>> =
-        std::cell::RefCell::new(crate::pg::backend_cache::GenMap::new());
+    static RATES: std::cell::RefCell<Cache<Text, Num>> = std::cell::RefCell::new(Cache::new(Follows::Settings, cache::PER_AGENT_TYPE));
 }
 
 /// The current rate of `agent_type` in dollars per 1,000 tokens, or SQLSTATE 42704
@@ -37,13 +37,13 @@ pub fn cached_rate(agent_type: &str) -> AnyNumeric {
     // Registers which relations' invalidations count (again after DROP and CREATE EXTENSION).
     crate::pg::backend_cache::watched();
     let generation = crate::pg::backend_cache::generation();
-    if let Some(rate) = RATES.with(|r| r.borrow_mut().current().get(agent_type).cloned()) {
+    if let Some(rate) = RATES.with(|r| r.borrow_mut().get(agent_type).map(Num::get)) {
         return rate;
     }
     let rate = current_rate(agent_type);
     // Only if no invalidation arrived while reading it.
     if crate::pg::backend_cache::generation() == generation {
-        RATES.with(|r| r.borrow_mut().current().insert(agent_type.to_string(), rate.clone()));
+        RATES.with(|r| r.borrow_mut().insert(Text::new(agent_type), Num::new(&rate)));
     }
     rate
 }

@@ -19,9 +19,11 @@ use pgrx::AnyNumeric;
 /// NULL and holds nothing when `neon_budget.enabled` is off.
 ///
 /// Errors: 53000 (insufficient_resources) when the budget cannot cover the estimate, with the
-/// figures in the detail; 22003 negative tokens or cost; 22023 a ttl that is not positive;
-/// 42704 unknown agent type; 0A000 inside a REPEATABLE READ or SERIALIZABLE transaction (its
-/// snapshot could not see reservations committed while it waited).
+/// figures in the detail; 22004 NULL agent_type or estimated_tokens; 22003 negative tokens or
+/// cost; 22023 a ttl that is not positive, or an empty campaign_id;
+/// 42704 unknown agent type; 22001 a campaign_id over 200 characters or an agent_type over 100;
+/// 0A000 inside a REPEATABLE READ or SERIALIZABLE transaction (its snapshot could not see
+/// reservations committed while it waited).
 #[pg_extern(volatile, parallel_unsafe)]
 fn budget_reserve(
     agent_type: Option<&str>,

@@ -23,7 +23,8 @@ use pgrx::{AnyNumeric, JsonB};
 /// rate; 22023 for an empty agent type; 22001 for a `campaign_id` or `execution_id` over 200
 /// characters or an `agent_type` over 100; 22008 for a `created_at` with no billing month or
 /// further ahead of the clock than `neon_budget.max_clock_skew`; 42501 for a `reservation_id`
-/// made by another role. A failing call writes nothing.
+/// made by another role; 40001 when its execution_id was anonymized or purged while it ran
+/// (retry the call). A failing call writes nothing.
 #[pg_extern(volatile, parallel_unsafe)]
 #[allow(clippy::too_many_arguments)]
 fn track_cost(

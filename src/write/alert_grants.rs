@@ -40,6 +40,7 @@
 //! every backend before it can see their spend. A write covered by its grant would therefore
 //! have read totals below every level not yet sent.
 use crate::pg::backend_cache;
+use crate::pg::cache::{self, Cache, Follows, Num};
 use crate::pg::table_scan::{scan_text_eq, Snapshot};
 use crate::write::slots::{self, Delta, Key, Table};
 use pgrx::prelude::*;
@@ -51,39 +52,38 @@ use std::collections::HashMap;
 pub type ScopeRef<'a> = (&'static str, &'a str, &'a str);
 
 thread_local! {
-    /// Grant generation these grants were taken in, and per scope key the dollars left.
-    static GRANTS: RefCell<(u64, HashMap<String, AnyNumeric>)> = RefCell::new((0, HashMap::new()));
+    /// Per scope, the dollars left of this backend's grant (emptied when the grant generation
+    /// changes: a revocation or a settings change).
+    static GRANTS: RefCell<Cache<cache::ScopeKey, Num>> = RefCell::new(Cache::new(Follows::Grants, cache::PER_CAMPAIGN));
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
-fn cache_key((scope, key, month): ScopeRef<'_>) -> String {
-    format!("{scope}\0{key}\0{month}")
-}
-
-/// Runs `f` on this backend's grants, emptied first if a revocation or settings change arrived.
-fn with_grants<R>(f: impl FnOnce(&mut HashMap<String, AnyNumeric>) -> R) -> R {
-    let g = backend_cache::grant_generation();
-    GRANTS.with(|grants| {
-        let mut grants = grants.borrow_mut();
-        if grants.0 != g {
-            grants.0 = g;
-            grants.1.clear();
-        }
-        f(&mut grants.1)
-    })
+/// The cache key of a scope (no allocation).
+fn key<'a>((scope, scope_key, month): ScopeRef<'a>) -> cache::ScopeRef<'a> {
+    cache::ScopeRef::of(scope, scope_key, month)
 }
 
 /// Whether this backend's grants cover a write of `cost` dollars in every scope of `scopes`.
 pub fn covers(scopes: &[ScopeRef<'_>], cost: &AnyNumeric) -> bool {
-    with_grants(|g| scopes.iter().all(|s| g.get(&cache_key(*s)).is_some_and(|left| left >= cost)))
+    GRANTS.with(|g| {
+        let mut g = g.borrow_mut();
+        // Scopes without a grant decide without converting the cost.
+        if scopes.iter().any(|s| g.get(&key(*s)).is_none()) {
+            return false;
+        }
+        let cost = Num::new(cost);
+        scopes.iter().all(|s| g.get(&key(*s)).is_some_and(|left| left.compare(&cost) != std::cmp::Ordering::Less))
+    })
 }
 
 /// Takes a write of `cost` dollars out of the grants of `scopes` (which [`covers`] it).
 pub fn consume(scopes: &[ScopeRef<'_>], cost: &AnyNumeric) {
-    with_grants(|g| {
+    let cost = Num::new(cost);
+    GRANTS.with(|g| {
+        let mut g = g.borrow_mut();
         for s in scopes {
-            if let Some(left) = g.get_mut(&cache_key(*s)) {
-                *left = left.clone() - cost.clone();
+            if let Some(left) = g.get_mut(&key(*s)) {
+                *left = left.sub(&cost);
             }
         }
     })
@@ -91,7 +91,7 @@ pub fn consume(scopes: &[ScopeRef<'_>], cost: &AnyNumeric) {
 
 /// Drops this backend's grants (not the other backends').
 pub fn drop_local() {
-    GRANTS.with(|g| g.borrow_mut().1.clear());
+    GRANTS.with(|g| g.borrow_mut().clear());
 }
 
 /// Revokes the grants of every backend: this one now, the others when this transaction commits
@@ -194,16 +194,16 @@ pub fn settle(scope: ScopeRef<'_>, next_level: &AnyNumeric, generation: u64) {
     }
     let share = headroom / AnyNumeric::from(2 * (bounds.len() as i64 + 1));
     let cap = own + share.clone();
-    let key = Key::new(table, &cols);
-    let written = slots::try_apply(&slots::rels(), me, &[(key, vec![Delta::Set("alert_cap", cap)])]);
+    let row = Key::new(table, &cols);
+    let written = slots::try_apply(&slots::rels(), me, &[(row, vec![Delta::Set("alert_cap", cap)])]);
     drop(lock);
     if written && backend_cache::grant_generation() == generation {
-        with_grants(|g| g.insert(cache_key(scope), share));
+        GRANTS.with(|g| g.borrow_mut().insert(key(scope).to_key(), Num::new(&share)));
     }
 }
 
 fn drop_local_scope(scope: ScopeRef<'_>) {
-    with_grants(|g| g.remove(&cache_key(scope)));
+    GRANTS.with(|g| g.borrow_mut().remove(&key(scope)));
 }
 
 /// The settlement lock of one scope: a transaction-level advisory lock of class
@@ -222,7 +222,8 @@ const LOCK_MAX_PAUSE_US: i64 = 1_000;
 
 impl ScopeLock {
     fn acquire(scope: ScopeRef<'_>) -> Option<ScopeLock> {
-        let text = cache_key(scope);
+        let (scope, scope_key, month) = scope;
+        let text = format!("{scope}\0{scope_key}\0{month}");
         // FNV-1a: the same on every backend.
         let hash = text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
         let tag = crate::pg::locks::tag(crate::pg::locks::Class::GrantSettlement, hash);

@@ -18,7 +18,8 @@
 //! `YYYY-MM`: the SQL path then raises the constraint's own error). Which path each write took,
 //! and why, is counted in `write_path_stats` (`write/path_stats.rs`).
 use crate::month::is_valid_month;
-use crate::pg::backend_cache::{attnum, oid, GenMap};
+use crate::pg::backend_cache::{attnum, oid};
+use crate::pg::cache::{Cache, Follows};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB, PgTupleDesc};
 use std::cell::RefCell;
@@ -31,7 +32,7 @@ thread_local! {
     /// for the log generation it was found in.
     static SHAPE: RefCell<Option<(u64, Shape)>> = const { RefCell::new(None) };
     /// The sequence of the identity column `id`, per invalidation generation.
-    static ID_SEQUENCE: RefCell<GenMap<(), pg_sys::Oid>> = RefCell::new(GenMap::new());
+    static ID_SEQUENCE: RefCell<Cache<(), pg_sys::Oid>> = RefCell::new(Cache::new(Follows::Settings, 1));
 }
 
 /// One execution as `track_cost` records it (validated; `cost` in dollars, `created_at`
@@ -146,7 +147,7 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)
 /// The identity sequence of `billing_log.id`, looked up once per invalidation generation (and
 /// again if it was dropped since).
 unsafe fn id_sequence(rel: pg_sys::Relation) -> pg_sys::Oid {
-    let cached = ID_SEQUENCE.with(|s| s.borrow_mut().current().get(&()).copied());
+    let cached = ID_SEQUENCE.with(|s| s.borrow_mut().get(&()).copied());
     if let Some(seq) = cached {
         if pg_sys::SearchSysCacheExists(pg_sys::SysCacheIdentifier::RELOID as i32, seq.into(), 0.into(), 0.into(), 0.into()) {
             return seq;
@@ -154,7 +155,7 @@ unsafe fn id_sequence(rel: pg_sys::Relation) -> pg_sys::Oid {
     }
     let desc = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
     let seq = pg_sys::getIdentitySequence((*rel).rd_id, attnum(&desc, "id") as i16, false);
-    ID_SEQUENCE.with(|s| s.borrow_mut().current().insert((), seq));
+    ID_SEQUENCE.with(|s| s.borrow_mut().insert((), seq));
     seq
 }
 

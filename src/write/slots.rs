@@ -23,10 +23,13 @@
 //! Only the backend that owns a slot writes its rows outside `budget_rebuild`, which locks
 //! `billing_log` against writers, so a validated row cannot change before it is updated.
 use crate::error::{raise, Code};
-use crate::pg::backend_cache::{self, attnum, GenMap};
+use crate::pg::backend_cache::{self, attnum};
+use crate::pg::cache::{self, Cache, CacheAlloc, Follows, Text};
+use hashbrown::Equivalent;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, PgTupleDesc};
 use std::cell::RefCell;
+use std::hash::{Hash, Hasher};
 
 /// This backend's aggregate slot: its backend id, 1..MaxBackends.
 pub fn current() -> i32 {
@@ -67,28 +70,63 @@ pub enum Delta {
     Set(&'static str, AnyNumeric),
 }
 
-/// The key of one of this backend's slot rows: its table, its text key columns (e.g.
-/// `("billing_month", "2026-11")`) and the cache key built from them once.
+/// The key of one of this backend's slot rows: its table and its text key columns (e.g.
+/// `("billing_month", "2026-11")`). It is also the borrowed form of [`SlotKey`], so looking a
+/// row's TID up allocates nothing.
 pub struct Key<'a> {
     pub table: Table,
     pub columns: &'a [(&'static str, &'a str)],
-    cache_key: String,
 }
 
 impl<'a> Key<'a> {
     pub fn new(table: Table, columns: &'a [(&'static str, &'a str)]) -> Self {
-        let mut cache_key = String::with_capacity(32);
-        cache_key.push(char::from(b'0' + table as u8));
-        for (_, v) in columns {
-            cache_key.push('\0');
-            cache_key.push_str(v);
+        Key { table, columns }
+    }
+
+    fn to_key(&self) -> SlotKey {
+        let mut values = allocator_api2::vec::Vec::with_capacity_in(self.columns.len(), CacheAlloc);
+        values.extend(self.columns.iter().map(|(_, v)| Text::new(v)));
+        SlotKey { table: self.table, values }
+    }
+}
+
+/// A slot row's key as cached: its table and the values of its key columns, in the caches'
+/// memory context.
+#[derive(PartialEq, Eq)]
+pub struct SlotKey {
+    table: Table,
+    values: allocator_api2::vec::Vec<Text, CacheAlloc>,
+}
+
+impl Hash for SlotKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(self.table as u8);
+        for v in self.values.iter() {
+            v.as_str().hash(state);
         }
-        Key { table, columns, cache_key }
+    }
+}
+
+impl Hash for Key<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(self.table as u8);
+        for (_, v) in self.columns {
+            v.hash(state);
+        }
+    }
+}
+
+impl Equivalent<SlotKey> for Key<'_> {
+    fn equivalent(&self, key: &SlotKey) -> bool {
+        self.table == key.table
+            && self.columns.len() == key.values.len()
+            && self.columns.iter().zip(key.values.iter()).all(|((_, a), b)| *a == b.as_str())
     }
 }
 
 thread_local! {
-    static TIDS: RefCell<GenMap<String, pg_sys::ItemPointerData>> = RefCell::new(GenMap::new());
+    /// The TID of the latest version of each of this backend's slot rows.
+    static TIDS: RefCell<Cache<SlotKey, pg_sys::ItemPointerData>> = RefCell::new(Cache::new(Follows::Settings, cache::PER_CAMPAIGN));
 }
 
 /// The OIDs of the extension's slot tables and `alert_state`, looked up once per backend (and
@@ -101,13 +139,13 @@ pub fn rels() -> Rels {
 
 /// Forgets the TIDs of this backend's slot rows (after it rewrote them with SQL).
 pub fn forget_tids() {
-    TIDS.with(|t| t.borrow_mut().current().clear());
+    TIDS.with(|t| t.borrow_mut().clear());
 }
 
 /// Remembers the TID of the latest version of one of this backend's slot rows (from the SQL
 /// path's `RETURNING ctid`).
 pub fn remember(key: &Key<'_>, tid: pg_sys::ItemPointerData) {
-    TIDS.with(|t| t.borrow_mut().current().insert(key.cache_key.clone(), tid));
+    TIDS.with(|t| t.borrow_mut().insert(key.to_key(), tid));
 }
 
 /// A validated slot row: its TID and a palloc'd copy of its current version.
@@ -183,8 +221,7 @@ unsafe fn locked_by_us(t: pg_sys::HeapTupleHeader) -> bool {
 pub fn try_apply(rels: &Rels, slot: i32, rows: &[(Key<'_>, Vec<Delta>)]) -> bool {
     let tids: Vec<Option<pg_sys::ItemPointerData>> = TIDS.with(|t| {
         let mut t = t.borrow_mut();
-        let t = t.current();
-        rows.iter().map(|(k, _)| t.get(k.cache_key.as_str()).copied()).collect()
+        rows.iter().map(|(k, _)| t.get(k).copied()).collect()
     });
     if tids.iter().any(Option::is_none) {
         return false;
@@ -207,7 +244,7 @@ pub fn try_apply(rels: &Rels, slot: i32, rows: &[(Key<'_>, Vec<Delta>)]) -> bool
             for ((rel, (key, deltas)), f) in opened.iter().zip(rows).zip(fetched) {
                 let new_tid = update(*rel, f, deltas);
                 TIDS.with(|t| {
-                    if let Some(tid) = t.borrow_mut().current().get_mut(key.cache_key.as_str()) {
+                    if let Some(tid) = t.borrow_mut().get_mut(key) {
                         *tid = new_tid;
                     }
                 });

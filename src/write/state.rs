@@ -6,9 +6,11 @@ use crate::alerts;
 use crate::gucs;
 use crate::money;
 use crate::month;
-use crate::pg::backend_cache::GenMap;
+use crate::pg::cache::{self, Cache, Follows, Num, ScopeKey, ScopeRef, Text};
+use hashbrown::Equivalent;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
+use std::hash::Hash;
 
 /// Budget, committed spend and live reservations of one scope, in dollars.
 pub struct Scope {
@@ -26,16 +28,29 @@ impl Scope {
     }
 }
 
-type Cache<V> = std::thread::LocalKey<std::cell::RefCell<GenMap<String, V>>>;
+type Stored<K, S> = std::thread::LocalKey<std::cell::RefCell<Cache<K, S>>>;
 
 thread_local! {
     /// Per month: its settings row (total_budget, alert_threshold, override_enabled), or Nones.
-    static MONTHS: std::cell::RefCell<GenMap<String, (Option<AnyNumeric>, Option<AnyNumeric>, Option<bool>)>> =
-        std::cell::RefCell::new(GenMap::new());
+    static MONTHS: std::cell::RefCell<Cache<Text, (Option<Num>, Option<Num>, Option<bool>)>> =
+        std::cell::RefCell::new(Cache::new(Follows::Settings, cache::PER_AGENT_TYPE));
     /// Per campaign: its monthly budget (None: no limit, or no such campaign).
-    static CAMPAIGN_BUDGETS: std::cell::RefCell<GenMap<String, Option<AnyNumeric>>> = std::cell::RefCell::new(GenMap::new());
-    /// Per (scope, scope key, month): the alert levels sent.
-    static LEVELS_SENT: std::cell::RefCell<GenMap<String, Vec<String>>> = std::cell::RefCell::new(GenMap::new());
+    static CAMPAIGN_BUDGETS: std::cell::RefCell<Cache<Text, Option<Num>>> =
+        std::cell::RefCell::new(Cache::new(Follows::Settings, cache::PER_CAMPAIGN));
+    /// Per scope: the alert levels sent, as a set ([`levels_mask`]).
+    static LEVELS_SENT: std::cell::RefCell<Cache<ScopeKey, u8>> = std::cell::RefCell::new(Cache::new(Follows::Settings, cache::PER_CAMPAIGN));
+}
+
+const LEVELS: [alerts::Level; 3] = [alerts::Level::Warning, alerts::Level::Critical, alerts::Level::Exceeded];
+
+/// The levels in `sent` as a bit set (warning 1, critical 2, exceeded 4).
+fn levels_mask(sent: &[String]) -> u8 {
+    LEVELS.iter().enumerate().filter(|(_, l)| sent.iter().any(|s| s == l.as_str())).fold(0, |m, (i, _)| m | (1 << i))
+}
+
+/// The levels of a bit set, in level order.
+fn levels_of(mask: &u8) -> Vec<String> {
+    LEVELS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, l)| l.as_str().to_string()).collect()
 }
 
 /// Per-backend caches of the settings rows [`State::read_with`] looks up: month settings,
@@ -53,20 +68,38 @@ impl SettingsCache {
         SettingsCache { generation: fresh.then(crate::pg::backend_cache::generation) }
     }
 
-    /// The cached value of `key`, or `read()` (cached if no invalidation arrived meanwhile).
-    fn get<V: Clone>(&self, cache: &'static Cache<V>, key: String, read: impl FnOnce() -> V) -> V {
+    /// The cached value of `key` (stored as `S`, converted by `load` and `store`), or `read()`
+    /// (cached under `owned(key)` if no invalidation arrived meanwhile).
+    #[allow(clippy::too_many_arguments)]
+    fn get<K: Hash + Eq, Q: Hash + Equivalent<K> + ?Sized, S, V>(
+        &self,
+        cache: &'static Stored<K, S>,
+        key: &Q,
+        owned: impl FnOnce(&Q) -> K,
+        load: impl Fn(&S) -> V,
+        store: impl Fn(&V) -> S,
+        read: impl FnOnce() -> V,
+    ) -> V {
         let Some(generation) = self.generation else {
             return read();
         };
-        if let Some(v) = cache.with(|c| c.borrow_mut().current().get(&key).cloned()) {
+        if let Some(v) = cache.with(|c| c.borrow_mut().get(key).map(&load)) {
             return v;
         }
         let v = read();
         if crate::pg::backend_cache::generation() == generation {
-            cache.with(|c| c.borrow_mut().current().insert(key, v.clone()));
+            cache.with(|c| c.borrow_mut().insert(owned(key), store(&v)));
         }
         v
     }
+}
+
+fn load_num(n: &Option<Num>) -> Option<AnyNumeric> {
+    n.as_ref().map(Num::get)
+}
+
+fn store_num(n: &Option<AnyNumeric>) -> Option<Num> {
+    n.as_ref().map(Num::new)
 }
 
 /// The budget state of a month and, when asked, a campaign (None when the campaign has no
@@ -105,13 +138,20 @@ impl State {
         crate::pg::backend_cache::watched();
         let snap = Snapshot::take();
         let settings = SettingsCache::begin();
-        let (budget, threshold, month_override) = settings.get(&MONTHS, month.to_string(), || {
-            let mut row = (None, None, None);
-            scan_text_eq(&snap, c"monthly_budget_setting", c"monthly_budget_setting_pkey", &[("month", month)], |r| {
-                row = (r.get::<AnyNumeric>("total_budget"), r.get::<AnyNumeric>("alert_threshold"), r.get::<bool>("override_enabled"));
-            });
-            row
-        });
+        let (budget, threshold, month_override) = settings.get(
+            &MONTHS,
+            month,
+            Text::new,
+            |(b, t, o)| (load_num(b), load_num(t), *o),
+            |(b, t, o)| (store_num(b), store_num(t), *o),
+            || {
+                let mut row = (None, None, None);
+                scan_text_eq(&snap, c"monthly_budget_setting", c"monthly_budget_setting_pkey", &[("month", month)], |r| {
+                    row = (r.get::<AnyNumeric>("total_budget"), r.get::<AnyNumeric>("alert_threshold"), r.get::<bool>("override_enabled"));
+                });
+                row
+            },
+        );
         let sum = |table: &'static std::ffi::CStr, index: &'static std::ffi::CStr, keys: &[(&'static str, &str)]| {
             crate::pg::table_scan::sum_numeric(&snap, table, index, keys, "cost")
         };
@@ -132,18 +172,31 @@ impl State {
             });
         }
         let levels = |scope: &str, key: &str| {
-            settings.get(&LEVELS_SENT, format!("{scope}\0{key}\0{month}"), || {
-                let mut sent = Vec::new();
-                scan_text_eq(&snap, c"alert_state", c"alert_state_pkey", &[("scope", scope), ("scope_key", key), ("month", month)], |r| {
-                    sent = r.get::<Vec<String>>("levels_sent").unwrap_or_default();
-                });
-                sent
-            })
+            settings.get(
+                &LEVELS_SENT,
+                &ScopeRef::of(scope, key, month),
+                |k| k.to_key(),
+                levels_of,
+                |v| levels_mask(v),
+                || {
+                    let mut sent = Vec::new();
+                    scan_text_eq(
+                        &snap,
+                        c"alert_state",
+                        c"alert_state_pkey",
+                        &[("scope", scope), ("scope_key", key), ("month", month)],
+                        |r| {
+                            sent = r.get::<Vec<String>>("levels_sent").unwrap_or_default();
+                        },
+                    );
+                    sent
+                },
+            )
         };
         let month_levels_sent = levels("month", "");
         let (campaign_budget, campaign_spent, campaign_reserved, campaign_levels_sent) = match campaign_id {
             Some(id) => {
-                let cb = settings.get(&CAMPAIGN_BUDGETS, id.to_string(), || {
+                let cb = settings.get(&CAMPAIGN_BUDGETS, id, Text::new, load_num, store_num, || {
                     let mut cb = None;
                     scan_text_eq(&snap, c"campaign", c"campaign_pkey", &[("campaign_id", id)], |r| {
                         cb = r.get::<AnyNumeric>("monthly_budget");
