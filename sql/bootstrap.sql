@@ -180,18 +180,18 @@ CREATE TABLE _campaign_spend (
     PRIMARY KEY (campaign_id, billing_month, slot)
 ) WITH (fillfactor = 50);
 
--- alert_cap (dollars): the slot's alert grant (src/alert_grants.rs): its backend may raise the
+-- alert_cap (dollars): the slot's alert grant (src/write/alert_grants.rs): its backend may raise the
 -- slot's cost up to alert_cap without reading the totals for alert levels.
 COMMENT ON COLUMN _month_spend.alert_cap IS
-  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the month''s totals (src/alert_grants.rs).';
+  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the month''s totals (src/write/alert_grants.rs).';
 COMMENT ON COLUMN _campaign_spend.alert_cap IS
-  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the campaign''s totals (src/alert_grants.rs).';
+  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the campaign''s totals (src/write/alert_grants.rs).';
 
 -- Never holds rows: a relcache invalidation of it, sent when a transaction that raised spend
--- outside its alert grant commits, makes every backend drop its grants (src/alert_grants.rs).
+-- outside its alert grant commits, makes every backend drop its grants (src/write/alert_grants.rs).
 CREATE TABLE _alert_grant_signal ();
 COMMENT ON TABLE _alert_grant_signal IS
-  'Holds no rows: its relcache invalidation revokes every backend''s alert grants (src/alert_grants.rs).';
+  'Holds no rows: its relcache invalidation revokes every backend''s alert grants (src/write/alert_grants.rs).';
 
 CREATE TABLE _agent_spend (
     agent_type           text    NOT NULL,
@@ -222,7 +222,7 @@ CREATE TABLE _day_spend (
 COMMENT ON TABLE _day_spend IS
   'Spend per billing month and day (YYYY-MM-DD of created_at in neon_budget.timezone, fixed when a row is written) and slot: cost in dollars, tokens, executions (see the daily_cost view).';
 
--- Which path writes took (src/write_path_stats.rs); not dumped: counts start again after a restore.
+-- Which path writes took (src/write/path_stats.rs); not dumped: counts start again after a restore.
 CREATE TABLE _write_path_stats (
     slot       integer     NOT NULL,
     path       text        NOT NULL CHECK (path IN ('heap', 'sql')),
@@ -232,7 +232,7 @@ CREATE TABLE _write_path_stats (
     PRIMARY KEY (slot, path, reason)
 );
 COMMENT ON TABLE _write_path_stats IS
-  'Writes to billing_log per backend slot, path (heap: track_cost without SQL; sql: an SQL INSERT) and reason, added by each backend at most once a second (src/write_path_stats.rs); see the write_path_stats view.';
+  'Writes to billing_log per backend slot, path (heap: track_cost without SQL; sql: an SQL INSERT) and reason, added by each backend at most once a second (src/write/path_stats.rs); see the write_path_stats view.';
 
 -- What purge_before removed from billing_log, per month, campaign ('' = none) and agent type:
 -- the maintained aggregates keep these sums, so reports of purged months do not change.

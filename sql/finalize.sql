@@ -2,10 +2,10 @@
 --
 -- Statement-level AFTER triggers with transition tables fold every INSERT (single-row, multi-row,
 -- COPY), UPDATE, DELETE and TRUNCATE of billing_log into the per-slot aggregate tables in the
--- same transaction (src/triggers.rs), so a rollback (or ROLLBACK TO SAVEPOINT) undoes the
+-- same transaction (src/write/trigger.rs), so a rollback (or ROLLBACK TO SAVEPOINT) undoes the
 -- aggregates with the rows. Each statement touches each aggregate row once, whatever its row count.
 
--- Every row inserted by a direct INSERT or COPY gets track_cost's rules (src/before_insert.rs):
+-- Every row inserted by a direct INSERT or COPY gets track_cost's rules (src/write/before_insert.rs):
 -- identifier lengths, the created_at window, a cost priced from its tokens when it has none,
 -- and its billing month (YYYY-MM of created_at in neon_budget.timezone) when none is given.
 CREATE TRIGGER billing_log_before_insert
@@ -13,7 +13,7 @@ CREATE TRIGGER billing_log_before_insert
     FOR EACH ROW EXECUTE FUNCTION _billing_log_before_insert();
 
 -- The aggregate trigger function neon_budget._billing_log_changed() is written in Rust
--- (src/triggers.rs): one statement-level trigger per event, with transition tables.
+-- (src/write/trigger.rs): one statement-level trigger per event, with transition tables.
 CREATE TRIGGER billing_log_after_insert
     AFTER INSERT ON billing_log REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION _billing_log_changed();
@@ -30,7 +30,7 @@ CREATE TRIGGER billing_log_after_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION _billing_log_changed();
 
 -- Rates, budgets, thresholds and alert levels sent are cached by each writing backend (to price
--- a call, and to decide when a write must read the totals: src/alert_watch.rs); any change to
+-- a call, and to decide when a write must read the totals: src/write/scope_cache.rs); any change to
 -- them tells every backend to forget its cache (a relcache invalidation of alert_state, sent at
 -- commit). Row triggers, so that a statement that changes nothing (ON CONFLICT DO NOTHING when
 -- the month exists) invalidates nothing.

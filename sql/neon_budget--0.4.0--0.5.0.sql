@@ -8,6 +8,16 @@ COMMENT ON FUNCTION neon_budget.budget_reserve(text, bigint, text, interval, num
 $$Reserves an execution's estimated cost (estimated_cost dollars, or estimated_tokens at the agent type's rate) against the current month's and the campaign's budget for ttl (default 15 minutes); returns the reservation id for track_cost(reservation_id => id) or budget_release(id). Reservations of a month are decided one at a time, so concurrent ones never jointly pass a budget.
 Errors: 53000 the budget cannot cover it (figures in the detail); 22004 NULL agent_type or estimated_tokens; 22003 negative tokens or cost; 22023 ttl not positive, or an empty campaign_id; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction.$$;
 
+-- Comments name the source files at their new places (src/ is layered: api/, write/, pg/).
+COMMENT ON COLUMN neon_budget._month_spend.alert_cap IS
+  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the month''s totals (src/write/alert_grants.rs).';
+COMMENT ON COLUMN neon_budget._campaign_spend.alert_cap IS
+  'Alert grant of this slot in dollars: its backend may raise cost up to alert_cap without reading the campaign''s totals (src/write/alert_grants.rs).';
+COMMENT ON TABLE neon_budget._alert_grant_signal IS
+  'Holds no rows: its relcache invalidation revokes every backend''s alert grants (src/write/alert_grants.rs).';
+COMMENT ON TABLE neon_budget._write_path_stats IS
+  'Writes to billing_log per backend slot, path (heap: track_cost without SQL; sql: an SQL INSERT) and reason, added by each backend at most once a second (src/write/path_stats.rs); see the write_path_stats view.';
+
 -- BEGIN sql/roles_and_grants.sql
 -- neon_budget: roles and privileges, in one idempotent file.
 --
