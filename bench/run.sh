@@ -179,6 +179,8 @@ oracle "snapshot"
 echo >> "$RES"
 # purge_before and budget_rebuild with 8 writers running (its own cluster; see the script)
 NB_BENCH_INSTALLED=1 bash bench/maintenance.sh >> "$RES"
+# One session over 10^6 distinct campaigns: bounded caches (its own cluster; see the script)
+NB_BENCH_INSTALLED=1 bash bench/cache_memory.sh >> "$RES"
 echo "Every run above was followed by the aggregate oracle (each aggregate equals a fresh GROUP BY over billing_log): all passed." >> "$RES"
 echo
 cat "$RES"
