@@ -7,6 +7,8 @@ use postgres::{Client, NoTls};
 use std::time::Duration;
 
 pub mod cluster;
+pub mod sessions;
+pub use sessions::*;
 
 /// Connection string of the test cluster (without `dbname`).
 pub fn dsn() -> String {
@@ -40,6 +42,21 @@ impl TestDb {
             client.batch_execute("CREATE EXTENSION neon_budget").unwrap();
         }
         TestDb { name, client }
+    }
+
+    /// [`TestDb::new`] with some data first (a budget for 2024-01, campaign `c` with a budget
+    /// of 10, one CONTENT execution of 1,000 tokens in it), so that "nothing written" checks
+    /// compare non-empty tables.
+    pub fn seeded(name: &str) -> TestDb {
+        let mut db = TestDb::new(name);
+        db.client
+            .batch_execute(
+                "SELECT neon_budget.set_monthly_budget('2024-01', 100);
+                 SELECT neon_budget.set_campaign('c', 'C', NULL, 10);
+                 SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => 'c', created_at => '2024-01-10 00:00+00');",
+            )
+            .unwrap();
+        db
     }
 
     /// Lets this database record executions at any `created_at` (the superuser setting
@@ -122,6 +139,22 @@ pub fn text(c: &mut Client, sql: &str) -> Option<String> {
 /// A single bigint value of a query.
 pub fn int(c: &mut Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// The first column of every row of a query, as text (cast to text in the query), in the
+/// query's order.
+pub fn column(c: &mut Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// The current billing month (`neon_budget._current_month()`, in `neon_budget.timezone`).
+pub fn current_month(c: &mut Client) -> String {
+    text(c, "SELECT neon_budget._current_month()").unwrap()
+}
+
+/// Runs `SELECT neon_budget.track_cost(<args>)`, e.g. `track_cost(c, "'CONTENT', 1000, cost => 5")`.
+pub fn track_cost(c: &mut Client, args: &str) {
+    c.batch_execute(&format!("SELECT neon_budget.track_cost({args})")).unwrap();
 }
 
 /// The aggregate oracle: each maintained aggregate (`monthly_budget` totals, `campaign_cost`,

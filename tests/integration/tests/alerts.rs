@@ -5,10 +5,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_millis(400);
 
-fn track(c: &mut Client, args: &str) {
-    c.batch_execute(&format!("SELECT neon_budget.track_cost({args})")).unwrap();
-}
-
 /// The (scope, level) of each payload received, in order.
 fn levels(payloads: &[String]) -> Vec<String> {
     payloads
@@ -59,30 +55,30 @@ fn month_levels_fire_once_each() {
     assert_eq!(raw_alerts_received(&mut l, WAIT).len(), 0);
     let at = "created_at => '2024-09-10 00:00+00'";
 
-    track(c, &format!("'CONTENT', 1000, task => 'secret task', metadata => '{{\"secret\": 1}}', cost => 79.99, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, task => 'secret task', metadata => '{{\"secret\": 1}}', cost => 79.99, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     // 80.00: warning.
-    track(c, &format!("'CONTENT', 1000, task => 'secret task', metadata => '{{\"secret\": 1}}', cost => 0.01, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, task => 'secret task', metadata => '{{\"secret\": 1}}', cost => 0.01, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:warning"]);
     assert_payload(c, &got[0], "month", None, "2024-09", "warning", "80.00", "100", "80.00");
     assert!(!got[0].contains("secret"), "payload carries task or metadata: {}", got[0]);
     // Up to 94.99: nothing more.
-    track(c, &format!("'CONTENT', 1000, cost => 14.99, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 14.99, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     // 95.00: critical.
-    track(c, &format!("'CONTENT', 1000, cost => 0.01, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 0.01, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:critical"]);
     assert_payload(c, &got[0], "month", None, "2024-09", "critical", "95", "100", "95");
     // 100.00: exceeded.
-    track(c, &format!("'CONTENT', 1000, cost => 5, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 5, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:exceeded"]);
     assert_payload(c, &got[0], "month", None, "2024-09", "exceeded", "100", "100", "100");
     // Past the budget: nothing more.
-    track(c, &format!("'CONTENT', 1000, cost => 10, {at}"));
-    track(c, &format!("'CONTENT', 1000, cost => 10, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 10, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 10, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_eq!(text(c, "SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log").unwrap(), "warning,critical,exceeded");
     assert_sql(c, "SELECT alert_levels_sent = '{warning,critical,exceeded}' FROM neon_budget.monthly_budget WHERE month = '2024-09'");
@@ -100,24 +96,24 @@ fn campaign_levels_fire_once_each() {
     )
     .unwrap();
     let at = "created_at => '2024-09-10 00:00+00'";
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 7.99, {at}"));
-    track(c, &format!("'SEO', 1, campaign_id => 'other', cost => 50, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 7.99, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'other', cost => 50, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 0.01, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 0.01, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["campaign:warning"]);
     assert_payload(c, &got[0], "campaign", Some("cmp"), "2024-09", "warning", "8.00", "10", "80");
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 1.2, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 1.2, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 0.3, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 0.3, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["campaign:critical"]);
     assert_payload(c, &got[0], "campaign", Some("cmp"), "2024-09", "critical", "9.5", "10", "95");
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 0.6, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 0.6, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["campaign:exceeded"]);
     assert_payload(c, &got[0], "campaign", Some("cmp"), "2024-09", "exceeded", "10.1", "10", "101");
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 3, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 3, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log"), 3);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log WHERE scope = 'campaign' AND campaign_id = 'cmp'"), 3);
@@ -134,7 +130,7 @@ fn one_execution_past_every_level_sends_all_three_in_order() {
          SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 1000);",
     )
     .unwrap();
-    track(c, "'CONTENT', 1000, campaign_id => 'cmp', cost => 150, created_at => '2024-09-10 00:00+00'");
+    track_cost(c, "'CONTENT', 1000, campaign_id => 'cmp', cost => 150, created_at => '2024-09-10 00:00+00'");
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:warning", "month:critical", "month:exceeded"]);
     for (p, level) in got.iter().zip(["warning", "critical", "exceeded"]) {
@@ -157,9 +153,9 @@ fn no_alert_storm() {
     let mut l = listener(&db);
     let c = &mut db.client;
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
-    track(c, "'CONTENT', 1000, cost => 81, created_at => '2024-09-10 00:00+00'");
+    track_cost(c, "'CONTENT', 1000, cost => 81, created_at => '2024-09-10 00:00+00'");
     for i in 0..20 {
-        track(c, &format!("'CONTENT', 10, cost => 0.05, execution_id => 'small-{i}', created_at => '2024-09-11 00:00+00'"));
+        track_cost(c, &format!("'CONTENT', 10, cost => 0.05, execution_id => 'small-{i}', created_at => '2024-09-11 00:00+00'"));
     }
     // The same twenty as one multi-row INSERT.
     c.batch_execute(
@@ -187,10 +183,10 @@ fn rolled_back_write_sends_nothing() {
     )
     .unwrap();
     c.batch_execute("BEGIN").unwrap();
-    track(c, "'CONTENT', 1000, campaign_id => 'cmp', cost => 150, created_at => '2024-09-10 00:00+00'");
+    track_cost(c, "'CONTENT', 1000, campaign_id => 'cmp', cost => 150, created_at => '2024-09-10 00:00+00'");
     c.batch_execute("ROLLBACK").unwrap();
     c.batch_execute("BEGIN; SAVEPOINT a").unwrap();
-    track(c, "'CONTENT', 1000, campaign_id => 'cmp', cost => 150, created_at => '2024-09-10 00:00+00'");
+    track_cost(c, "'CONTENT', 1000, campaign_id => 'cmp', cost => 150, created_at => '2024-09-10 00:00+00'");
     c.batch_execute("ROLLBACK TO SAVEPOINT a; COMMIT").unwrap();
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log"), 0);
@@ -205,22 +201,22 @@ fn raising_the_budget_rearms_levels() {
     let c = &mut db.client;
     let at = "created_at => '2024-09-10 00:00+00'";
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
-    track(c, &format!("'CONTENT', 1000, cost => 150, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 150, {at}"));
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning", "month:critical", "month:exceeded"]);
     // 150 of 1000: every level is re-armed, nothing is sent.
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000)").unwrap();
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_sql(c, "SELECT alert_levels_sent = '{}' FROM neon_budget.monthly_budget WHERE month = '2024-09'");
-    track(c, &format!("'CONTENT', 1000, cost => 649.99, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 649.99, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     // Each level fires again when crossed again.
-    track(c, &format!("'CONTENT', 1000, cost => 0.01, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 0.01, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:warning"]);
     assert_payload(c, &got[0], "month", None, "2024-09", "warning", "800", "1000", "80");
-    track(c, &format!("'CONTENT', 1000, cost => 150, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 150, {at}"));
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:critical"]);
-    track(c, &format!("'CONTENT', 1000, cost => 50, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 50, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:exceeded"]);
     assert_payload(c, &got[0], "month", None, "2024-09", "exceeded", "1000", "1000", "100");
@@ -228,7 +224,7 @@ fn raising_the_budget_rearms_levels() {
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1100)").unwrap();
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_sql(c, "SELECT alert_levels_sent = '{warning}' FROM neon_budget.monthly_budget WHERE month = '2024-09'");
-    track(c, &format!("'CONTENT', 1000, cost => 45, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 45, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:critical"]);
     assert_payload(c, &got[0], "month", None, "2024-09", "critical", "1045", "1100", "95");
@@ -240,11 +236,11 @@ fn raising_the_budget_rearms_levels() {
     // The same for a campaign, in another month (default budget 1000: no month alerts).
     let at = "created_at => '2024-10-10 00:00+00'";
     c.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 10)").unwrap();
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 9, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 9, {at}"));
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning"]);
     c.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 20)").unwrap();
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 7, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 7, {at}"));
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["campaign:warning"]);
     assert_payload(c, &got[0], "campaign", Some("cmp"), "2024-10", "warning", "16", "20", "80");
@@ -253,7 +249,7 @@ fn raising_the_budget_rearms_levels() {
     c.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, NULL)").unwrap();
     assert_sql(c, "SELECT monthly_budget = 20 FROM neon_budget.campaign WHERE campaign_id = 'cmp'");
     c.batch_execute("SELECT neon_budget.clear_campaign_budget('cmp')").unwrap();
-    track(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 100, {at}"));
+    track_cost(c, &format!("'SEO', 1, campaign_id => 'cmp', cost => 100, {at}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log WHERE scope = 'campaign'"), 2);
     assert_oracle(c);
@@ -268,7 +264,7 @@ fn lowering_the_budget_alerts_at_once() {
     let at = "created_at => '2024-09-10 00:00+00'";
     // A month that has never alerted: 90 of 1000, lowered to 100.
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-08', 1000)").unwrap();
-    track(c, "'CONTENT', 1000, cost => 90, created_at => '2024-08-10 00:00+00'");
+    track_cost(c, "'CONTENT', 1000, cost => 90, created_at => '2024-08-10 00:00+00'");
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-08', 100)").unwrap();
     let got = raw_alerts_received(&mut l, WAIT);
     assert_eq!(levels(&got), vec!["month:warning"]);
@@ -276,7 +272,7 @@ fn lowering_the_budget_alerts_at_once() {
 
     // A month that already sent its warning: 160 of 200, lowered to 150.
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 200)").unwrap();
-    track(c, &format!("'CONTENT', 1000, cost => 160, {at}"));
+    track_cost(c, &format!("'CONTENT', 1000, cost => 160, {at}"));
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning"]);
     let r = c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 150)");
     assert!(
@@ -296,7 +292,7 @@ fn lowering_a_campaign_budget_alerts_at_once() {
     let mut l = listener(&db);
     let c = &mut db.client;
     c.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 20)").unwrap();
-    track(c, "'SEO', 1, campaign_id => 'cmp', cost => 16, created_at => '2024-09-10 00:00+00'");
+    track_cost(c, "'SEO', 1, campaign_id => 'cmp', cost => 16, created_at => '2024-09-10 00:00+00'");
     assert_eq!(levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning"]);
     let r = c.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 10)");
     assert!(
@@ -323,9 +319,9 @@ fn campaign_without_budget_never_alerts() {
     ))
     .unwrap();
     for _ in 0..3 {
-        track(c, "'SEO', 1000, campaign_id => 'free', cost => 5000");
+        track_cost(c, "'SEO', 1000, campaign_id => 'free', cost => 5000");
     }
-    track(c, "'SEO', 1000, campaign_id => 'unregistered', cost => 2500");
+    track_cost(c, "'SEO', 1000, campaign_id => 'unregistered', cost => 2500");
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.alert_log"), 0);
     assert_sql(

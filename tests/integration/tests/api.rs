@@ -50,10 +50,6 @@ fn budget_check(c: &mut Client, args: &str) -> Check {
     }
 }
 
-fn current_month(c: &mut Client) -> String {
-    text(c, "SELECT neon_budget._current_month()").unwrap()
-}
-
 #[test]
 fn track_cost_returns_the_row_with_exact_cost() {
     let mut db = TestDb::new("api_track_cost_row");

@@ -1,22 +1,9 @@
 //! Invalid arguments: exact SQLSTATEs, and nothing written.
 use neon_budget_integration::*;
 
-/// Some data first, so that "nothing written" compares non-empty tables.
-fn seeded(name: &str) -> TestDb {
-    let mut db = TestDb::new(name);
-    db.client
-        .batch_execute(
-            "SELECT neon_budget.set_monthly_budget('2024-01', 100);
-             SELECT neon_budget.set_campaign('c', 'C', NULL, 10);
-             SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => 'c', created_at => '2024-01-10 00:00+00');",
-        )
-        .unwrap();
-    db
-}
-
 #[test]
 fn track_cost_rejects_bad_numbers() {
-    let mut db = seeded("bad_track_numbers");
+    let mut db = TestDb::seeded("bad_track_numbers");
     let c = &mut db.client;
     rejects(c, "SELECT neon_budget.track_cost('CONTENT', -1)", "22003");
     rejects(c, "SELECT neon_budget.track_cost('CONTENT', -1, campaign_id => 'c', cost => 1)", "22003");
@@ -42,7 +29,7 @@ fn track_cost_rejects_bad_numbers() {
 
 #[test]
 fn track_cost_rejects_unknown_and_missing_agent_types() {
-    let mut db = seeded("bad_track_agent");
+    let mut db = TestDb::seeded("bad_track_agent");
     let c = &mut db.client;
     rejects(c, "SELECT neon_budget.track_cost('NO_SUCH_AGENT', 100)", "42704");
     // The hint says how to fix it.
@@ -66,7 +53,7 @@ fn track_cost_rejects_unknown_and_missing_agent_types() {
 
 #[test]
 fn malformed_months_are_rejected() {
-    let mut db = seeded("bad_months");
+    let mut db = TestDb::seeded("bad_months");
     let c = &mut db.client;
     for m in ["2024-13", "24-01", "2024-1", "2024-00", "2024/01", "2024-01-01", ""] {
         rejects(c, &format!("SELECT neon_budget.set_monthly_budget('{m}', 100)"), "22007");
@@ -79,7 +66,7 @@ fn malformed_months_are_rejected() {
 
 #[test]
 fn budgets_and_thresholds_out_of_range() {
-    let mut db = seeded("bad_budgets");
+    let mut db = TestDb::seeded("bad_budgets");
     let c = &mut db.client;
     for b in ["0", "-5", "-0.01", "'NaN'"] {
         rejects(c, &format!("SELECT neon_budget.set_monthly_budget('2024-02', {b})"), "22023");
@@ -108,7 +95,7 @@ fn budgets_and_thresholds_out_of_range() {
 
 #[test]
 fn override_needs_a_reason() {
-    let mut db = seeded("bad_override");
+    let mut db = TestDb::seeded("bad_override");
     let c = &mut db.client;
     rejects(c, "SELECT neon_budget.set_budget_override(true)", "22023");
     rejects(c, "SELECT neon_budget.set_budget_override(true, NULL)", "22023");
@@ -121,7 +108,7 @@ fn override_needs_a_reason() {
 
 #[test]
 fn direct_insert_with_negative_tokens_fails_its_check() {
-    let mut db = seeded("bad_direct_insert");
+    let mut db = TestDb::seeded("bad_direct_insert");
     let c = &mut db.client;
     rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('CONTENT', -1, 0.1)", "23514");
     rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('CONTENT', 1, -0.1)", "23514");

@@ -111,7 +111,7 @@ fn run_writers(db: &TestDb) -> Vec<Outcome> {
 fn assert_exact_totals(c: &mut Client) {
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), (THREADS * TXS * CALLS * 4) as i64);
     assert_eq!(
-        rows(
+        column(
             c,
             "SELECT campaign_id || ' ' || trim_scale(total_cost) || ' ' || total_tokens || ' ' || executions
                FROM neon_budget.campaign_cost WHERE month = neon_budget._current_month() ORDER BY 1"
@@ -133,10 +133,6 @@ fn assert_exact_totals(c: &mut Client) {
         assert_sql(c, &format!("SELECT campaign_spent = {spent} FROM neon_budget.budget_check('{camp}')"));
     }
     assert_oracle(c);
-}
-
-fn rows(c: &mut Client, sql: &str) -> Vec<String> {
-    c.query(sql, &[]).unwrap().iter().map(|r| r.get(0)).collect()
 }
 
 fn report(outcomes: &[Outcome]) -> (usize, usize) {
@@ -184,7 +180,7 @@ fn campaigns_in_rotated_orders_crossing_alert_levels_never_deadlock() {
     assert_exact_totals(c);
     // Every level of the month and of each campaign exactly once.
     assert_eq!(
-        rows(
+        column(
             c,
             "SELECT scope || ' ' || COALESCE(campaign_id, '-') || ' ' || level || ' ' || count(*)
                FROM neon_budget.alert_log GROUP BY scope, campaign_id, level ORDER BY 1"
@@ -252,7 +248,7 @@ fn crossing_two_campaigns_levels_in_opposite_orders_does_not_deadlock() {
     assert!(r1.is_ok() && r2.is_ok(), "transaction 1: {:?}, transaction 2: {:?}", code(&r1), code(&r2));
     assert_sql(c, "SELECT total_cost = 0.83 FROM neon_budget.campaign_cost WHERE campaign_id = 'X'");
     assert_sql(c, "SELECT total_cost = 0.83 FROM neon_budget.campaign_cost WHERE campaign_id = 'Y'");
-    assert_eq!(rows(c, "SELECT campaign_id || ' ' || level FROM neon_budget.alert_log ORDER BY 1"), vec!["X warning", "Y warning"]);
+    assert_eq!(column(c, "SELECT campaign_id || ' ' || level FROM neon_budget.alert_log ORDER BY 1"), vec!["X warning", "Y warning"]);
     assert_oracle(c);
 }
 
@@ -280,22 +276,15 @@ fn budget_reserve_waiting_for_the_month_lock_obeys_lock_timeout() {
     // Without a timeout, session 2 waits on the advisory lock (not on a row), and goes on when
     // session 1 commits.
     s2.batch_execute("SET lock_timeout = 0").unwrap();
-    let pid2: i32 = s2.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let pid2 = backend_pid(&mut s2);
     let h = std::thread::spawn(move || {
         let id: Option<i64> =
             s2.query_one("SELECT neon_budget.budget_reserve('CONTENT', 0, 'c1', estimated_cost => 0.01)", &[]).unwrap().get(0);
         (s2, id)
     });
     let c = &mut db.client;
-    let start = Instant::now();
-    loop {
-        let waiting = int(c, &format!("SELECT count(*) FROM pg_locks WHERE pid = {pid2} AND NOT granted AND locktype = 'advisory'"));
-        if waiting == 1 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "session 2 never waited on the advisory lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let waits = format!("SELECT count(*) = 1 FROM pg_locks WHERE pid = {pid2} AND NOT granted AND locktype = 'advisory'");
+    assert!(became_true(c, &waits, Duration::from_secs(5)), "session 2 never waited on the advisory lock");
     s1.batch_execute("COMMIT").unwrap();
     let (_s2, id) = h.join().unwrap();
     assert!(id.is_some());

@@ -11,25 +11,21 @@ fn socket_and_port() -> (String, String) {
     )
 }
 
-fn rows(c: &mut postgres::Client, sql: &str) -> Vec<String> {
-    c.query(sql, &[]).unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
-}
-
 /// Everything a user can see, as text, for comparison.
 fn snapshot(c: &mut postgres::Client) -> Vec<Vec<String>> {
     vec![
-        rows(c, "SELECT b::text FROM neon_budget.billing_log b ORDER BY id"),
-        rows(c, "SELECT m::text FROM neon_budget.monthly_budget m ORDER BY month"),
-        rows(c, "SELECT c::text FROM neon_budget.campaign c ORDER BY campaign_id"),
-        rows(c, "SELECT r::text FROM neon_budget.agent_rate r ORDER BY agent_type, effective_from"),
-        rows(c, "SELECT a::text FROM neon_budget.alert_log a ORDER BY id"),
-        rows(c, "SELECT a::text FROM neon_budget.alert_state a ORDER BY scope, scope_key, month"),
-        rows(c, "SELECT a::text FROM neon_budget.audit_log a ORDER BY id"),
-        rows(c, "SELECT r::text FROM neon_budget.reservation r ORDER BY id"),
-        rows(c, "SELECT p::text FROM neon_budget.purged_spend p ORDER BY billing_month, campaign_id, agent_type"),
-        rows(c, "SELECT x::text FROM neon_budget.campaign_cost x ORDER BY campaign_id, month"),
-        rows(c, "SELECT x::text FROM neon_budget.agent_analytics x ORDER BY agent_type, month"),
-        rows(c, "SELECT neon_budget.budget_report('2024-01') || neon_budget.budget_report('2024-02') || neon_budget.budget_report()"),
+        column(c, "SELECT b::text FROM neon_budget.billing_log b ORDER BY id"),
+        column(c, "SELECT m::text FROM neon_budget.monthly_budget m ORDER BY month"),
+        column(c, "SELECT c::text FROM neon_budget.campaign c ORDER BY campaign_id"),
+        column(c, "SELECT r::text FROM neon_budget.agent_rate r ORDER BY agent_type, effective_from"),
+        column(c, "SELECT a::text FROM neon_budget.alert_log a ORDER BY id"),
+        column(c, "SELECT a::text FROM neon_budget.alert_state a ORDER BY scope, scope_key, month"),
+        column(c, "SELECT a::text FROM neon_budget.audit_log a ORDER BY id"),
+        column(c, "SELECT r::text FROM neon_budget.reservation r ORDER BY id"),
+        column(c, "SELECT p::text FROM neon_budget.purged_spend p ORDER BY billing_month, campaign_id, agent_type"),
+        column(c, "SELECT x::text FROM neon_budget.campaign_cost x ORDER BY campaign_id, month"),
+        column(c, "SELECT x::text FROM neon_budget.agent_analytics x ORDER BY agent_type, month"),
+        column(c, "SELECT neon_budget.budget_report('2024-01') || neon_budget.budget_report('2024-02') || neon_budget.budget_report()"),
     ]
 }
 

@@ -8,19 +8,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_millis(400);
 
-/// Some data first, so that "nothing written" compares non-empty tables.
-fn seeded(name: &str) -> TestDb {
-    let mut db = TestDb::new(name);
-    db.client
-        .batch_execute(
-            "SELECT neon_budget.set_monthly_budget('2024-01', 100);
-             SELECT neon_budget.set_campaign('c', 'C', NULL, 10);
-             SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => 'c', created_at => '2024-01-10 00:00+00');",
-        )
-        .unwrap();
-    db
-}
-
 /// Runs `sql` with `params`, expects SQLSTATE `code`, and checks that no table and no
 /// aggregate changed. On a mismatch the message carries the whole error.
 #[track_caller]
@@ -79,7 +66,7 @@ fn s(v: &str) -> Option<String> {
 
 #[test]
 fn zero_tokens() {
-    let mut db = seeded("ext_zero_tokens");
+    let mut db = TestDb::seeded("ext_zero_tokens");
     let c = &mut db.client;
     let row = texts(
         c,
@@ -116,7 +103,7 @@ const MAX: &str = "9223372036854775807";
 
 #[test]
 fn max_tokens_cost_and_sums_are_exact() {
-    let mut db = seeded("ext_max_tokens");
+    let mut db = TestDb::seeded("ext_max_tokens");
     let c = &mut db.client;
     // 9223372036854775807 / 1000 × 0.04 = 368934881474191.03228, exactly.
     let first = texts(
@@ -212,7 +199,7 @@ fn max_tokens_cost_and_sums_are_exact() {
 
 #[test]
 fn cost_with_twenty_decimals_is_kept_exactly() {
-    let mut db = seeded("ext_twenty_decimals");
+    let mut db = TestDb::seeded("ext_twenty_decimals");
     let mut l = listener(&db);
     let c = &mut db.client;
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-07', 0.1)").unwrap();
@@ -270,7 +257,7 @@ fn cost_with_twenty_decimals_is_kept_exactly() {
 
 #[test]
 fn one_megabyte_metadata_is_stored_and_never_notified() {
-    let mut db = seeded("ext_big_metadata");
+    let mut db = TestDb::seeded("ext_big_metadata");
     let mut l = listener(&db);
     let c = &mut db.client;
     c.batch_execute("SELECT neon_budget.set_monthly_budget('2024-08', 0.05)").unwrap();
@@ -327,7 +314,7 @@ fn one_megabyte_metadata_is_stored_and_never_notified() {
 
 #[test]
 fn unicode_campaign_ids() {
-    let mut db = seeded("ext_unicode_campaigns");
+    let mut db = TestDb::seeded("ext_unicode_campaigns");
     let mut l = listener(&db);
     let c = &mut db.client;
     let ids = ["캠페인-🚀", "ça", "حملة"];
@@ -385,7 +372,7 @@ fn unicode_campaign_ids() {
 
 #[test]
 fn empty_and_whitespace_campaign_ids() {
-    let mut db = seeded("ext_empty_campaign_ids");
+    let mut db = TestDb::seeded("ext_empty_campaign_ids");
     let c = &mut db.client;
     // An empty or blank campaign id is a client bug, not a campaign: track_cost, budget_reserve
     // and set_campaign refuse it with 22023 (NULL means "no campaign") and write nothing.
@@ -404,7 +391,7 @@ fn empty_and_whitespace_campaign_ids() {
 
 #[test]
 fn report_of_a_month_without_data() {
-    let mut db = seeded("ext_empty_report");
+    let mut db = TestDb::seeded("ext_empty_report");
     let c = &mut db.client;
     let before = table_counts(c);
     let report = text(c, "SELECT neon_budget.budget_report('2031-05')").unwrap();
@@ -433,7 +420,7 @@ fn report_of_a_month_without_data() {
 
 #[test]
 fn months_far_in_the_future_and_before_1970() {
-    let mut db = seeded("ext_far_months");
+    let mut db = TestDb::seeded("ext_far_months");
     db.allow_future_created_at();
     let c = &mut db.client;
     assert_eq!(
@@ -492,7 +479,7 @@ fn months_far_in_the_future_and_before_1970() {
 
 #[test]
 fn timestamps_beyond_year_9999_and_infinity_write_nothing() {
-    let mut db = seeded("ext_year_10000");
+    let mut db = TestDb::seeded("ext_year_10000");
     db.allow_future_created_at();
     let c = &mut db.client;
     // Year 10000 makes the month '10000-01', which billing_log's CHECK refuses (23514);
@@ -520,7 +507,7 @@ fn timestamps_beyond_year_9999_and_infinity_write_nothing() {
 
 #[test]
 fn month_arguments_out_of_range() {
-    let mut db = seeded("ext_month_args");
+    let mut db = TestDb::seeded("ext_month_args");
     let c = &mut db.client;
     rejects(c, "SELECT neon_budget.set_monthly_budget('0000-01', 10)", "22007");
     rejects(c, "SELECT neon_budget.set_monthly_budget('10000-01', 10)", "22007");
@@ -537,7 +524,7 @@ fn month_arguments_out_of_range() {
 
 #[test]
 fn nan_negative_and_infinite_arguments() {
-    let mut db = seeded("ext_nan_negative");
+    let mut db = TestDb::seeded("ext_nan_negative");
     let c = &mut db.client;
     rejects(c, "SELECT neon_budget.track_cost('CONTENT', 100, cost => -0.000001)", "22003");
     rejects(c, "SELECT neon_budget.track_cost('CONTENT', 100, cost => 'NaN'::numeric)", "22003");
@@ -571,7 +558,7 @@ fn nan_negative_and_infinite_arguments() {
 /// alert payload then panics turning 'Infinity' into a JSON number (XX000).
 #[test]
 fn infinite_cost_is_refused_like_nan() {
-    let mut db = seeded("ext_infinite_cost");
+    let mut db = TestDb::seeded("ext_infinite_cost");
     let c = &mut db.client;
     rejects(c, "SELECT neon_budget.track_cost('CONTENT', 100, cost => 'Infinity'::numeric)", "22003");
     assert_oracle(c);
@@ -582,7 +569,7 @@ fn infinite_cost_is_refused_like_nan() {
 /// the row gets to the aggregate trigger, and the alert payload panics (XX000).
 #[test]
 fn direct_writes_of_nan_or_infinite_cost_fail_their_check() {
-    let mut db = seeded("ext_direct_nan_cost");
+    let mut db = TestDb::seeded("ext_direct_nan_cost");
     let c = &mut db.client;
     rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('SEO', 1, 'NaN')", "23514");
     rejects(c, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('SEO', 1, 'Infinity')", "23514");
@@ -597,7 +584,7 @@ fn direct_writes_of_nan_or_infinite_cost_fail_their_check() {
 /// 0 tokens: 0 × Infinity is NaN).
 #[test]
 fn infinite_budgets_and_rates_are_refused_like_nan() {
-    let mut db = seeded("ext_infinite_budget");
+    let mut db = TestDb::seeded("ext_infinite_budget");
     let c = &mut db.client;
     rejects(c, "SELECT neon_budget.set_agent_rate('CONTENT', 'Infinity')", "22023");
     rejects(c, "SELECT neon_budget.set_monthly_budget('2024-01', 'Infinity')", "22023");
@@ -612,7 +599,7 @@ fn infinite_budgets_and_rates_are_refused_like_nan() {
 /// limit and the call fails with 22023 "payload string too long" (nothing is recorded).
 #[test]
 fn huge_finite_cost_is_recorded() {
-    let mut db = seeded("ext_huge_cost");
+    let mut db = TestDb::seeded("ext_huge_cost");
     let mut l = listener(&db);
     let c = &mut db.client;
     let r = c
@@ -636,7 +623,7 @@ fn huge_finite_cost_is_recorded() {
 /// the AD month of the same number. Found: '0044-03-15 BC' is recorded in month '0044-03'.
 #[test]
 fn created_at_before_year_1_is_not_counted_in_an_ad_month() {
-    let mut db = seeded("ext_bc_dates");
+    let mut db = TestDb::seeded("ext_bc_dates");
     let c = &mut db.client;
     let before = table_counts(c);
     let r = c.query_one("SELECT (neon_budget.track_cost('CONTENT', 1000, created_at => '0044-03-15 12:00+00 BC')).billing_month", &[]);

@@ -10,10 +10,6 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_millis(400);
 const AT: &str = "created_at => '2024-09-10 00:00+00'";
 
-fn track(c: &mut Client, args: &str) {
-    c.batch_execute(&format!("SELECT neon_budget.track_cost({args})")).unwrap();
-}
-
 /// A writer far below its budget needs no read; when an admin lowers the budget in another
 /// session, the writer's next write must read again and alert at once.
 #[test]
@@ -23,12 +19,12 @@ fn a_budget_lowered_elsewhere_is_seen_at_the_next_write() {
     let mut admin = db.connect();
     let mut w = db.connect();
     admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000000)").unwrap();
-    track(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
-    track(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
+    track_cost(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
+    track_cost(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
     admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     // 2 + 78 = 80 of 100: the warning level, sent by this write.
-    track(&mut w, &format!("'CONTENT', 1, cost => 78, {AT}"));
+    track_cost(&mut w, &format!("'CONTENT', 1, cost => 78, {AT}"));
     assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
     assert_oracle(&mut w);
 }
@@ -41,10 +37,10 @@ fn a_campaign_budget_set_elsewhere_is_seen_at_the_next_write() {
     let mut admin = db.connect();
     let mut w = db.connect();
     admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000000)").unwrap();
-    track(&mut w, &format!("'SEO', 1, campaign_id => 'cmp', cost => 5, {AT}"));
+    track_cost(&mut w, &format!("'SEO', 1, campaign_id => 'cmp', cost => 5, {AT}"));
     admin.batch_execute("SELECT neon_budget.set_campaign('cmp', 'Campaign', NULL, 10)").unwrap();
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
-    track(&mut w, &format!("'SEO', 1, campaign_id => 'cmp', cost => 3.5, {AT}"));
+    track_cost(&mut w, &format!("'SEO', 1, campaign_id => 'cmp', cost => 3.5, {AT}"));
     assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["campaign:warning:8.5"]);
 }
 
@@ -57,11 +53,11 @@ fn a_level_rearmed_elsewhere_alerts_again() {
     let mut admin = db.connect();
     let mut w = db.connect();
     admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
-    track(&mut w, &format!("'CONTENT', 1, cost => 85, {AT}"));
+    track_cost(&mut w, &format!("'CONTENT', 1, cost => 85, {AT}"));
     assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:85"]);
-    track(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
+    track_cost(&mut w, &format!("'CONTENT', 1, cost => 1, {AT}"));
     admin.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000)").unwrap();
-    track(&mut w, &format!("'CONTENT', 1, cost => 714, {AT}"));
+    track_cost(&mut w, &format!("'CONTENT', 1, cost => 714, {AT}"));
     assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:800"]);
 }
 
@@ -91,9 +87,9 @@ fn fast_path_survives_rollbacks_and_rewrites() {
     let mut db = TestDb::new("hot_rollbacks");
     let mut w = db.connect();
     let args = format!("'CONTENT', 1000, campaign_id => 'c1', retry_count => 2, quality_score => 0.5, {AT}");
-    track(&mut w, &args);
+    track_cost(&mut w, &args);
     w.batch_execute(&format!("BEGIN; SELECT neon_budget.track_cost({args}); ROLLBACK")).unwrap();
-    track(&mut w, &args);
+    track_cost(&mut w, &args);
     w.batch_execute(&format!(
         "BEGIN; SELECT neon_budget.track_cost({args}); SAVEPOINT s; SELECT neon_budget.track_cost({args});
          ROLLBACK TO s; SELECT neon_budget.track_cost({args}); SELECT neon_budget.track_cost({args}); COMMIT"
@@ -105,9 +101,9 @@ fn fast_path_survives_rollbacks_and_rewrites() {
          SELECT 'CONTENT', 'c1', 10, 0.5, '2024-09-11 00:00+00' FROM generate_series(1, 3)",
     )
     .unwrap();
-    track(&mut w, &args);
+    track_cost(&mut w, &args);
     db.client.batch_execute("SELECT neon_budget.budget_rebuild('2024-09')").unwrap();
-    track(&mut w, &args);
+    track_cost(&mut w, &args);
     assert_oracle(&mut db.client);
     // 7 committed track_cost calls of 0.04 + 3 rows of 0.5.
     assert_eq!(
@@ -116,7 +112,7 @@ fn fast_path_survives_rollbacks_and_rewrites() {
     );
     assert_eq!(text(&mut db.client, "SELECT retry_sum::text FROM neon_budget.agent_cost WHERE month = '2024-09'").as_deref(), Some("14"));
     db.client.batch_execute("TRUNCATE neon_budget.billing_log").unwrap();
-    track(&mut w, &args);
+    track_cost(&mut w, &args);
     assert_oracle(&mut db.client);
     assert_eq!(
         text(&mut db.client, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(),
@@ -135,11 +131,11 @@ fn the_write_that_reaches_a_level_sends_it() {
     a.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100000)").unwrap();
     for i in 0..799 {
         let w = if i % 2 == 0 { &mut a } else { &mut b };
-        track(w, &format!("'CONTENT', 1, cost => 100, {AT}"));
+        track_cost(w, &format!("'CONTENT', 1, cost => 100, {AT}"));
     }
     assert_eq!(int(&mut a, "SELECT count(*) FROM neon_budget.alert_log"), 0);
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
-    track(&mut b, &format!("'CONTENT', 1, cost => 100, {AT}"));
+    track_cost(&mut b, &format!("'CONTENT', 1, cost => 100, {AT}"));
     assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80000"]);
     assert_oracle(&mut a);
 }
@@ -154,17 +150,17 @@ fn stale_readers_cannot_skip_a_level() {
     let mut a = db.connect();
     let mut b = db.connect();
     a.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap();
-    track(&mut a, &format!("'CONTENT', 1, cost => 0.01, {AT}"));
-    track(&mut b, &format!("'CONTENT', 1, cost => 40, {AT}"));
-    track(&mut a, &format!("'CONTENT', 1, cost => 39.9, {AT}"));
+    track_cost(&mut a, &format!("'CONTENT', 1, cost => 0.01, {AT}"));
+    track_cost(&mut b, &format!("'CONTENT', 1, cost => 40, {AT}"));
+    track_cost(&mut a, &format!("'CONTENT', 1, cost => 39.9, {AT}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
-    track(&mut b, &format!("'CONTENT', 1, cost => 19.9, {AT}"));
+    track_cost(&mut b, &format!("'CONTENT', 1, cost => 19.9, {AT}"));
     assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:99.81", "month:critical:99.81"]);
     // Everything sent: further writes have nothing left to read for, and send nothing.
-    track(&mut a, &format!("'CONTENT', 1, cost => 0.19, {AT}"));
+    track_cost(&mut a, &format!("'CONTENT', 1, cost => 0.19, {AT}"));
     assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:exceeded:100.0"]);
-    track(&mut a, &format!("'CONTENT', 1, cost => 5, {AT}"));
-    track(&mut b, &format!("'CONTENT', 1, cost => 5, {AT}"));
+    track_cost(&mut a, &format!("'CONTENT', 1, cost => 5, {AT}"));
+    track_cost(&mut b, &format!("'CONTENT', 1, cost => 5, {AT}"));
     assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
     assert_oracle(&mut a);
 }
@@ -196,7 +192,7 @@ fn lookups_follow_the_database_collation() {
     for (i, id) in ids.iter().enumerate() {
         let budget = 10 + i;
         // 80% of each campaign's budget: its warning, sent by this write.
-        track(&mut c, &format!("'SEO', 1, campaign_id => '{id}', cost => {budget} * 0.8, created_at => now()"));
+        track_cost(&mut c, &format!("'SEO', 1, campaign_id => '{id}', cost => {budget} * 0.8, created_at => now()"));
         let ok: bool = c
             .query_one(
                 &format!(

@@ -12,10 +12,6 @@ fn track(c: &mut Client) -> i64 {
     c.query_one(CALL, &[]).unwrap().get(0)
 }
 
-fn count(c: &mut Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
-
 /// Every index of billing_log has exactly the entries of its rows (amcheck's heapallindexed),
 /// and the returned row is the stored one.
 #[test]
@@ -51,9 +47,9 @@ fn rows_and_index_entries_are_complete() {
         c.batch_execute(&format!("SELECT bt_index_parent_check('neon_budget.{index}', heapallindexed => true)")).unwrap();
     }
     c.batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off").unwrap();
-    assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget.billing_log WHERE billing_month = '2024-09' AND campaign_id = 'c1'"), 300);
-    assert_eq!(count(&mut c, &format!("SELECT count(*) FROM neon_budget.billing_log WHERE id = {}", ids[150])), 1);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget.billing_log WHERE execution_id = 'e-1'"), 1);
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.billing_log WHERE billing_month = '2024-09' AND campaign_id = 'c1'"), 300);
+    assert_eq!(int(&mut c, &format!("SELECT count(*) FROM neon_budget.billing_log WHERE id = {}", ids[150])), 1);
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.billing_log WHERE execution_id = 'e-1'"), 1);
     assert_oracle(&mut c);
 }
 
@@ -68,7 +64,7 @@ fn a_taken_id_is_a_unique_violation() {
     ))
     .unwrap();
     assert_eq!(sqlstate(c.query_one(CALL, &[])), "23505");
-    assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), 1);
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), 1);
     assert_oracle(&mut c);
 }
 
@@ -85,7 +81,7 @@ fn a_trigger_added_by_a_dba_fires() {
     )
     .unwrap();
     let id = track(&mut c);
-    assert_eq!(count(&mut c, &format!("SELECT count(*) FROM public.seen WHERE id = {id}")), 1);
+    assert_eq!(int(&mut c, &format!("SELECT count(*) FROM public.seen WHERE id = {id}")), 1);
     assert_oracle(&mut c);
 }
 
@@ -96,8 +92,8 @@ fn a_check_constraint_added_by_a_dba_applies() {
     let mut c = db.connect();
     c.batch_execute("ALTER TABLE neon_budget.billing_log ADD CONSTRAINT small CHECK (tokens < 500)").unwrap();
     assert_eq!(sqlstate(c.query_one(CALL, &[])), "23514");
-    assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), 0);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget._month_spend"), 0);
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), 0);
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget._month_spend"), 0);
 }
 
 /// An index on an expression gets its entries (the call goes through INSERT).
@@ -110,7 +106,7 @@ fn an_expression_index_added_by_a_dba_is_maintained() {
     track(&mut c);
     c.batch_execute("SELECT bt_index_parent_check('neon_budget.task_lower', heapallindexed => true)").unwrap();
     c.batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off").unwrap();
-    assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget.billing_log WHERE lower(task) = 'write'"), 2);
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.billing_log WHERE lower(task) = 'write'"), 2);
     assert_oracle(&mut c);
 }
 
@@ -124,7 +120,7 @@ fn a_disabled_aggregate_trigger_is_respected() {
     c.batch_execute("ALTER TABLE neon_budget.billing_log DISABLE TRIGGER billing_log_after_insert").unwrap();
     track(&mut c);
     assert_eq!(text(&mut c, "SELECT total_spent::text FROM neon_budget.monthly_budget WHERE month = '2024-09'").as_deref(), Some("0.04"));
-    assert_eq!(count(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), 2);
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget.billing_log"), 2);
 }
 
 /// Column changes a DBA may make apply to track_cost's rows as to an INSERT's: NOT NULL

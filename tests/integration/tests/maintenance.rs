@@ -116,26 +116,6 @@ fn anonymize_and_purge_keep_every_total() {
     assert_eq!(sqlstate(c.query("SELECT neon_budget.purge_before(NULL)", &[])), "22004");
 }
 
-/// Waits until the session with `pid` waits for a lock (a row lock, a transaction or an
-/// advisory lock), at most 10 s.
-fn wait_until_blocked(c: &mut postgres::Client, pid: i32) {
-    for _ in 0..1000 {
-        let waiting: bool = c
-            .query_one("SELECT COALESCE(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1", &[&pid])
-            .unwrap()
-            .get(0);
-        if waiting {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("session {pid} never waited for a lock");
-}
-
-fn pid(c: &mut postgres::Client) -> i32 {
-    c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
-}
-
 /// Issue #10, defect 12: purge_before and budget_rebuild held billing_log in SHARE ROW
 /// EXCLUSIVE mode for their whole run, so no write completed meanwhile. Now a purge and a
 /// rebuild left open in a transaction stop no writer (each write below runs with a 100 ms
@@ -196,7 +176,7 @@ fn purge_and_rebuild_never_stop_writers() {
 fn concurrent_rebuilds_of_a_month_correct_once() {
     let mut db = TestDb::new("maint_rebuild_race");
     let mut other = db.connect();
-    let other_pid = pid(&mut other);
+    let other_pid = backend_pid(&mut other);
     let c = &mut db.client;
     c.batch_execute(
         "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, created_at)
@@ -227,7 +207,7 @@ fn concurrent_rebuilds_of_a_month_correct_once() {
 fn a_retry_racing_retention_of_its_record_is_refused() {
     let mut db = TestDb::new("maint_retry_race");
     let mut w = db.connect();
-    let w_pid = pid(&mut w);
+    let w_pid = backend_pid(&mut w);
     let c = &mut db.client;
     c.batch_execute(
         "INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, execution_id, created_at) VALUES
@@ -318,17 +298,13 @@ fn purge_takes_rows_updated_back_to_passed_pages() {
         u.query_one("UPDATE neon_budget.billing_log SET tokens = tokens + 1 WHERE id = $1 RETURNING ctid::text", &[&id]).unwrap().get(0);
     let page: i64 = moved.trim_start_matches('(').split(',').next().unwrap().parse().unwrap();
     assert!(page < 1024, "the new version went back to the first batch's pages: {moved}");
-    let u_pid: i32 = u.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let u_pid = backend_pid(&mut u);
     let purge =
         std::thread::spawn(move || p.query_one("SELECT neon_budget.purge_before('2026-12-01 00:00+00')", &[]).unwrap().get::<_, i64>(0));
-    // The purge reaches row 90000's old version and waits for the UPDATE.
-    for _ in 0..1000 {
-        let waiting = int(c, &format!("SELECT count(*) FROM pg_locks WHERE NOT granted AND transactionid IS NOT NULL AND pid <> {u_pid}"));
-        if waiting > 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // The purge reaches row 90000's old version and waits for the UPDATE (given 10 s to get there;
+    // the purge's result below is checked either way).
+    let sql = format!("SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND transactionid IS NOT NULL AND pid <> {u_pid}");
+    became_true(c, &sql, std::time::Duration::from_secs(10));
     u.batch_execute("COMMIT").unwrap();
     assert_eq!(purge.join().unwrap(), rows);
     assert_eq!(int(c, "SELECT count(*) FROM neon_budget.billing_log"), 0);

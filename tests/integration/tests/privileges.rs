@@ -155,8 +155,7 @@ fn a_callers_objects_cannot_hijack_the_extension() {
 #[test]
 fn alerts_and_audit_never_carry_task_or_metadata() {
     let mut db = TestDb::new("priv_privacy");
-    let mut l = db.connect();
-    l.batch_execute("LISTEN neon_budget_alerts").unwrap();
+    let mut l = listener(&db);
     let c = &mut db.client;
     c.batch_execute(
         "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 1);

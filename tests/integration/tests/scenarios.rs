@@ -2,10 +2,6 @@
 use neon_budget_integration::*;
 use postgres::Client;
 
-fn current_month(c: &mut Client) -> String {
-    text(c, "SELECT neon_budget._current_month()").unwrap()
-}
-
 /// Scenario 3: the same execution reported twice records one row and counts once; a
 /// superuser's UPDATE of a logged cost changes every aggregate by exactly the difference.
 #[test]
