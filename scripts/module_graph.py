@@ -23,9 +23,10 @@ def module_of(path):
 
 
 def strip(text):
-    """Code without comments, strings and #[cfg(test)] modules."""
+    """Code and doc comments (a doc link names a module too), without plain comments, strings
+    and #[cfg(test)] modules."""
     text = re.sub(r"#\[cfg\(any\(test, feature = \"pg_test\"\)\)\]\s*#\[pg_schema\]\s*mod tests \{.*", "", text, flags=re.S)
-    text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"(?<![/:])//(?![/!])[^\n]*", "", text)
     text = re.sub(r'r#*"(?:.|\n)*?"#*', '""', text)
     text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
     return text

@@ -17,7 +17,7 @@ thread_local! {
     static PURGE_BATCH: String = purge_batch_sql();
 }
 
-/// The rows of `budget_verify(month)` (`crate::api::maintenance`): every aggregate row that
+/// The rows of `budget_verify(month)`: every aggregate row that
 /// differs from the log, as (aggregate, key, month, expected, stored).
 pub fn verify(month: Option<&str>) -> Vec<(String, String, String, Option<pgrx::JsonB>, Option<pgrx::JsonB>)> {
     spi(Spi::connect(|client| {
@@ -36,7 +36,7 @@ pub fn verify(month: Option<&str>) -> Vec<(String, String, String, Option<pgrx::
     }))
 }
 
-/// `budget_rebuild(month)` (`crate::api::maintenance`) for a valid `YYYY-MM`: the number of
+/// `budget_rebuild(month)` for a valid `YYYY-MM`: the number of
 /// aggregate rows corrected.
 pub fn rebuild(month: &str) -> i64 {
     // Two rebuilds of one month take turns.
@@ -60,7 +60,7 @@ pub fn rebuild(month: &str) -> i64 {
     written
 }
 
-/// `anonymize_before(cutoff)` (`crate::api::maintenance`): the number of rows anonymized.
+/// `anonymize_before(cutoff)`: the number of rows anonymized.
 pub fn anonymize_before(cutoff: TimestampWithTimeZone) -> i64 {
     crate::pg::locks::wait_xact(crate::pg::locks::Class::Retention, "neon_budget.retention");
     let n: i64 = spi(Spi::get_one_with_args::<i64>(
@@ -100,7 +100,7 @@ SELECT count(*) FROM d",
     )
 }
 
-/// `purge_before(cutoff)` (`crate::api::maintenance`): the number of rows purged.
+/// `purge_before(cutoff)`: the number of rows purged.
 pub fn purge_before(cutoff: TimestampWithTimeZone) -> i64 {
     // Retention calls take turns (two of them in one transaction each could otherwise lock
     // the same old rows in opposite orders).

@@ -1,8 +1,8 @@
 //! Budget settings: monthly budgets, campaigns, agent rates and the emergency override (the
 //! dashboard's "Budget Controls" panel). Each change is made under a row lock and writes
 //! `audit_log` (who: `session_user`, when, old and new values as JSON) in the same
-//! transaction; a change to a budget or threshold re-arms the alert levels it affects. The SQL
-//! functions and their argument checks are in `crate::api::admin`.
+//! transaction; a change to a budget or threshold re-arms the alert levels it affects. The
+//! callers (the SQL functions of the same names) have checked the arguments.
 use crate::error::{raise, spi, spi_opt, Code};
 use crate::gucs;
 use crate::month;
@@ -18,7 +18,7 @@ fn audit(action: &str, target: &str, old_value_sql: &str, new_value_sql: &str, a
     spi(Spi::run_with_args(&sql, &all));
 }
 
-/// `set_monthly_budget` (`crate::api::admin`) with checked arguments: updates the month's
+/// `set_monthly_budget` with checked arguments: updates the month's
 /// settings row under a row lock, audits, and re-arms the month's alert levels.
 pub fn set_monthly_budget(month: &str, total_budget: Option<AnyNumeric>, alert_threshold: Option<AnyNumeric>) {
     ensure_month(month);
@@ -106,7 +106,7 @@ fn rearm(month: Option<&str>, campaign_id: Option<&str>) {
     ));
 }
 
-/// `set_campaign` (`crate::api::admin`) with checked arguments: creates or updates the
+/// `set_campaign` with checked arguments: creates or updates the
 /// campaign under a row lock (22004 for a new campaign without a name), audits, re-arms.
 pub fn set_campaign(campaign_id: &str, name: Option<&str>, campaign_type: Option<&str>, monthly_budget: Option<AnyNumeric>) {
     let old_value = lock_campaign(campaign_id);
@@ -138,7 +138,7 @@ pub fn set_campaign(campaign_id: &str, name: Option<&str>, campaign_type: Option
     }
 }
 
-/// `clear_campaign_budget` (`crate::api::admin`) for a checked id: 42704 for an unknown
+/// `clear_campaign_budget` for a checked id: 42704 for an unknown
 /// campaign; audits and re-arms.
 pub fn clear_campaign_budget(campaign_id: &str) {
     let Some(old_value) = lock_campaign(campaign_id) else {
@@ -176,7 +176,7 @@ fn audit_campaign(action: &str, campaign_id: &str, old_value: Option<pgrx::JsonB
     );
 }
 
-/// `set_agent_rate` (`crate::api::admin`) with checked arguments: rate changes of one agent
+/// `set_agent_rate` with checked arguments: rate changes of one agent
 /// type take turns (an advisory lock); audits.
 pub fn set_agent_rate(agent_type: &str, rate: AnyNumeric) {
     // Serialize rate changes of one agent type.
@@ -201,7 +201,7 @@ pub fn set_agent_rate(agent_type: &str, rate: AnyNumeric) {
     );
 }
 
-/// `set_budget_override` (`crate::api::admin`) with checked arguments, for the current month;
+/// `set_budget_override` with checked arguments, for the current month;
 /// audits.
 pub fn set_budget_override(enabled: bool, reason: Option<&str>) {
     let month = month::current_month();

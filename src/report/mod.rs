@@ -425,7 +425,7 @@ fn exact(n: &AnyNumeric) -> String {
     trim_scale(n.clone()).to_string()
 }
 
-/// The report of `month` (`YYYY-MM`) in `format` (`budget_report`, `crate::api::report`).
+/// The report of `month` (`YYYY-MM`) in `format`: what the SQL function `budget_report` returns.
 pub fn render_as(month: &str, format: Format) -> String {
     match format {
         Format::Markdown => render(month),

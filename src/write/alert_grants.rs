@@ -63,29 +63,27 @@ fn key<'a>((scope, scope_key, month): ScopeRef<'a>) -> cache::ScopeRef<'a> {
     cache::ScopeRef::of(scope, scope_key, month)
 }
 
-/// Whether this backend's grants cover a write of `cost` dollars in every scope of `scopes`.
-pub fn covers(scopes: &[ScopeRef<'_>], cost: &AnyNumeric) -> bool {
+/// Takes a write of `cost` dollars out of this backend's grants of `scopes` when they cover it
+/// in every one of them, and says whether they did; changes nothing when one does not. The
+/// cost is converted once, and only when every scope has a grant.
+pub fn take(scopes: &[ScopeRef<'_>], cost: &AnyNumeric) -> bool {
     GRANTS.with(|g| {
         let mut g = g.borrow_mut();
-        // Scopes without a grant decide without converting the cost.
-        if scopes.iter().any(|s| g.get(&key(*s)).is_none()) {
-            return false;
-        }
-        let cost = Num::new(cost);
-        scopes.iter().all(|s| g.get(&key(*s)).is_some_and(|left| left.compare(&cost) != std::cmp::Ordering::Less))
-    })
-}
-
-/// Takes a write of `cost` dollars out of the grants of `scopes` (which [`covers`] it).
-pub fn consume(scopes: &[ScopeRef<'_>], cost: &AnyNumeric) {
-    let cost = Num::new(cost);
-    GRANTS.with(|g| {
-        let mut g = g.borrow_mut();
-        for s in scopes {
-            if let Some(left) = g.get_mut(&key(*s)) {
-                *left = left.sub(&cost);
+        let mut cost_num: Option<Num> = None;
+        let covered = scopes.iter().all(|s| match g.get(&key(*s)) {
+            Some(left) => left.compare(cost_num.get_or_insert_with(|| Num::new(cost))) != std::cmp::Ordering::Less,
+            None => false,
+        });
+        if covered {
+            if let Some(cost) = &cost_num {
+                for s in scopes {
+                    if let Some(left) = g.get_mut(&key(*s)) {
+                        *left = left.sub(cost);
+                    }
+                }
             }
         }
+        covered
     })
 }
 

@@ -13,7 +13,8 @@
 //!   write took.
 //!
 //! This layer uses the domain modules (`crate::alerts`, `crate::money`, `crate::month`, ...) and
-//! the PostgreSQL plumbing in `crate::pg`; only `crate::api` and `crate::maintenance` use it.
+//! the PostgreSQL plumbing in `crate::pg`; only the layers above it (the SQL API and
+//! maintenance) use it.
 use crate::alerts;
 use crate::error::spi;
 use crate::pg::owner;
@@ -109,8 +110,7 @@ pub(crate) fn apply_one(r: &OneRow) {
     if scopes.is_empty() {
         return;
     }
-    if alert_grants::covers(&scopes, &r.cost) {
-        alert_grants::consume(&scopes, &r.cost);
+    if alert_grants::take(&scopes, &r.cost) {
         return;
     }
     // Step 5. Read the exact totals after this row and collect the levels due; remember the
@@ -147,8 +147,7 @@ pub(crate) fn apply_one(r: &OneRow) {
     // scope with nothing left to send needs none; one with a level due, or a month without
     // settings until now, grants nothing and revokes.
     for scope in &scopes {
-        if alert_grants::covers(&[*scope], &r.cost) {
-            alert_grants::consume(&[*scope], &r.cost);
+        if alert_grants::take(&[*scope], &r.cost) {
             continue;
         }
         let next = match scope.0 {

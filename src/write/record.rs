@@ -8,7 +8,7 @@ use crate::pg::plans::{self, oid};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB};
 
-/// One execution as `track_cost` received it, its arguments checked (`crate::api::tracking`).
+/// One execution as `track_cost` received it, its arguments checked.
 pub struct Execution<'a> {
     pub agent_type: &'a str,
     pub tokens: i64,

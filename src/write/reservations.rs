@@ -24,7 +24,7 @@ fn lock_month(month: &str) {
     crate::pg::locks::wait_xact(crate::pg::locks::Class::Reservations, &format!("neon_budget.month:{month}"));
 }
 
-/// `budget_reserve` (`crate::api::reservations`) with checked arguments: 22023 for a ttl that is
+/// `budget_reserve` with checked arguments: 22023 for a ttl that is
 /// not positive, 0A000 outside READ COMMITTED, 53000 when the estimate does not fit.
 pub fn reserve(
     agent_type: &str,
@@ -107,7 +107,7 @@ pub fn reserve(
     ))
 }
 
-/// `budget_release` (`crate::api::reservations`): [`settle`] by another name.
+/// `budget_release`: [`settle`] by another name.
 pub fn release(reservation_id: i64) -> bool {
     settle(reservation_id)
 }

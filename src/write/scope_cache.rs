@@ -23,11 +23,6 @@ thread_local! {
     static WATCHES: RefCell<Cache<ScopeKey, bool>> = RefCell::new(Cache::new(Follows::Settings, cache::PER_CAMPAIGN));
 }
 
-/// The cache key of (scope, scope_key, month), as in `alert_state` (no allocation).
-fn key<'a>(scope: &str, scope_key: &'a str, month: &'a str) -> ScopeRef<'a> {
-    ScopeRef::of(scope, scope_key, month)
-}
-
 /// Forgets everything (after this backend rewrote its slot rows with SQL; an invalidation
 /// empties the cache by itself).
 pub fn clear() {
@@ -43,23 +38,23 @@ pub fn all_sent(sent: &[String]) -> bool {
 
 /// Whether `scope` is known to have nothing left to send.
 pub fn nothing_left(scope: &'static str, scope_key: &str, month: &str) -> bool {
-    WATCHES.with(|w| w.borrow_mut().get(&key(scope, scope_key, month)) == Some(&true))
+    WATCHES.with(|w| w.borrow_mut().get(&ScopeRef::of(scope, scope_key, month)) == Some(&true))
 }
 
 /// Records what a read found for a scope that had nothing due: whether anything is left to send.
 pub fn record(scope: &'static str, scope_key: &str, month: &str, nothing_left: bool) {
-    WATCHES.with(|w| w.borrow_mut().insert(key(scope, scope_key, month).to_key(), nothing_left));
+    WATCHES.with(|w| w.borrow_mut().insert(ScopeRef::of(scope, scope_key, month).to_key(), nothing_left));
 }
 
 /// Whether this backend read the scope since the last invalidation (so its month has a
 /// settings row).
 pub fn knows(scope: &'static str, scope_key: &str, month: &str) -> bool {
-    WATCHES.with(|w| w.borrow_mut().get(&key(scope, scope_key, month)).is_some())
+    WATCHES.with(|w| w.borrow_mut().get(&ScopeRef::of(scope, scope_key, month)).is_some())
 }
 
 /// Forgets a scope: the next write to it reads.
 pub fn forget(scope: &'static str, scope_key: &str, month: &str) {
-    WATCHES.with(|w| w.borrow_mut().remove(&key(scope, scope_key, month)));
+    WATCHES.with(|w| w.borrow_mut().remove(&ScopeRef::of(scope, scope_key, month)));
 }
 
 /// Tells every backend that budgets, levels or aggregates changed (see the module docs): a

@@ -275,7 +275,7 @@ fn worse(a: &'static str, b: &'static str) -> &'static str {
     }
 }
 
-/// What `budget_check` answers (`crate::api::checking`), in dollars: the state of the current
+/// What `budget_check` answers, in dollars: the state of the current
 /// month and of `campaign_id`, whether an execution of `estimate` may run, and the status.
 pub struct Check {
     pub state: State,
@@ -285,8 +285,8 @@ pub struct Check {
     pub utilization: AnyNumeric,
 }
 
-/// `budget_check`'s decision for an execution of `estimate` dollars in `campaign_id` (see
-/// `crate::api::checking`), sending any level that committed spend reached but no write sent.
+/// `budget_check`'s decision for an execution of `estimate` dollars in `campaign_id`, sending
+/// any level that committed spend reached but no write sent.
 pub fn check(campaign_id: Option<&str>, estimate: &AnyNumeric) -> Check {
     let state = State::read(&month::current_month(), campaign_id);
     // A level that concurrent writers reached together (each saw only its own spend) is sent
