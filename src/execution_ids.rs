@@ -128,6 +128,13 @@ pub fn retired(id: &str) -> Option<Retired> {
     Some(Retired::Anonymized(row.unwrap_or_else(|| serialization_failure())))
 }
 
+/// Whether a probe of the current statement ([`retired`]) found a trace of its id: its row,
+/// committed or being written, or a retention writing its digest. A write of such an id must
+/// take the SQL `INSERT`, whose statement trigger re-checks it ([`recheck_inserted`]).
+pub fn traced() -> bool {
+    RECHECK.with(|r| r.get()) == Some(unsafe { pg_sys::GetCurrentStatementStartTimestamp() })
+}
+
 fn serialization_failure() -> ! {
     raise(
         Code::ERRCODE_T_R_SERIALIZATION_FAILURE,

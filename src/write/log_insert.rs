@@ -17,6 +17,13 @@
 //! replica` and a value that a CHECK constraint would refuse (a billing month outside
 //! `YYYY-MM`: the SQL path then raises the constraint's own error). Which path each write took,
 //! and why, is counted in `write_path_stats` (`write/path_stats.rs`).
+//!
+//! A row with an `execution_id` takes this path too, when the caller's dirty probe found no
+//! trace of the id (`execution_ids::retired`): it is inserted as PostgreSQL inserts a row of
+//! `INSERT ... ON CONFLICT DO NOTHING`, speculatively, so that two calls racing with the same
+//! new id never both record it and neither gets a unique violation ([`insert_speculative`]):
+//! the loser's row is killed before anyone can see it, and its call then takes the SQL path,
+//! which waits for the winner and returns the winner's row.
 use crate::month::is_valid_month;
 use crate::pg::backend_cache::{attnum, oid};
 use crate::pg::cache::{Cache, Follows};
@@ -36,10 +43,12 @@ thread_local! {
 }
 
 /// One execution as `track_cost` records it (validated; `cost` in dollars, `created_at`
-/// resolved, `billing_month` its `YYYY-MM` in `neon_budget.timezone`). No execution_id.
+/// resolved, `billing_month` its `YYYY-MM` in `neon_budget.timezone`). An `execution_id` must
+/// be one that a dirty probe found no trace of (`execution_ids::retired` / `traced`).
 pub struct NewRow<'a> {
     pub agent_type: &'a str,
     pub campaign_id: Option<&'a str>,
+    pub execution_id: Option<&'a str>,
     pub tokens: i64,
     pub cost: AnyNumeric,
     pub task: Option<&'a str>,
@@ -54,10 +63,12 @@ pub struct NewRow<'a> {
 }
 
 /// Inserts `row` into `billing_log` and applies it to the aggregates and alerts; returns the
-/// new row as a composite datum, or gives `row` back (having written nothing) when the SQL
-/// `INSERT` must be used (see the module docs). Errors are those of the INSERT: 23505 for an
-/// `id` already taken (ids written by hand), 22003 from the aggregate counters.
-pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)>> {
+/// new row as a composite datum, or gives `row` back (having written nothing visible) when the
+/// SQL `INSERT` must be used (see the module docs), or when a concurrent call inserted the same
+/// `execution_id` first ([`insert_speculative`]; the SQL `INSERT ... ON CONFLICT DO NOTHING`
+/// then waits for it and returns its row). Errors are those of the INSERT: 23505 for an `id`
+/// already taken (ids written by hand), 22003 from the aggregate counters.
+pub fn insert(mut row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)>> {
     if !is_valid_month(&row.billing_month) {
         return Err(Box::new((row, "the billing month is not YYYY-MM".into())));
     }
@@ -108,6 +119,7 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)
         set("id", id.into_datum());
         set("agent_type", row.agent_type.into_datum());
         set("campaign_id", row.campaign_id.into_datum());
+        set("execution_id", row.execution_id.into_datum());
         set("tokens", row.tokens.into_datum());
         set("cost", row.cost.clone().into_datum());
         set("task", row.task.into_datum());
@@ -116,13 +128,26 @@ pub fn insert(row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, String)
         set("quality_score", row.quality_score.into_datum());
         set("retry_count", row.retry_count.into_datum());
         set("execution_time_ms", row.execution_time_ms.into_datum());
-        set("metadata", row.metadata.into_datum());
+        // Given back with the row for the SQL path when a concurrent insertion of the same
+        // execution_id wins (the only way back after this point); else moved.
+        let metadata = if row.execution_id.is_some() { row.metadata.as_ref().map(|j| JsonB(j.0.clone())) } else { row.metadata.take() };
+        set("metadata", metadata.into_datum());
         set("created_at", row.created_at.into_datum());
         set("billing_month", row.billing_month.as_str().into_datum());
         let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        pg_sys::simple_heap_insert(rel, tuple);
-        insert_index_entries(rel, indexes, tuple);
+        let conflict = match row.execution_id {
+            None => {
+                pg_sys::simple_heap_insert(rel, tuple);
+                insert_index_entries(rel, indexes, tuple, false);
+                false
+            }
+            Some(_) => insert_speculative(rel, indexes, tuple),
+        };
         pg_sys::CatalogCloseIndexes(indexes);
+        if conflict {
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+            return Err(Box::new((row, "a concurrent call was recording the same execution_id".into())));
+        }
         let datum = pg_sys::heap_copy_tuple_as_datum(tuple, tupdesc);
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         // As after the INSERT statement: the row is visible to what follows.
@@ -159,25 +184,69 @@ unsafe fn id_sequence(rel: pg_sys::Relation) -> pg_sys::Oid {
     seq
 }
 
-/// Inserts the index entries of the new row `tup` (as `CatalogIndexInsert` does), skipping the
-/// execution_id index, whose predicate the row does not satisfy.
-unsafe fn insert_index_entries(rel: pg_sys::Relation, indexes: pg_sys::CatalogIndexState, tup: pg_sys::HeapTuple) {
+/// Inserts `tup`, a row with an execution_id, as PostgreSQL's `INSERT ... ON CONFLICT DO
+/// NOTHING` does (`ExecInsert` in `nodeModifyTable.c`, after its pre-check, which the caller
+/// made: `execution_ids::retired` probed the id with a dirty snapshot and found no trace):
+/// a speculative heap insertion under this transaction's speculative insertion lock, its index
+/// entries with the execution_id index's unique check deferred (`UNIQUE_CHECK_PARTIAL`), then
+/// the insertion confirmed (`heap_finish_speculative`). When another transaction inserted the
+/// same id since the probe, the insertion is killed instead (`heap_abort_speculative`: the row
+/// never becomes visible to anyone, and a waiter on the lock goes on) and true is returned.
+unsafe fn insert_speculative(rel: pg_sys::Relation, indexes: pg_sys::CatalogIndexState, tup: pg_sys::HeapTuple) -> bool {
+    let xid = pg_sys::GetCurrentTransactionId();
+    let token = pg_sys::SpeculativeInsertionLockAcquire(xid);
+    // HeapTupleHeaderSetSpeculativeToken: heap_insert keeps this t_ctid for a speculative row.
+    pgrx::itemptr::item_pointer_set_all(&mut (*(*tup).t_data).t_ctid, token, pg_sys::SpecTokenOffsetNumber as u16);
+    pg_sys::heap_insert(rel, tup, pg_sys::GetCurrentCommandId(true), pg_sys::HEAP_INSERT_SPECULATIVE as i32, std::ptr::null_mut());
+    let unique = insert_index_entries(rel, indexes, tup, true);
+    if unique {
+        pg_sys::heap_finish_speculative(rel, &mut (*tup).t_self);
+    } else {
+        pg_sys::heap_abort_speculative(rel, &mut (*tup).t_self);
+    }
+    pg_sys::SpeculativeInsertionLockRelease(xid);
+    !unique
+}
+
+/// Inserts the index entries of the new row `tup` (as `CatalogIndexInsert` does). The
+/// execution_id index (the only partial index allowed, see write/log_shape.rs; its predicate
+/// is `execution_id IS NOT NULL`) gets an entry only for a row with an execution_id
+/// (`with_execution_id`), with its unique check deferred (`UNIQUE_CHECK_PARTIAL`): returns false
+/// when that index may already hold the id (see [`insert_speculative`]), else true.
+unsafe fn insert_index_entries(
+    rel: pg_sys::Relation,
+    indexes: pg_sys::CatalogIndexState,
+    tup: pg_sys::HeapTuple,
+    with_execution_id: bool,
+) -> bool {
     let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
     pg_sys::ExecStoreHeapTuple(tup, slot, false);
+    let mut unique_so_far = true;
     for i in 0..(*indexes).ri_NumIndices as usize {
         let index = *(*indexes).ri_IndexRelationDescs.add(i);
         let info = *(*indexes).ri_IndexRelationInfo.add(i);
-        if !(*info).ii_Predicate.is_null() || !(*info).ii_ReadyForInserts {
-            // The execution_id index (the only partial index allowed, see write/log_shape.rs),
-            // or an index being built concurrently, which takes no entries yet (as in
-            // ExecInsertIndexTuples).
+        let execution_id_index = !(*info).ii_Predicate.is_null();
+        if (execution_id_index && !with_execution_id) || !(*info).ii_ReadyForInserts {
+            // The execution_id index for a row without one, or an index being built
+            // concurrently, which takes no entries yet (as in ExecInsertIndexTuples).
             continue;
         }
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
         let mut isnull = [false; pg_sys::INDEX_MAX_KEYS as usize];
         pg_sys::FormIndexDatum(info, slot, std::ptr::null_mut(), values.as_mut_ptr(), isnull.as_mut_ptr());
-        let unique = if (*info).ii_Unique { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES } else { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO };
-        pg_sys::index_insert(index, values.as_mut_ptr(), isnull.as_mut_ptr(), &mut (*tup).t_self, rel, unique, false, info);
+        let unique = if execution_id_index {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_PARTIAL
+        } else if (*info).ii_Unique {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+        } else {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+        };
+        let no_conflict =
+            pg_sys::index_insert(index, values.as_mut_ptr(), isnull.as_mut_ptr(), &mut (*tup).t_self, rel, unique, false, info);
+        if execution_id_index && !no_conflict {
+            unique_so_far = false;
+        }
     }
     pg_sys::ExecDropSingleTupleTableSlot(slot);
+    unique_so_far
 }

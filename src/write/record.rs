@@ -1,7 +1,7 @@
 //! Recording one execution for `track_cost`: settles its reservation, prices it, and writes
-//! the row, with the heap fast path ([`super::log_insert`]) when nothing can conflict, else
-//! with SQL `INSERT ... ON CONFLICT (execution_id) DO NOTHING`, returning the earlier record of
-//! a retried `execution_id`.
+//! the row, with the heap fast path ([`super::log_insert`]) unless a probe found a trace of its
+//! `execution_id` (a retry), else with SQL `INSERT ... ON CONFLICT (execution_id) DO NOTHING`,
+//! returning the earlier record of a retried `execution_id`.
 use crate::error::spi_opt;
 use crate::gucs;
 use crate::pg::plans::{self, oid};
@@ -84,15 +84,32 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
     let rate = crate::rates::cached_rate(agent_type);
     let cost = cost.unwrap_or_else(|| crate::money::cost_for_tokens(tokens, rate));
 
-    let (created_at, metadata) = if execution_id.is_none() {
-        // Without an execution_id nothing can conflict: the row is written without SQL when
-        // billing_log is as the extension made it (write/log_insert.rs).
+    // A retry of an execution whose row was anonymized or purged since (execution_ids.rs).
+    // The same probes find the id's own row, recorded or being recorded by another call.
+    if let Some(id) = execution_id {
+        match crate::execution_ids::retired(id) {
+            Some(crate::execution_ids::Retired::Anonymized(row)) => return Some(row),
+            Some(crate::execution_ids::Retired::Purged) => return None,
+            None => {}
+        }
+    }
+    let (created_at, metadata) = if execution_id.is_some() && crate::execution_ids::traced() {
+        // A trace of the id (its row, committed or in progress, or a retention writing its
+        // digest): the SQL INSERT ... ON CONFLICT DO NOTHING waits for what is in progress and
+        // returns the earlier row, and its AFTER trigger re-checks the id (execution_ids.rs).
+        super::path_stats::set_sql_reason("the execution_id was recorded before or is being recorded".to_string());
+        (created_at, metadata)
+    } else {
+        // Nothing can conflict, or (an execution_id no probe found) a conflict is caught by the
+        // speculative insertion: the row is written without SQL when billing_log is as the
+        // extension made it (write/log_insert.rs).
         let created = created_at.unwrap_or_else(|| {
             TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }).expect("now() is a valid timestamptz")
         });
         let row = super::log_insert::NewRow {
             agent_type,
             campaign_id,
+            execution_id,
             tokens,
             cost: cost.clone(),
             task,
@@ -113,18 +130,7 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
                 (Some(row.created_at), row.metadata)
             }
         }
-    } else {
-        super::path_stats::set_sql_reason("an execution_id was given".to_string());
-        (created_at, metadata)
     };
-    // A retry of an execution whose row was anonymized or purged since (execution_ids.rs).
-    if let Some(id) = execution_id {
-        match crate::execution_ids::retired(id) {
-            Some(crate::execution_ids::Retired::Anonymized(row)) => return Some(row),
-            Some(crate::execution_ids::Retired::Purged) => return None,
-            None => {}
-        }
-    }
     let recorded = Spi::connect_mut(|client| {
         let which = usize::from(execution_id.is_none());
         let insert = INSERTS.with(|sql| {

@@ -33,10 +33,8 @@ fn heap() -> (String, String) {
 fn each_write_is_counted_under_its_path() {
     let mut db = TestDb::new("wp_paths");
     assert_eq!(path_of(&db, TRACK), heap());
-    assert_eq!(
-        path_of(&db, "SELECT neon_budget.track_cost('CONTENT', 1000, cost => 0.5, execution_id => 'e-1')"),
-        ("sql".into(), "track_cost: an execution_id was given".into())
-    );
+    // A new execution_id takes the fast path too (issue #12), its retry the SQL path.
+    assert_eq!(path_of(&db, "SELECT neon_budget.track_cost('CONTENT', 1000, cost => 0.5, execution_id => 'e-1')"), heap());
     assert_eq!(
         path_of(&db, "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('CONTENT', 1, 0.25)"),
         ("sql".into(), "INSERT or COPY".into())
