@@ -87,9 +87,15 @@ pub fn require_plain(id: &str) {
 }
 
 /// Where a retired id's digest is found, as (table, unique index, column): purged ids, then
-/// anonymized `billing_log` rows.
-const DIGEST_HOMES: [(&std::ffi::CStr, &std::ffi::CStr, &str); 2] =
-    [(c"purged_execution_id", c"purged_execution_id_pkey", "digest"), (c"billing_log", c"billing_log_execution_id_key", "execution_id")];
+/// anonymized `billing_log` rows, in `billing_log`'s unique index on `execution_id`, whose OID
+/// the caller gives (`write::log_shape::execution_id_index` finds it by its definition, so a
+/// DBA may rename it).
+fn digest_homes(log_index: pg_sys::Oid) -> [(&'static std::ffi::CStr, pg_sys::Oid, &'static str); 2] {
+    [
+        (c"purged_execution_id", crate::pg::backend_cache::oid(c"purged_execution_id_pkey"), "digest"),
+        (c"billing_log", log_index, "execution_id"),
+    ]
+}
 
 /// Where an earlier record of an execution went: an anonymized `billing_log` row (its datum,
 /// as `SELECT b`), or a purged one.
@@ -102,11 +108,13 @@ pub enum Retired {
 /// anonymized rows and purged ids. A committed record decides; one being written by a
 /// retention in progress, or the id's own row (which a retention may be deleting), marks the
 /// statement for [`recheck_inserted`]. Runs without SQL, except to read an anonymized row.
-pub fn retired(id: &str) -> Option<Retired> {
+/// `log_index`: the OID of `billing_log`'s unique index on `execution_id`.
+pub fn retired(id: &str, log_index: pg_sys::Oid) -> Option<Retired> {
     use crate::pg::table_scan::{find_dirty, Found};
     let d = digest(id);
-    let [purged, anonymized] = DIGEST_HOMES.map(|(table, index, column)| find_dirty(table, index, &[(column, &d)]));
-    let (_, index, column) = DIGEST_HOMES[1];
+    let homes = digest_homes(log_index);
+    let [purged, anonymized] = homes.map(|(table, index, column)| find_dirty(table, index, &[(column, &d)]));
+    let (_, index, column) = homes[1];
     let own = find_dirty(c"billing_log", index, &[(column, id)]);
     if purged != Found::Nothing || anonymized != Found::Nothing || own != Found::Nothing {
         RECHECK.with(|r| r.set(Some(unsafe { pg_sys::GetCurrentStatementStartTimestamp() })));
@@ -145,9 +153,9 @@ fn serialization_failure() -> ! {
 
 /// Whether digest `d` is retired, once every retention in progress that writes it has ended
 /// (waiting for each, as a unique check does).
-fn retired_after_waiting(d: &str) -> bool {
+fn retired_after_waiting(d: &str, log_index: pg_sys::Oid) -> bool {
     use crate::pg::table_scan::{find_dirty, Found};
-    for (table, index, column) in DIGEST_HOMES {
+    for (table, index, column) in digest_homes(log_index) {
         loop {
             match find_dirty(table, index, &[(column, d)]) {
                 Found::Nothing => break,
@@ -164,8 +172,9 @@ fn retired_after_waiting(d: &str) -> bool {
 /// Called by the statement-level AFTER INSERT trigger of `billing_log`: when a probe of this
 /// statement found a trace of its id (see the module docs), re-checks the statement's new
 /// plain ids, waiting for retentions in progress, and raises 40001 for one whose earlier
-/// record was retired. Costs nothing otherwise.
-pub fn recheck_inserted(trigger: &pgrx::PgTrigger<'_>) {
+/// record was retired. Costs nothing otherwise. `log_index` gives the index as for [`retired`]
+/// (called only when there is something to re-check).
+pub fn recheck_inserted(trigger: &pgrx::PgTrigger<'_>, log_index: impl FnOnce() -> pg_sys::Oid) {
     if RECHECK.with(|r| r.take()) != Some(unsafe { pg_sys::GetCurrentStatementStartTimestamp() }) {
         return;
     }
@@ -184,8 +193,9 @@ pub fn recheck_inserted(trigger: &pgrx::PgTrigger<'_>) {
             )
         })
     });
+    let log_index = if ids.is_empty() { pg_sys::InvalidOid } else { log_index() };
     for id in ids {
-        if retired_after_waiting(&digest(&id)) {
+        if retired_after_waiting(&digest(&id), log_index) {
             serialization_failure();
         }
     }

@@ -114,10 +114,12 @@ pub enum Found {
 /// Looks the rows up with PostgreSQL's dirty snapshot (as its unique checks do): committed
 /// versions and those of transactions in progress, in the order of the index. A transaction
 /// that committed but is not yet out of the process array still counts as in progress.
-pub fn find_dirty(table: &'static CStr, index: &'static CStr, keys: &[(&'static str, &str)]) -> Found {
+/// The index is given by its OID (the caller may have recognised it by its definition,
+/// whatever its name).
+pub fn find_dirty(table: &'static CStr, index_oid: pg_sys::Oid, keys: &[(&'static str, &str)]) -> Found {
     let snapshot = Snapshot::dirty();
     let mut found = Found::Nothing;
-    scan_text_eq(&snapshot, table, index, keys, |_| match snapshot.in_progress() {
+    scan_text_eq_at(&snapshot, table, index_oid, keys, |_| match snapshot.in_progress() {
         Some(xid) => found = Found::InProgress(xid),
         None if found == Found::Nothing => found = Found::Committed,
         None => {}
@@ -133,10 +135,20 @@ pub fn scan_text_eq(
     table: &'static CStr,
     index: &'static CStr,
     keys: &[(&'static str, &str)],
+    each: impl FnMut(&Row),
+) {
+    scan_text_eq_at(snapshot, table, oid(index), keys, each)
+}
+
+/// [`scan_text_eq`] with the index given by its OID.
+pub fn scan_text_eq_at(
+    snapshot: &Snapshot,
+    table: &'static CStr,
+    index_oid: pg_sys::Oid,
+    keys: &[(&'static str, &str)],
     mut each: impl FnMut(&Row),
 ) {
     let table_oid = oid(table);
-    let index_oid = oid(index);
     unsafe {
         let rel = pg_sys::table_open(table_oid, pg_sys::AccessShareLock as i32);
         let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());

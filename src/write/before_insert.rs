@@ -44,7 +44,9 @@ fn _billing_log_before_insert<'a>(
     if let Some(id) = execution_id.as_deref() {
         crate::execution_ids::require_plain(id);
         // An id whose earlier record was anonymized or purged is recorded already.
-        if !id.starts_with(crate::execution_ids::PREFIX) && crate::execution_ids::retired(id).is_some() {
+        if !id.starts_with(crate::execution_ids::PREFIX)
+            && crate::execution_ids::retired(id, super::log_shape::execution_id_index()).is_some()
+        {
             raise(
                 Code::ERRCODE_UNIQUE_VIOLATION,
                 format!("execution_id \"{id}\" is recorded already (its row was anonymized or purged)"),

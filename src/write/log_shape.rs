@@ -205,6 +205,51 @@ pub unsafe fn check_indexes(rel: pg_sys::Relation, indexes: pg_sys::CatalogIndex
     Ok(())
 }
 
+thread_local! {
+    /// [`execution_id_index`] for the `billing_log` generation it was found in.
+    static EXECUTION_ID_INDEX: std::cell::Cell<Option<(u64, pg_sys::Oid)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The OID of `billing_log`'s unique index on `execution_id` (`WHERE execution_id IS NOT NULL`),
+/// recognised by its definition ([`is_execution_id_index`]) whatever its name, looked up once per
+/// relcache generation of `billing_log`. The execution_id probes (`crate::execution_ids`) read it.
+///
+/// Errors: 55000 (object_not_in_prerequisite_state) when `billing_log` has no such index (a DBA
+/// dropped it): without it, "the same execution_id twice records once" cannot hold.
+pub fn execution_id_index() -> pg_sys::Oid {
+    unsafe {
+        let relid = crate::pg::backend_cache::oid(c"billing_log");
+        let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+        let generation = crate::pg::backend_cache::log_generation(relid);
+        if let Some((g, index)) = EXECUTION_ID_INDEX.with(|c| c.get()) {
+            if g == generation {
+                pg_sys::table_close(rel, pg_sys::NoLock as i32);
+                return index;
+            }
+        }
+        let list = pg_sys::RelationGetIndexList(rel);
+        let mut found = None;
+        for i in 0..if list.is_null() { 0 } else { (*list).length as usize } {
+            let index_oid = (*(*list).elements.add(i)).oid_value;
+            let index = pg_sys::index_open(index_oid, pg_sys::AccessShareLock as i32);
+            if is_execution_id_index(rel, pg_sys::BuildIndexInfo(index)) {
+                found = Some(index_oid);
+            }
+            pg_sys::index_close(index, pg_sys::NoLock as i32);
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        let Some(index) = found else {
+            crate::error::raise(
+                crate::error::Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "neon_budget.billing_log has no unique index on execution_id WHERE execution_id IS NOT NULL",
+                "Recreate it: CREATE UNIQUE INDEX ON neon_budget.billing_log (execution_id) WHERE execution_id IS NOT NULL; without it an execution_id cannot record once.",
+            )
+        };
+        EXECUTION_ID_INDEX.with(|c| c.set(Some((generation, index))));
+        index
+    }
+}
+
 /// Whether an index is the extension's partial unique index: unique, one key column
 /// `execution_id`, predicate `execution_id IS NOT NULL` (false for every row the fast path
 /// writes, so such a row has no entry in it).

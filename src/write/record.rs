@@ -87,7 +87,7 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
     // A retry of an execution whose row was anonymized or purged since (execution_ids.rs).
     // The same probes find the id's own row, recorded or being recorded by another call.
     if let Some(id) = execution_id {
-        match crate::execution_ids::retired(id) {
+        match crate::execution_ids::retired(id, super::log_shape::execution_id_index()) {
             Some(crate::execution_ids::Retired::Anonymized(row)) => return Some(row),
             Some(crate::execution_ids::Retired::Purged) => return None,
             None => {}

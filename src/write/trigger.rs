@@ -161,7 +161,7 @@ fn _billing_log_changed<'a>(
     };
     if which == 0 {
         // An insert that waited for a retention of its execution_id's earlier record.
-        crate::execution_ids::recheck_inserted(trigger);
+        crate::execution_ids::recheck_inserted(trigger, super::log_shape::execution_id_index);
         let td = trigger.trigger_data();
         let store = td.tg_newtable;
         if !store.is_null() {

@@ -157,3 +157,35 @@ fn calls_racing_with_the_same_new_ids_record_each_once() {
     c.batch_execute("SELECT bt_index_check('neon_budget.billing_log_execution_id_key', true)").unwrap();
     assert_oracle(&mut c);
 }
+
+/// The bug: the probes of an execution_id found billing_log's unique index by its name, so a
+/// DBA's `ALTER INDEX ... RENAME` made every call with an execution_id fail (with a hint to
+/// run ALTER EXTENSION UPDATE). It is now recognised by its definition.
+#[test]
+fn the_execution_id_index_is_found_by_its_definition() {
+    let db = TestDb::new("idem_rename");
+    let mut c = db.connect();
+    let first = record(&mut c, "r-1");
+    c.batch_execute("ALTER INDEX neon_budget.billing_log_execution_id_key RENAME TO one_row_per_execution").unwrap();
+    let mut fresh = db.connect();
+    assert_eq!(record(&mut fresh, "r-1"), first, "a retry after the rename returns the first row");
+    let second = record(&mut fresh, "r-2");
+    assert_eq!(record(&mut c, "r-2"), second);
+    // r-1 and r-2 were written on the fast path (each session counts its first write at once).
+    assert_eq!(writes(&mut fresh, "heap", "track_cost"), 2);
+    // A direct INSERT of a retired id is refused through the renamed index too.
+    c.batch_execute("SELECT neon_budget.anonymize_before(now() + interval '1 day')").unwrap();
+    rejects(
+        &mut c,
+        "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost, execution_id) VALUES ('CONTENT', 1, 0.25, 'r-1')",
+        "23505",
+    );
+    // Without the index, an execution_id cannot record once: refused with a hint, nothing written.
+    c.batch_execute("DROP INDEX neon_budget.one_row_per_execution").unwrap();
+    let mut after = db.connect();
+    rejects(&mut after, "SELECT neon_budget.track_cost('CONTENT', 1000, cost => 0.5, execution_id => 'r-3')", "55000");
+    assert_eq!(int(&mut after, "SELECT count(*) FROM neon_budget.billing_log"), 2);
+    // Calls without an execution_id go on.
+    after.batch_execute("SELECT neon_budget.track_cost('CONTENT', 1000, cost => 0.5)").unwrap();
+    assert_oracle(&mut after);
+}
