@@ -109,52 +109,38 @@ emit() {
 fmt() { awk -v v="$1" 'BEGIN{if (v >= 100) printf "%.0f", v; else printf "%s", v}'; }
 order() { case $(( $1 % 3 )) in 0) echo "plain old new";; 1) echo "old new plain";; 2) echo "new plain old";; esac; }
 
-# track_cost against plain INSERT, synchronous_commit on and off
-for sync in on off; do
-  psql -d postgres -c "ALTER SYSTEM SET synchronous_commit = $sync" -c "SELECT pg_reload_conf()" >/dev/null
-  cl=$([ $sync = on ] && echo "$CLIENTS" || echo "$CLIENTS_OFF")
-  declare -A T=() U=()
-  for rep in $(seq "$REPS"); do
-    for c in $cl; do
-      for k in $(order "$rep"); do
-        case $k in
-          plain) read -r tps _ _ cpu < <(bench "plain/sync=$sync" ab_new "$c" "$SECS" -f bench/plain.sql) ;;
-          *) read -r tps _ _ cpu < <(bench "track_cost/sync=$sync" "ab_$k" "$c" "$SECS" -f bench/track_cost.sql) ;;
-        esac
-        T[$k,$c]+="$tps "; U[$k,$c]+="$cpu "
+# track_cost against a plain INSERT, synchronous_commit on and off: bench/plain$1.sql against
+# bench/track_cost$1.sql, clients $2 (sync on) and $3 (sync off); $4 names the variant in the
+# oracle's message, $5 and $6 begin the labels of its tps and CPU rows.
+throughput() {
+  local suffix=$1 clients_on=$2 clients_off=$3 what=$4 tps_label=$5 cpu_label=$6 sync cl rep c k tps cpu
+  for sync in on off; do
+    psql -d postgres -c "ALTER SYSTEM SET synchronous_commit = $sync" -c "SELECT pg_reload_conf()" >/dev/null
+    cl=$([ $sync = on ] && echo "$clients_on" || echo "$clients_off")
+    local -A T=() U=()
+    for rep in $(seq "$REPS"); do
+      for c in $cl; do
+        for k in $(order "$rep"); do
+          case $k in
+            plain) read -r tps _ _ cpu < <(bench "plain$suffix/sync=$sync" ab_new "$c" "$SECS" -f "bench/plain$suffix.sql") ;;
+            *) read -r tps _ _ cpu < <(bench "track_cost$suffix/sync=$sync" "ab_$k" "$c" "$SECS" -f "bench/track_cost$suffix.sql") ;;
+          esac
+          T[$k,$c]+="$tps "; U[$k,$c]+="$cpu "
+        done
       done
+      oracle "$what, synchronous_commit $sync"
     done
-    oracle "track_cost, synchronous_commit $sync"
+    for c in $cl; do emit "$tps_label, sync $sync, $c clients" "${T[plain,$c]}" "${T[old,$c]}" "${T[new,$c]}"; done
+    if [ $sync = off ]; then
+      for c in $cl; do emit "$cpu_label, sync off, $c clients (lower is better)" "${U[plain,$c]}" "${U[old,$c]}" "${U[new,$c]}"; done
+    fi
   done
-  for c in $cl; do emit "track_cost tps, sync $sync, $c clients" "${T[plain,$c]}" "${T[old,$c]}" "${T[new,$c]}"; done
-  if [ $sync = off ]; then
-    for c in $cl; do emit "machine CPU µs per transaction, sync off, $c clients (lower is better)" "${U[plain,$c]}" "${U[old,$c]}" "${U[new,$c]}"; done
-  fi
-  unset T U
-done
-# track_cost with an execution_id (a new uuid per call) against a plain INSERT with one, into
-# the same table with its unique index (issue #12's baseline)
-for sync in on off; do
-  psql -d postgres -c "ALTER SYSTEM SET synchronous_commit = $sync" -c "SELECT pg_reload_conf()" >/dev/null
-  declare -A T=() U=()
-  for rep in $(seq "$REPS"); do
-    for c in $EID_CLIENTS; do
-      for k in $(order "$rep"); do
-        case $k in
-          plain) read -r tps _ _ cpu < <(bench "plain_eid/sync=$sync" ab_new "$c" "$SECS" -f bench/plain_eid.sql) ;;
-          *) read -r tps _ _ cpu < <(bench "track_cost_eid/sync=$sync" "ab_$k" "$c" "$SECS" -f bench/track_cost_eid.sql) ;;
-        esac
-        T[$k,$c]+="$tps "; U[$k,$c]+="$cpu "
-      done
-    done
-    oracle "track_cost with execution_id, synchronous_commit $sync"
-  done
-  for c in $EID_CLIENTS; do emit "track_cost with execution_id tps (plain: INSERT with one), sync $sync, $c clients" "${T[plain,$c]}" "${T[old,$c]}" "${T[new,$c]}"; done
-  if [ $sync = off ]; then
-    for c in $EID_CLIENTS; do emit "machine CPU µs per transaction with execution_id, sync off, $c clients (lower is better)" "${U[plain,$c]}" "${U[old,$c]}" "${U[new,$c]}"; done
-  fi
-  unset T U
-done
+}
+throughput "" "$CLIENTS" "$CLIENTS_OFF" track_cost "track_cost tps" "machine CPU µs per transaction"
+# With an execution_id (a new uuid per call) against a plain INSERT with one, into the same
+# table with its unique index (issue #12's baseline)
+throughput _eid "$EID_CLIENTS" "$EID_CLIENTS" "track_cost with execution_id" \
+  "track_cost with execution_id tps (plain: INSERT with one)" "machine CPU µs per transaction with execution_id"
 psql -d postgres -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
 
 # budget_check latency against SELECT 1 (1 client), with 10^4 rows in each billing_log
