@@ -3,10 +3,18 @@
 -- 0.4.0 + this script give the same objects (scripts/upgrade_test.sh compares the catalogs).
 \echo Use "ALTER EXTENSION neon_budget UPDATE TO '0.5.0'" to load this file. \quit
 
--- budget_reserve documents every SQLSTATE it raises (22004, and 22023 for an empty campaign_id).
+-- budget_reserve documents every SQLSTATE it raises (22004, and 22023 for an empty campaign_id),
+-- and how reservations are decided (a lock held only while one is decided; open reservations
+-- count at once); budget_check's reserved figures include reservations of open transactions.
 COMMENT ON FUNCTION neon_budget.budget_reserve(text, bigint, text, interval, numeric) IS
-$$Reserves an execution's estimated cost (estimated_cost dollars, or estimated_tokens at the agent type's rate) against the current month's and the campaign's budget for ttl (default 15 minutes); returns the reservation id for track_cost(reservation_id => id) or budget_release(id). Reservations of a month are decided one at a time, so concurrent ones never jointly pass a budget.
+$$Reserves an execution's estimated cost (estimated_cost dollars, or estimated_tokens at the agent type's rate) against the current month's and the campaign's budget for ttl (default 15 minutes); returns the reservation id for track_cost(reservation_id => id) or budget_release(id). Reservations of a month are decided one at a time (under a lock held only while one is decided, not until commit), each counting every live reservation, including those of transactions still open, so concurrent ones never jointly pass a budget and an open reservation blocks no one.
 Errors: 53000 the budget cannot cover it (figures in the detail); 22004 NULL agent_type or estimated_tokens; 22003 negative tokens or cost; 22023 ttl not positive, or an empty campaign_id; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction.$$;
+
+COMMENT ON FUNCTION neon_budget.budget_check(text, text, bigint) IS
+$$May an execution run now? Arguments: campaign_id, agent_type, estimated_tokens (priced at the agent type's current rate).
+Returns one row: can_execute, status (ok, warning, critical, exceeded), month (YYYY-MM), total_budget, total_spent, remaining (dollars, after live reservations, including those of transactions still open), utilization_percentage, override_enabled, campaign_id, campaign_budget (NULL = no limit), campaign_spent, estimated_cost, reserved, campaign_reserved (dollars).
+can_execute is false when the current month's or the campaign's spend plus live reservations has reached its budget or would pass it with the estimate, unless the override is on. Reads only the maintained aggregates and live reservations.
+Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_type; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100.$$;
 
 -- Comments name the source files at their new places (src/ is layered: api/, write/, pg/).
 COMMENT ON COLUMN neon_budget._month_spend.alert_cap IS

@@ -11,7 +11,8 @@ use pgrx::AnyNumeric;
 /// `total_spent`, `remaining` (budget − spent − reserved), `utilization_percentage` (committed
 /// spend, percent, 2 decimals), `override_enabled`, `campaign_id`, `campaign_budget` (NULL = no
 /// limit), `campaign_spent`, `estimated_cost` (dollars, from `estimated_tokens` at the agent
-/// type's current rate), `reserved` and `campaign_reserved` (live reservations, dollars).
+/// type's current rate), `reserved` and `campaign_reserved` (live reservations, dollars, including
+/// those made in transactions still open: they hold their estimates at once).
 ///
 /// `can_execute` is false when the current month's or the campaign's committed spend plus live
 /// reservations has reached its budget, or would pass it with the estimated cost added, unless

@@ -15,7 +15,12 @@ use pgrx::AnyNumeric;
 /// The estimate is `estimated_cost` (dollars) when given, else `estimated_tokens` at the agent
 /// type's current rate. The reservation stops counting `ttl` after it was made.
 /// Refused when committed spend plus live reservations plus this estimate would pass the
-/// month's or the campaign's budget (or has reached it), unless the override is on. Returns
+/// month's or the campaign's budget (or has reached it), unless the override is on. The
+/// reservations of a month are decided one at a time under a lock held only while one is
+/// decided and written (tens of µs, not until commit); each decision counts every live
+/// reservation, including those of transactions still open, so concurrent reservations never
+/// jointly pass a budget and a reservation in an open transaction blocks no one. Its estimate
+/// comes back when its transaction rolls back or its backend exits or crashes. Returns
 /// NULL and holds nothing when `neon_budget.enabled` is off.
 ///
 /// Errors: 53000 (insufficient_resources) when the budget cannot cover the estimate, with the

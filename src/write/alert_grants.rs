@@ -222,8 +222,7 @@ impl ScopeLock {
     fn acquire(scope: ScopeRef<'_>) -> Option<ScopeLock> {
         let (scope, scope_key, month) = scope;
         let text = format!("{scope}\0{scope_key}\0{month}");
-        // FNV-1a: the same on every backend.
-        let hash = text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let hash = crate::pg::locks::hash_key(&text);
         let tag = crate::pg::locks::tag(crate::pg::locks::Class::GrantSettlement, hash);
         let mut waited = 0;
         let mut pause = LOCK_FIRST_PAUSE_US;

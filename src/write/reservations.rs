@@ -2,12 +2,20 @@
 //!
 //! `budget_check` followed by `track_cost` lets N agents that all checked at 99% spend past the
 //! cap together. `budget_reserve` instead holds the estimated cost against the month's and the
-//! campaign's budget; reservations of one month are decided one at a time (a transaction-level
-//! advisory lock per month), each against committed spend plus live reservations, so
-//! concurrent reservations can never jointly pass a budget. `track_cost(reservation_id => id)`
-//! settles a reservation (the actual cost replaces the estimate, atomically, in the same
-//! transaction), `budget_release(id)` cancels it, and an expired reservation stops counting at
-//! once, without any job.
+//! campaign's budget. `track_cost(reservation_id => id)` settles a reservation (the actual cost
+//! replaces the estimate, atomically, in the same transaction), `budget_release(id)` cancels
+//! it, and an expired reservation stops counting at once, without any job.
+//!
+//! How concurrent reservations never jointly pass a budget, without queueing on each other's
+//! transactions: a reservation is decided under a per-month lock that is held only while it is
+//! decided and written (tens of µs), not until its transaction ends. The decision counts
+//! committed spend plus every live reservation that a transaction may still commit: the
+//! reservation table is read with PostgreSQL's dirty snapshot (`write/state.rs`), which sees
+//! the rows of transactions still in progress. So the next reservation, made as soon as the
+//! lock is released, already counts this one, whether or not its transaction has committed;
+//! a reservation left in an open transaction holds its estimate but blocks nobody. When that
+//! transaction rolls back, or its backend exits or crashes, its row is dead and its estimate
+//! is free again, with no job and no cleanup.
 use crate::error::{raise, spi, spi_opt, Code};
 use crate::gucs;
 use crate::money;
@@ -18,10 +26,11 @@ use pgrx::datetime::Interval;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 
-/// Takes the transaction-level advisory lock that serializes reservations of `month`.
-/// Waits like any lock (and so respects `lock_timeout`).
-fn lock_month(month: &str) {
-    crate::pg::locks::wait_xact(crate::pg::locks::Class::Reservations, &format!("neon_budget.month:{month}"));
+/// The lock that decides the reservations of `month` one at a time (class `Reservations`,
+/// `pg/locks.rs`): transaction-level, released by [`reserve`] as soon as its reservation is
+/// written (or by the rollback of an error in between).
+fn month_lock(month: &str) -> pg_sys::LOCKTAG {
+    crate::pg::locks::tag(crate::pg::locks::Class::Reservations, crate::pg::locks::hash_key(&format!("neon_budget.month:{month}")))
 }
 
 /// `budget_reserve` with checked arguments: 22023 for a ttl that is
@@ -55,8 +64,10 @@ pub fn reserve(
     let estimate = estimated_cost.unwrap_or_else(|| money::cost_for_tokens(estimated_tokens, rate));
     let month = month::current_month();
     crate::settings::ensure_month(&month);
-    lock_month(&month);
-    // Read after the lock: every reservation committed before it was granted is visible now.
+    let lock = month_lock(&month);
+    // Waits only for reservations being decided now, never for a transaction to end.
+    crate::pg::locks::wait_now(&lock);
+    // Read under the lock: every reservation decided before, committed or not (dirty snapshot).
     let state = State::read(&month, campaign_id);
     if !state.override_enabled && state.blocks(&estimate) {
         let m = &state.month_scope;
@@ -85,13 +96,7 @@ pub fn reserve(
         .set_hint("Wait for reservations to settle or expire, lower the estimate, raise the budget, or turn on the override.")
         .report(PgLogLevel::ERROR);
     }
-    // Expired reservations of this month no longer count; remove them while holding the lock.
-    spi(Spi::run_with_args(
-        "DELETE FROM neon_budget.reservation r
-          WHERE r.month OPERATOR(pg_catalog.=) $1 AND r.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()",
-        &[month.as_str().into()],
-    ));
-    spi_opt(Spi::get_one_with_args::<i64>(
+    let id = spi_opt(Spi::get_one_with_args::<i64>(
         "INSERT INTO neon_budget.reservation (month, campaign_id, agent_type, estimated_tokens, estimated_cost, expires_at, created_by)
          VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $6, $7)
          RETURNING id",
@@ -104,7 +109,20 @@ pub fn reserve(
             ttl.into(),
             crate::pg::owner::caller_name().into(),
         ],
-    ))
+    ));
+    // The row is in the table (and the index) now: the next decision's dirty read counts it.
+    crate::pg::locks::release(&lock);
+    if state.expired_reservations {
+        // Expired reservations no longer count; remove those nobody is settling right now.
+        spi(Spi::run_with_args(
+            "DELETE FROM neon_budget.reservation d WHERE d.id IN (
+                SELECT r.id FROM neon_budget.reservation r
+                 WHERE r.month OPERATOR(pg_catalog.=) $1 AND r.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
+                   FOR UPDATE SKIP LOCKED)",
+            &[month.as_str().into()],
+        ));
+    }
+    id
 }
 
 /// `budget_release`: [`settle`] by another name.
@@ -116,10 +134,11 @@ pub fn release(reservation_id: i64) -> bool {
 /// role that made it ([`crate::pg::owner::caller`] at `budget_reserve`), a member of
 /// `neon_budget_admin` or a superuser may: anyone else gets 42501 and nothing changes.
 pub fn settle(reservation_id: i64) -> bool {
+    // One statement: a refusal below raises an error, whose rollback puts the row back.
     let row: Option<(Option<String>, Option<bool>)> = spi(Spi::connect_mut(|client| {
         let t = client.update(
-            "SELECT r.created_by, r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
-               FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+            "DELETE FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1
+             RETURNING r.created_by, r.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
             None,
             &[reservation_id.into()],
         )?;
@@ -139,6 +158,5 @@ pub fn settle(reservation_id: i64) -> bool {
             "Only the role that made a reservation, or a member of neon_budget_admin, may settle or release it.",
         );
     }
-    spi(Spi::run_with_args("DELETE FROM neon_budget.reservation r WHERE r.id OPERATOR(pg_catalog.=) $1", &[reservation_id.into()]));
     live.unwrap_or(false)
 }

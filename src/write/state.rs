@@ -117,6 +117,46 @@ pub struct State {
     /// Alert levels already sent for the month, and for the campaign.
     pub month_levels_sent: Vec<String>,
     pub campaign_levels_sent: Vec<String>,
+    /// Whether expired reservations of the month are still stored (`budget_reserve` then
+    /// removes them).
+    pub expired_reservations: bool,
+}
+
+/// The live reservations of a month and of one of its campaigns, in dollars.
+#[derive(Default)]
+struct Held {
+    month: AnyNumeric,
+    campaign: AnyNumeric,
+    /// Whether an expired one was found.
+    expired: bool,
+}
+
+impl Held {
+    /// Sums the reservations of `month` (and of `campaign_id`) that have not expired by the
+    /// clock now (`clock_timestamp()`), read with PostgreSQL's dirty snapshot: committed ones
+    /// and those of transactions still in progress, this one's included. A reservation made in
+    /// a transaction that is still open holds its estimate at once (`budget_reserve` decides
+    /// under a lock released before commit, `write/reservations.rs`); one whose transaction
+    /// rolled back, or whose backend exited or crashed, no longer counts; one that a
+    /// transaction in progress is settling or releasing still counts until that commits.
+    fn read(month: &str, campaign_id: Option<&str>) -> Held {
+        use crate::pg::table_scan::{scan_text_eq, Snapshot};
+        let dirty = Snapshot::dirty();
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        let mut held = Held::default();
+        scan_text_eq(&dirty, c"reservation", c"reservation_month_idx", &[("month", month)], |r| {
+            if r.get::<i64>("expires_at").is_none_or(|e| e <= now) {
+                held.expired = true;
+                return;
+            }
+            let cost = r.get::<AnyNumeric>("estimated_cost").unwrap_or_default();
+            if campaign_id.is_some() && r.get::<&str>("campaign_id") == campaign_id {
+                held.campaign = held.campaign.clone() + cost.clone();
+            }
+            held.month = held.month.clone() + cost;
+        });
+        held
+    }
 }
 
 impl State {
@@ -136,6 +176,10 @@ impl State {
         unsafe { pg_sys::AcceptInvalidationMessages() };
         // Registers which relations' invalidations count (again after DROP and CREATE EXTENSION).
         crate::pg::backend_cache::watched();
+        // Reservations first, with the dirty snapshot; spend after, with a new one: a
+        // transaction that settles a reservation (deletes it and adds its spend) and commits in
+        // between is counted twice, never zero times.
+        let held = if reservations { Held::read(month, campaign_id) } else { Held::default() };
         let snap = Snapshot::take();
         let settings = SettingsCache::begin();
         let (budget, threshold, month_override) = settings.get(
@@ -156,21 +200,6 @@ impl State {
             crate::pg::table_scan::sum_numeric(&snap, table, index, keys, "cost")
         };
         let spent = sum(c"_month_spend", c"_month_spend_pkey", &[("billing_month", month)]);
-        // Live reservations: not expired by the clock now (clock_timestamp()).
-        let now = unsafe { pg_sys::GetCurrentTimestamp() };
-        let mut reserved = AnyNumeric::from(0);
-        let mut campaign_reserved = AnyNumeric::from(0);
-        if reservations {
-            scan_text_eq(&snap, c"reservation", c"reservation_month_idx", &[("month", month)], |r| {
-                if r.get::<i64>("expires_at").is_some_and(|e| e > now) {
-                    let cost = r.get::<AnyNumeric>("estimated_cost").unwrap_or_default();
-                    if campaign_id.is_some() && r.get::<&str>("campaign_id") == campaign_id {
-                        campaign_reserved = campaign_reserved.clone() + cost.clone();
-                    }
-                    reserved = reserved.clone() + cost;
-                }
-            });
-        }
         let levels = |scope: &str, key: &str| {
             settings.get(
                 &LEVELS_SENT,
@@ -204,7 +233,7 @@ impl State {
                     cb
                 });
                 let spent = sum(c"_campaign_spend", c"_campaign_spend_pkey", &[("campaign_id", id), ("billing_month", month)]);
-                (cb, Some(spent), Some(campaign_reserved), levels("campaign", id))
+                (cb, Some(spent), Some(held.campaign.clone()), levels("campaign", id))
             }
             None => (None, None, None, Vec::new()),
         };
@@ -212,7 +241,7 @@ impl State {
         State {
             month: month.to_string(),
             month_known: budget.is_some(),
-            month_scope: Scope { budget: budget.unwrap_or_else(gucs::max_monthly_budget), spent, reserved },
+            month_scope: Scope { budget: budget.unwrap_or_else(gucs::max_monthly_budget), spent, reserved: held.month },
             threshold: threshold.unwrap_or_else(gucs::default_alert_threshold),
             override_enabled: gucs::override_all_months() || month_override.unwrap_or(false),
             campaign_budget,
@@ -220,6 +249,7 @@ impl State {
             campaign_reserved,
             month_levels_sent,
             campaign_levels_sent,
+            expired_reservations: held.expired,
         }
     }
 
