@@ -39,11 +39,13 @@ pub fn set_monthly_budget(month: &str, total_budget: Option<AnyNumeric>, alert_t
 /// `neon_budget.max_monthly_budget` and `neon_budget.default_alert_threshold` when it does not
 /// exist yet. Safe when many sessions do it at once (`INSERT ... ON CONFLICT DO NOTHING`).
 pub fn ensure_month(month: &str) {
-    spi(Spi::run_with_args(
-        "INSERT INTO neon_budget.monthly_budget_setting (month, total_budget, alert_threshold)
-         VALUES ($1, $2, $3) ON CONFLICT (month) DO NOTHING",
-        &[month.into(), gucs::max_monthly_budget().into(), gucs::default_alert_threshold().into()],
-    ));
+    use crate::pg::plans::{self, oid};
+    const ENSURE: &str = "INSERT INTO neon_budget.monthly_budget_setting (month, total_budget, alert_threshold)
+         VALUES ($1, $2, $3) ON CONFLICT (month) DO NOTHING";
+    Spi::connect_mut(|client| {
+        let plan = plans::plan(client, ENSURE, &[oid::TEXT, oid::NUMERIC, oid::NUMERIC]);
+        spi(client.update(&*plan, None, &[month.into(), gucs::max_monthly_budget().into(), gucs::default_alert_threshold().into()]));
+    });
 }
 
 /// Re-arming after a change to a budget or a threshold: in every scope whose levels depend on

@@ -7,7 +7,7 @@
 //!
 //! | class | protects | how it is taken |
 //! |---|---|---|
-//! | `0x4e420001` reservations | deciding one reservation of a month (`budget_reserve`); FNV-1a, released as soon as the reservation is written | waits (respects `lock_timeout`) |
+//! | `0x4e420001` reservations | deciding reservations of a month (`budget_reserve`): SHARE while deciding alongside others, EXCLUSIVE to decide alone near the cap; FNV-1a; released as soon as the decision is written | waits (respects `lock_timeout`) |
 //! | `0x4e420002` alert claim | claiming the levels of one scope and month (`alerts::claim_and_send`) | tried once, never waits |
 //! | `0x4e420003` grant settlement | settling one scope's alert grants (`write/alert_grants.rs`) | tried for up to 20 ms, never queued |
 //! | `0x4e420004` rebuild | `budget_rebuild` of one month | waits |
@@ -66,12 +66,18 @@ pub fn hash_key(key: &str) -> u32 {
     key.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
-/// Takes `tag` in exclusive mode, transaction-level, waiting for it like any lock (so
-/// `lock_timeout` applies: 55P03, and the deadlock detector sees the wait). Release it with
-/// [`release`] as soon as what it protects is written; an error in between releases it with
-/// the rollback.
-pub fn wait_now(tag: &pg_sys::LOCKTAG) {
-    unsafe { pg_sys::LockAcquire(tag, pg_sys::ExclusiveLock as i32, false, false) };
+/// Takes `tag` in `mode` (e.g. `pg_sys::ShareLock`, which any number of holders share, or
+/// `pg_sys::ExclusiveLock`, which waits for them all), transaction-level, waiting for it like
+/// any lock (so `lock_timeout` applies: 55P03, and the deadlock detector sees the wait).
+/// Release it with [`release_mode`] as soon as what it protects is written; an error in
+/// between releases it with the rollback.
+pub fn wait_mode(tag: &pg_sys::LOCKTAG, mode: u32) {
+    unsafe { pg_sys::LockAcquire(tag, mode as i32, false, false) };
+}
+
+/// Releases `tag` held in `mode` (taken with [`wait_mode`]) before the transaction ends.
+pub fn release_mode(tag: &pg_sys::LOCKTAG, mode: u32) {
+    unsafe { pg_sys::LockRelease(tag, mode as i32, false) };
 }
 
 /// Tries `tag` in exclusive mode, transaction-level, without waiting; whether it was taken.
@@ -79,7 +85,7 @@ pub fn try_now(tag: &pg_sys::LOCKTAG) -> bool {
     unsafe { pg_sys::LockAcquire(tag, pg_sys::ExclusiveLock as i32, false, true) != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL }
 }
 
-/// Releases `tag` (taken with [`try_now`] or [`wait_now`]) before the transaction ends.
+/// Releases `tag` (taken with [`try_now`]) before the transaction ends.
 pub fn release(tag: &pg_sys::LOCKTAG) {
     unsafe { pg_sys::LockRelease(tag, pg_sys::ExclusiveLock as i32, false) };
 }

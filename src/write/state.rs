@@ -274,6 +274,18 @@ impl State {
         due
     }
 
+    /// Leaves out of the live reservations one of `estimate` dollars that this transaction has
+    /// just written and that [`State::read`] counted (in the campaign's too when `in_campaign`):
+    /// [`State::blocks`] then decides it as if it were not written yet.
+    pub fn exclude_own(&mut self, estimate: &AnyNumeric, in_campaign: bool) {
+        self.month_scope.reserved = self.month_scope.reserved.clone() - estimate.clone();
+        if in_campaign {
+            if let Some(r) = &self.campaign_reserved {
+                self.campaign_reserved = Some(r.clone() - estimate.clone());
+            }
+        }
+    }
+
     /// The campaign's scope, when it has a budget.
     pub fn campaign_scope(&self) -> Option<Scope> {
         match (&self.campaign_budget, &self.campaign_spent) {

@@ -166,3 +166,42 @@ fn a_reservation_in_an_open_transaction_releases_the_lock_at_once() {
     assert_eq!(int(&mut db.client, "SELECT count(*) FROM neon_budget.reservation"), 0);
     assert_oracle(&mut db.client);
 }
+
+/// Sixteen sessions reserve $0.10 each at the same moment (a barrier) against $0.50 of
+/// headroom, in open transactions, twenty rounds: every round exactly five are admitted (never
+/// more: the cap holds; never fewer: a reservation that did not fit alongside the others is
+/// decided again alone, exactly), then all roll back.
+#[test]
+fn sixteen_racing_reservations_admit_exactly_what_fits() {
+    const SESSIONS: usize = 16;
+    const ROUNDS: usize = 20;
+    let db = capped("reserve_race16");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(SESSIONS));
+    let admitted = std::sync::Arc::new(std::sync::Mutex::new(vec![0usize; ROUNDS]));
+    let handles: Vec<_> = (0..SESSIONS)
+        .map(|_| {
+            let mut c = db.connect();
+            let barrier = barrier.clone();
+            let admitted = admitted.clone();
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    c.batch_execute("BEGIN").unwrap();
+                    barrier.wait();
+                    let (code, _) = reserve(&mut c, "0.10");
+                    assert!(code == "00000" || code == "53000", "unexpected {code}");
+                    if code == "00000" {
+                        admitted.lock().unwrap()[round] += 1;
+                    }
+                    // Everyone has decided before anyone rolls back.
+                    barrier.wait();
+                    c.batch_execute("ROLLBACK").unwrap();
+                    barrier.wait();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(*admitted.lock().unwrap(), vec![5; ROUNDS]);
+}
