@@ -7,6 +7,9 @@
 #   track_cost       track_cost without an execution_id
 #   track_cost_eid   track_cost with an execution_id (safe retries)
 #   check_track_eid  budget_check, then track_cost with an execution_id (two statements)
+#   plain_reserve_settle  the same statements in plain SQL, without any budget logic: BEGIN;
+#                    INSERT a reservation row RETURNING id; DELETE it and INSERT the log row with
+#                    an execution_id (one statement); COMMIT (the floor of a reservation kept as a row)
 #   reserve_settle   BEGIN; budget_reserve; track_cost(execution_id, reservation_id); COMMIT
 #   near_level       track_cost with an execution_id while the month sits 1% below its cap (the
 #                    "exceeded" level), writes of $0.0001 each: before every run the month's
@@ -23,7 +26,7 @@ SECS=${BENCH_SECONDS:-10}; REPS=${BENCH_REPS:-3}; CLIENTS=${BENCH_CAPS_CLIENTS:-
 DIR=/tmp/nbbench_caps; PORT=5487; BIN=/usr/lib/postgresql/15/bin
 OUT=bench/results; mkdir -p "$OUT"; RAW="$OUT/hard_caps_raw.tsv"
 WORK=$(mktemp -d /tmp/nbbench_caps_work.XXXXXX); chmod 777 "$WORK"
-VARIANTS=(plain_eid track_cost track_cost_eid check_track_eid reserve_settle near_level)
+VARIANTS=(plain_eid track_cost track_cost_eid check_track_eid plain_reserve_settle reserve_settle near_level)
 
 if [ -z "${NB_BENCH_INSTALLED:-}" ]; then
   bash scripts/setup.sh >&2
@@ -38,6 +41,7 @@ for db in bench bench_near; do
   for i in 1 2 3 4 5 6 7 8; do psql -d $db -At -c "SELECT neon_budget.set_campaign('campaign-$i', 'Campaign $i', 'BENCH', 1000000000)" >/dev/null; done
 done
 psql -d bench -c "SET client_min_messages = warning" -f bench/schema.sql >/dev/null
+psql -d bench -c "CREATE TABLE bench_plain.reservation (LIKE neon_budget.reservation INCLUDING ALL)" >/dev/null
 psql -d bench -At -c "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 1000000000)" >/dev/null
 # bench_near: $990 spent of a $1000 month (warning and critical sent), then kept 1% below the cap.
 psql -d bench_near -At -c "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 1000)" \

@@ -177,6 +177,9 @@ for s in $SNAPS; do
 done
 oracle "snapshot"
 echo >> "$RES"
+# Hard-cap paths (execution_id, budget_check + track_cost, reserve + settle, near a level) at 16
+# and 64 clients, synchronous_commit on and off (its own cluster; see the script)
+NB_BENCH_INSTALLED=1 bash bench/hard_caps.sh >> "$RES"
 # purge_before and budget_rebuild with 8 writers running (its own cluster; see the script)
 NB_BENCH_INSTALLED=1 bash bench/maintenance.sh >> "$RES"
 # One session over 10^6 distinct campaigns: bounded caches (its own cluster; see the script)

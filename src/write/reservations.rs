@@ -91,7 +91,6 @@ pub fn reserve(
     }
     let estimate = estimated_cost.unwrap_or_else(|| money::cost_for_tokens(estimated_tokens, rate));
     let month = month::current_month();
-    crate::settings::ensure_month(&month);
     let lock = month_lock(&month);
     let new = Reservation { month: &month, campaign_id, agent_type, estimated_tokens, estimate: &estimate, ttl: &ttl };
 
@@ -102,11 +101,11 @@ pub fn reserve(
         let mut state = State::read(&month, campaign_id);
         state.exclude_own(&estimate, campaign_id.is_some());
         let fits = state.override_enabled || !state.blocks(&estimate);
-        (fits, (id, state.expired_reservations))
+        (fits, (id, state.expired_reservations, state.month_known))
     });
     crate::pg::locks::release_mode(&lock, pg_sys::ShareLock);
 
-    let (id, expired) = match admitted {
+    let (id, expired, month_known) = match admitted {
         Some(admitted) => admitted,
         None => {
             // 2. Alone (EXCLUSIVE): no other decision is in flight, so the state is exact.
@@ -117,9 +116,14 @@ pub fn reserve(
             }
             let id = new.insert();
             crate::pg::locks::release_mode(&lock, pg_sys::ExclusiveLock);
-            (id, state.expired_reservations)
+            (id, state.expired_reservations, state.month_known)
         }
     };
+    if !month_known {
+        // The month's first use: its settings row, with the budget and threshold the decision
+        // used (the GUCs'); after the lock, since it may wait for another transaction's insert.
+        crate::settings::ensure_month(&month);
+    }
     if expired {
         // Expired reservations no longer count; remove those nobody is settling right now.
         spi(Spi::run_with_args(
