@@ -180,6 +180,9 @@ echo >> "$RES"
 # Hard-cap paths (execution_id, budget_check + track_cost, reserve + settle, near a level) at 16
 # and 64 clients, synchronous_commit on and off (its own cluster; see the script)
 NB_BENCH_INSTALLED=1 bash bench/hard_caps.sh >> "$RES"
+# Readers (budget_check, the campaign_cost view) while a REPEATABLE READ snapshot stays open for
+# 60 s and 8 writers run track_cost; slot-table sizes (its own cluster; see the script)
+NB_BENCH_INSTALLED=1 bash bench/long_snapshot.sh >> "$RES"
 # purge_before and budget_rebuild with 8 writers running (its own cluster; see the script)
 NB_BENCH_INSTALLED=1 bash bench/maintenance.sh >> "$RES"
 # One session over 10^6 distinct campaigns: bounded caches (its own cluster; see the script)

@@ -139,10 +139,30 @@ CREATE TRIGGER execution_id_key_restored
 -- Views: the maintained aggregates and the admin dashboard's panels
 -- ---------------------------------------------------------------------------------------------
 
+-- The slot tables' rows visible to the statement, read newest first (src/api/internal.rs,
+-- slot_rows): the views read them through these, so that they stay fast while a long-held
+-- snapshot keeps every old version of the slot rows that each write updates.
+CREATE FUNCTION _month_spend_rows() RETURNS SETOF _month_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 64 AS 'MODULE_PATHNAME', 'slot_rows';
+CREATE FUNCTION _campaign_spend_rows() RETURNS SETOF _campaign_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 256 AS 'MODULE_PATHNAME', 'slot_rows';
+CREATE FUNCTION _agent_spend_rows() RETURNS SETOF _agent_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 256 AS 'MODULE_PATHNAME', 'slot_rows';
+CREATE FUNCTION _day_spend_rows() RETURNS SETOF _day_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 256 AS 'MODULE_PATHNAME', 'slot_rows';
+COMMENT ON FUNCTION _month_spend_rows() IS
+  'Internal: the rows of _month_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+COMMENT ON FUNCTION _campaign_spend_rows() IS
+  'Internal: the rows of _campaign_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+COMMENT ON FUNCTION _agent_spend_rows() IS
+  'Internal: the rows of _agent_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+COMMENT ON FUNCTION _day_spend_rows() IS
+  'Internal: the rows of _day_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+
 CREATE VIEW campaign_cost AS
 SELECT s.campaign_id, s.billing_month AS month,
        sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
-  FROM _campaign_spend s
+  FROM _campaign_spend_rows() s
  GROUP BY s.campaign_id, s.billing_month
 HAVING sum(s.executions) <> 0;
 COMMENT ON VIEW campaign_cost IS
@@ -155,7 +175,7 @@ SELECT s.agent_type, s.billing_month AS month,
        sum(s.quality_sum) AS quality_sum, sum(s.quality_count)::bigint AS quality_count,
        sum(s.retry_sum) AS retry_sum,
        sum(s.execution_time_sum) AS execution_time_ms_sum, sum(s.execution_time_count)::bigint AS execution_time_count
-  FROM _agent_spend s
+  FROM _agent_spend_rows() s
  GROUP BY s.agent_type, s.billing_month
 HAVING sum(s.executions) <> 0;
 COMMENT ON VIEW agent_cost IS
@@ -164,7 +184,7 @@ COMMENT ON VIEW agent_cost IS
 CREATE VIEW daily_cost AS
 SELECT s.billing_month AS month, s.billing_day AS day,
        sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
-  FROM _day_spend s
+  FROM _day_spend_rows() s
  GROUP BY s.billing_month, s.billing_day
 HAVING sum(s.executions) <> 0 OR sum(s.cost) <> 0;
 COMMENT ON VIEW daily_cost IS
@@ -188,7 +208,7 @@ SELECT b.month, b.total_budget,
   FROM monthly_budget_setting b
   LEFT JOIN LATERAL (
         SELECT sum(m.cost) AS total_spent, sum(m.tokens) AS total_tokens, sum(m.executions)::bigint AS executions
-          FROM _month_spend m WHERE m.billing_month = b.month) sp ON true
+          FROM _month_spend_rows() m WHERE m.billing_month = b.month) sp ON true
   LEFT JOIN alert_state a ON a.scope = 'month' AND a.scope_key = '' AND a.month = b.month;
 COMMENT ON VIEW monthly_budget IS
   'Per month (YYYY-MM): total budget and total spent (dollars), tokens, executions, alert threshold (0..1], alert levels already sent and the override state.';

@@ -26,6 +26,65 @@ COMMENT ON TABLE neon_budget._alert_grant_signal IS
 COMMENT ON TABLE neon_budget._write_path_stats IS
   'Writes to billing_log per backend slot, path (heap: track_cost without SQL; sql: an SQL INSERT) and reason, added by each backend at most once a second (src/write/path_stats.rs); see the write_path_stats view.';
 
+-- The slot tables' rows visible to the statement, read newest first (src/api/internal.rs,
+-- slot_rows): the views read them through these, so that they stay fast while a long-held
+-- snapshot keeps every old version of the slot rows that each write updates.
+CREATE FUNCTION neon_budget._month_spend_rows() RETURNS SETOF neon_budget._month_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 64 AS 'MODULE_PATHNAME', 'slot_rows';
+CREATE FUNCTION neon_budget._campaign_spend_rows() RETURNS SETOF neon_budget._campaign_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 256 AS 'MODULE_PATHNAME', 'slot_rows';
+CREATE FUNCTION neon_budget._agent_spend_rows() RETURNS SETOF neon_budget._agent_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 256 AS 'MODULE_PATHNAME', 'slot_rows';
+CREATE FUNCTION neon_budget._day_spend_rows() RETURNS SETOF neon_budget._day_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 256 AS 'MODULE_PATHNAME', 'slot_rows';
+COMMENT ON FUNCTION neon_budget._month_spend_rows() IS
+  'Internal: the rows of _month_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+COMMENT ON FUNCTION neon_budget._campaign_spend_rows() IS
+  'Internal: the rows of _campaign_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+COMMENT ON FUNCTION neon_budget._agent_spend_rows() IS
+  'Internal: the rows of _agent_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+COMMENT ON FUNCTION neon_budget._day_spend_rows() IS
+  'Internal: the rows of _day_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+
+CREATE OR REPLACE VIEW neon_budget.campaign_cost AS
+SELECT s.campaign_id, s.billing_month AS month,
+       sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
+  FROM neon_budget._campaign_spend_rows() s
+ GROUP BY s.campaign_id, s.billing_month
+HAVING sum(s.executions) <> 0;
+
+CREATE OR REPLACE VIEW neon_budget.agent_cost AS
+SELECT s.agent_type, s.billing_month AS month,
+       sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions,
+       sum(s.successes)::bigint AS successes, sum(s.failures)::bigint AS failures,
+       sum(s.quality_sum) AS quality_sum, sum(s.quality_count)::bigint AS quality_count,
+       sum(s.retry_sum) AS retry_sum,
+       sum(s.execution_time_sum) AS execution_time_ms_sum, sum(s.execution_time_count)::bigint AS execution_time_count
+  FROM neon_budget._agent_spend_rows() s
+ GROUP BY s.agent_type, s.billing_month
+HAVING sum(s.executions) <> 0;
+
+CREATE OR REPLACE VIEW neon_budget.daily_cost AS
+SELECT s.billing_month AS month, s.billing_day AS day,
+       sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
+  FROM neon_budget._day_spend_rows() s
+ GROUP BY s.billing_month, s.billing_day
+HAVING sum(s.executions) <> 0 OR sum(s.cost) <> 0;
+
+CREATE OR REPLACE VIEW neon_budget.monthly_budget AS
+SELECT b.month, b.total_budget,
+       COALESCE(sp.total_spent, 0) AS total_spent,
+       COALESCE(sp.total_tokens, 0) AS total_tokens,
+       COALESCE(sp.executions, 0) AS executions,
+       b.alert_threshold,
+       COALESCE(a.levels_sent, '{}') AS alert_levels_sent,
+       b.override_enabled, b.override_reason, b.updated_at
+  FROM neon_budget.monthly_budget_setting b
+  LEFT JOIN LATERAL (
+        SELECT sum(m.cost) AS total_spent, sum(m.tokens) AS total_tokens, sum(m.executions)::bigint AS executions
+          FROM neon_budget._month_spend_rows() m WHERE m.billing_month = b.month) sp ON true
+  LEFT JOIN neon_budget.alert_state a ON a.scope = 'month' AND a.scope_key = '' AND a.month = b.month;
+
 -- BEGIN sql/roles_and_grants.sql
 -- neon_budget: roles and privileges, in one idempotent file.
 --
@@ -112,7 +171,8 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('budget_check', 'budget_report', '_status', '_current_month', '_timezone')
+           AND p.proname IN ('budget_check', 'budget_report', '_status', '_current_month', '_timezone',
+                             '_month_spend_rows', '_campaign_spend_rows', '_agent_spend_rows', '_day_spend_rows')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_reader', f);
     END LOOP;

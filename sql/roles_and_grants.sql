@@ -83,7 +83,8 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('budget_check', 'budget_report', '_status', '_current_month', '_timezone')
+           AND p.proname IN ('budget_check', 'budget_report', '_status', '_current_month', '_timezone',
+                             '_month_spend_rows', '_campaign_spend_rows', '_agent_spend_rows', '_day_spend_rows')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_reader', f);
     END LOOP;

@@ -108,3 +108,47 @@ fn slot_sql() -> i32 {
 fn ensure_month(month: &str) {
     crate::settings::ensure_month(month)
 }
+
+/// `pg_finfo` record of [`slot_rows`] (a version-1 C function).
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_slot_rows() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// `neon_budget._month_spend_rows()`, `_campaign_spend_rows()`, `_agent_spend_rows()` and
+/// `_day_spend_rows()`, no arguments, each `-> SETOF` the slot table whose row type it returns
+/// (`sql/finalize.sql`): that table's rows visible to the statement's snapshot, read newest
+/// first ([`crate::pg::table_scan::newest_versions`]), so that the views over them (`monthly_budget`,
+/// `campaign_cost`, `agent_cost`, `daily_cost`) stay fast while a long-held snapshot keeps every
+/// old version of the slot rows. Reads as its caller, without privilege checks on the table (as
+/// the views do); granted to `neon_budget_reader`, like the views. Errors: 42809 when declared
+/// to return the row type of a table other than the four slot tables; 55000 when that table's
+/// primary key is not (key columns, slot).
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid `fcinfo`.
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn slot_rows(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    use crate::pg::backend_cache::oid;
+    let mut result_type = pg_sys::InvalidOid;
+    let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
+    pg_sys::get_call_result_type(fcinfo, &mut result_type, &mut tupdesc);
+    let relid = pg_sys::get_typ_typrelid(result_type);
+    let tables = [c"_month_spend", c"_campaign_spend", c"_agent_spend", c"_day_spend"];
+    if relid == pg_sys::InvalidOid || !tables.iter().any(|t| oid(t) == relid) {
+        crate::error::raise(
+            crate::error::Code::ERRCODE_WRONG_OBJECT_TYPE,
+            "neon_budget's slot_rows reads only the slot tables _month_spend, _campaign_spend, _agent_spend and _day_spend",
+            "Declare it RETURNS SETOF one of those tables, as sql/finalize.sql does.",
+        );
+    }
+    pg_sys::InitMaterializedSRF(fcinfo, 0);
+    let store = (*((*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo)).setResult;
+    let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+    crate::pg::table_scan::newest_versions(pg_sys::GetActiveSnapshot(), rel, &[], |tts| pg_sys::tuplestore_puttupleslot(store, tts));
+    pg_sys::table_close(rel, pg_sys::NoLock as i32);
+    pg_sys::Datum::from(0usize)
+}

@@ -79,24 +79,260 @@ impl Row {
     }
 }
 
-/// The sum of the numeric column `column` over the rows [`scan_text_eq`] finds, in dollars
-/// (PostgreSQL's exact `numeric_add`, on the stored values).
-pub fn sum_numeric(
+/// The sum of the numeric column `column` (dollars, PostgreSQL's exact `numeric_add` on the
+/// stored values) over the rows of slot table `table` whose text key columns equal `keys`,
+/// visible to `snapshot`, read with [`newest_versions`] through its primary key, whose
+/// leading columns must be the key columns. Raises 55000 when the primary key is not of a
+/// slot table's shape.
+pub fn sum_numeric_newest_first(
     snapshot: &Snapshot,
     table: &'static CStr,
-    index: &'static CStr,
     keys: &[(&'static str, &str)],
     column: &'static str,
 ) -> pgrx::AnyNumeric {
     let mut total = pgrx::AnyNumeric::from(0).into_datum().expect("numeric datum");
-    scan_text_eq(snapshot, table, index, keys, |r| {
-        let (d, isnull) = r.datum(column);
-        if !isnull {
-            total = unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(total), Some(d)]) }
-                .expect("numeric_add of two numerics");
+    unsafe {
+        let rel = pg_sys::table_open(oid(table), pg_sys::AccessShareLock as i32);
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+        let value_attnum = attnum(&desc, column);
+        let scankeys = text_keys(&desc, keys, true);
+        newest_versions(snapshot.0, rel, &scankeys, |tts| {
+            let mut isnull = false;
+            let d = pg_sys::slot_getattr(tts, value_attnum, &mut isnull);
+            if !isnull {
+                total =
+                    pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(total), Some(d)]).expect("numeric_add of two numerics");
+            }
+        });
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        pgrx::AnyNumeric::from_datum(total, false).expect("numeric sum")
+    }
+}
+
+/// Calls `each` with every row of slot table `rel` visible to `snapshot` (among those whose
+/// leading primary-key columns match `scankeys`, which are on index column numbers), found
+/// through the table's primary key, which must be the table's text key columns followed by
+/// `slot` (raises 55000 otherwise).
+///
+/// Newest first, so that the cost does not grow with the dead versions that a long-held
+/// snapshot elsewhere keeps (every write updates its slot row; each page of versions adds an
+/// index entry, and each entry leads to a chain of versions). The primary key is walked
+/// backward; its entries of one (key, slot) are adjacent, ordered by heap position, so the
+/// newest version comes first. Under an MVCC snapshot a slot row has at most one visible
+/// version, so once it is found the rest of that (key, slot) is skipped: its next few entries
+/// are passed by comparing their key and slot (read from the index entry) without visiting
+/// the heap, and past [`DESCEND_AFTER`] of them the index is descended anew to the entries
+/// below it: `slot <= found - 1` when `scankeys` fix every key column (one scope, as
+/// `budget_check` reads), else the row comparison `(key columns, slot) < (found key, found
+/// slot)` (a whole table, as the views read). So the cost stays within a few entries and one
+/// descent per visible row, whatever the number of dead versions.
+///
+/// # Safety
+/// `rel` must be open (at least ACCESS SHARE) and `snapshot` an MVCC snapshot that stays valid
+/// during the call.
+pub unsafe fn newest_versions(
+    snapshot: pg_sys::Snapshot,
+    rel: pg_sys::Relation,
+    scankeys: &[pg_sys::ScanKeyData],
+    mut each: impl FnMut(*mut pg_sys::TupleTableSlot),
+) {
+    let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+    let slot_attnum = attnum(&desc, "slot") as i16;
+    let pkey = pg_sys::RelationGetPrimaryKeyIndex(rel);
+    let irel = if pkey == pg_sys::InvalidOid { std::ptr::null_mut() } else { pg_sys::index_open(pkey, pg_sys::AccessShareLock as i32) };
+    let shape_ok = !irel.is_null() && {
+        let n = (*(*irel).rd_index).indnkeyatts as usize;
+        let indkey = (*(*irel).rd_index).indkey.values.as_slice(n);
+        n > scankeys.len()
+            && indkey[n - 1] == slot_attnum
+            && desc.get(slot_attnum as usize - 1).map(|a| a.atttypid) == Some(pg_sys::INT4OID)
+            && indkey[..n - 1].iter().all(|a| *a > 0 && desc.get(*a as usize - 1).map(|att| att.atttypid) == Some(pg_sys::TEXTOID))
+    };
+    if !shape_ok {
+        crate::error::raise(
+            crate::error::Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "the primary key of neon_budget.{} is not (key columns, slot)",
+                std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy()
+            ),
+            "Run ALTER EXTENSION neon_budget UPDATE; in this database (it keeps every recorded cent).",
+        );
+    }
+    let nkeys = (*(*irel).rd_index).indnkeyatts as usize - 1;
+    let one_scope = scankeys.len() == nkeys;
+    // The given keys, then the bound below which the next visible row is looked for: at first
+    // every slot; the row comparison's members live in `row` while the scan uses them.
+    let mut keys: Vec<pg_sys::ScanKeyData> = scankeys.to_vec();
+    keys.push(slot_at_most(nkeys as i16 + 1, i32::MAX));
+    let mut row: Vec<pg_sys::ScanKeyData> = Vec::new();
+    let scan = pg_sys::index_beginscan(rel, irel, snapshot, keys.len() as i32, 0);
+    (*scan).xs_want_itup = true;
+    pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, std::ptr::null_mut(), 0);
+    let tts = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+    let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+    let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+    // The (key, slot) whose visible row was found last (as bytes, see `key_bytes`), the current
+    // entry's, and how many entries of the found one were passed since.
+    let mut found: Option<Vec<u8>> = None;
+    let mut entry: Vec<u8> = Vec::new();
+    let mut passed = 0;
+    loop {
+        pgrx::check_for_interrupts!();
+        let tid = pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::BackwardScanDirection);
+        if tid.is_null() {
+            break;
         }
-    });
-    unsafe { pgrx::AnyNumeric::from_datum(total, false) }.expect("numeric sum")
+        pg_sys::index_deform_tuple((*scan).xs_itup, (*scan).xs_itupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        key_bytes(&mut entry, &values[..=nkeys], &nulls[..nkeys], if one_scope { 0 } else { nkeys });
+        if found.as_ref() == Some(&entry) {
+            // An older version of a row already found: walk on, or after a few, descend below it.
+            passed += 1;
+            if passed >= DESCEND_AFTER {
+                let Some(slot) = i32::from_datum(values[nkeys], nulls[nkeys]) else { break };
+                let below = if one_scope {
+                    let Some(next) = slot.checked_sub(1) else { break };
+                    slot_at_most(nkeys as i16 + 1, next)
+                } else {
+                    let members = row_below(irel, &values[..=nkeys], &nulls[..nkeys]);
+                    let header = row_header(&members);
+                    row = members;
+                    header
+                };
+                *keys.last_mut().expect("the bound") = below;
+                pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, std::ptr::null_mut(), 0);
+                passed = 0;
+            }
+            continue;
+        }
+        if pg_sys::index_fetch_heap(scan, tts) {
+            each(tts);
+            found = Some(std::mem::take(&mut entry));
+            passed = 0;
+        }
+    }
+    drop(row);
+    pg_sys::ExecDropSingleTupleTableSlot(tts);
+    pg_sys::index_endscan(scan);
+    pg_sys::index_close(irel, pg_sys::NoLock as i32);
+}
+
+/// After how many index entries of a row already found [`newest_versions`] descends the
+/// index anew below that row instead of walking on: an entry costs a fraction of a descent,
+/// so a row with few old versions is walked past and one with many is skipped.
+const DESCEND_AFTER: u32 = 2;
+
+/// Writes into `out` the bytes of a primary-key entry's first `text_keys` text values and its
+/// slot (`values`: the entry's key columns, then the slot; `nulls`: the key columns'), each
+/// text as its length and data. Equal bytes mean equal values; equal values stored
+/// differently would only cost [`newest_versions`] a heap visit that finds nothing visible.
+unsafe fn key_bytes(out: &mut Vec<u8>, values: &[pg_sys::Datum], nulls: &[bool], text_keys: usize) {
+    out.clear();
+    for i in 0..text_keys {
+        if nulls[i] {
+            out.push(0);
+            continue;
+        }
+        let text = pg_sys::pg_detoast_datum_packed(values[i].cast_mut_ptr());
+        let len = pgrx::varlena::varsize_any_exhdr(text);
+        out.push(1);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        out.extend_from_slice(std::slice::from_raw_parts(pgrx::varlena::vardata_any(text) as *const u8, len));
+    }
+    out.extend_from_slice(&(values[values.len() - 1].value() as u32).to_le_bytes());
+}
+
+/// A scan key `slot <= at_most` on index column `column` (1-based), for [`newest_versions`].
+unsafe fn slot_at_most(column: i16, at_most: i32) -> pg_sys::ScanKeyData {
+    let mut key = std::mem::MaybeUninit::<pg_sys::ScanKeyData>::zeroed().assume_init();
+    pg_sys::ScanKeyEntryInitialize(
+        &mut key,
+        0,
+        column,
+        pg_sys::BTLessEqualStrategyNumber as u16,
+        pg_sys::InvalidOid,
+        pg_sys::InvalidOid,
+        pg_sys::Oid::from(pg_sys::F_INT4LE),
+        pg_sys::Datum::from(at_most),
+    );
+    key
+}
+
+/// The members of the row comparison `(key columns, slot) < (values)` on index `irel`'s
+/// columns (text keys with their index collation, then the int4 slot, last in `values`), as
+/// the executor builds them for `ROW(...) < ROW(...)` (each member with its type's btree
+/// three-way comparison function, which nbtree calls for row members); the text values are copied, since the
+/// index entry they come from does not outlive the next rescan. A NULL key (not in a primary
+/// key) would end the comparison.
+unsafe fn row_below(irel: pg_sys::Relation, values: &[pg_sys::Datum], nulls: &[bool]) -> Vec<pg_sys::ScanKeyData> {
+    let n = values.len();
+    (0..n)
+        .map(|i| {
+            let last = i == n - 1;
+            let flags =
+                pg_sys::SK_ROW_MEMBER | if last { pg_sys::SK_ROW_END } else { 0 } | if !last && nulls[i] { pg_sys::SK_ISNULL } else { 0 };
+            let (collation, procedure, argument) = if last {
+                (pg_sys::InvalidOid, pg_sys::F_BTINT4CMP, values[i])
+            } else {
+                let copy = pg_sys::pg_detoast_datum_copy(values[i].cast_mut_ptr());
+                (*(*irel).rd_indcollation.add(i), pg_sys::F_BTTEXTCMP, pg_sys::Datum::from(copy))
+            };
+            let mut key = std::mem::MaybeUninit::<pg_sys::ScanKeyData>::zeroed().assume_init();
+            pg_sys::ScanKeyEntryInitialize(
+                &mut key,
+                flags as i32,
+                i as i16 + 1,
+                pg_sys::BTLessStrategyNumber as u16,
+                pg_sys::InvalidOid,
+                collation,
+                pg_sys::Oid::from(procedure),
+                argument,
+            );
+            key
+        })
+        .collect()
+}
+
+/// The header scan key of the row comparison whose members are `members` (see [`row_below`]).
+unsafe fn row_header(members: &[pg_sys::ScanKeyData]) -> pg_sys::ScanKeyData {
+    let mut key = std::mem::MaybeUninit::<pg_sys::ScanKeyData>::zeroed().assume_init();
+    pg_sys::ScanKeyEntryInitialize(
+        &mut key,
+        pg_sys::SK_ROW_HEADER as i32,
+        members[0].sk_attno,
+        pg_sys::BTLessStrategyNumber as u16,
+        pg_sys::InvalidOid,
+        pg_sys::InvalidOid,
+        pg_sys::InvalidOid,
+        pg_sys::Datum::from(members.as_ptr()),
+    );
+    key
+}
+
+/// Equality scan keys on text columns `keys` of the table described by `desc`, each with the
+/// column's collation: on table attribute numbers (for `systable_beginscan`, which maps them to
+/// the index's), or on index column numbers 1, 2, ... when `on_index_columns` (for
+/// `index_rescan`; the keys must then be the index's leading columns, in order).
+unsafe fn text_keys(desc: &pgrx::PgTupleDesc<'_>, keys: &[(&'static str, &str)], on_index_columns: bool) -> Vec<pg_sys::ScanKeyData> {
+    let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());
+    for (i, (column, value)) in keys.iter().enumerate() {
+        let attnum = attnum(desc, column) as i16;
+        // The column's collation, which its index is sorted by (ScanKeyInit would use "C",
+        // which is only right for catalogs and C-collation databases).
+        let collation = desc.get(attnum as usize - 1).map(|a| a.attcollation).unwrap_or(pg_sys::DEFAULT_COLLATION_OID);
+        let mut key = std::mem::MaybeUninit::<pg_sys::ScanKeyData>::zeroed().assume_init();
+        pg_sys::ScanKeyEntryInitialize(
+            &mut key,
+            0,
+            if on_index_columns { i as i16 + 1 } else { attnum },
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::InvalidOid,
+            collation,
+            pg_sys::Oid::from(pg_sys::F_TEXTEQ),
+            value.into_datum().expect("text datum"),
+        );
+        scankeys.push(key);
+    }
+    scankeys
 }
 
 /// What a dirty snapshot finds of the rows with these text column values (see
@@ -151,26 +387,8 @@ pub fn scan_text_eq_at(
     let table_oid = oid(table);
     unsafe {
         let rel = pg_sys::table_open(table_oid, pg_sys::AccessShareLock as i32);
-        let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());
         let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
-        for (column, value) in keys {
-            let attnum = attnum(&desc, column) as i16;
-            // The column's collation, which its index is sorted by (ScanKeyInit would use "C",
-            // which is only right for catalogs and C-collation databases).
-            let collation = desc.get(attnum as usize - 1).map(|a| a.attcollation).unwrap_or(pg_sys::DEFAULT_COLLATION_OID);
-            let mut key = std::mem::MaybeUninit::<pg_sys::ScanKeyData>::zeroed().assume_init();
-            pg_sys::ScanKeyEntryInitialize(
-                &mut key,
-                0,
-                attnum,
-                pg_sys::BTEqualStrategyNumber as u16,
-                pg_sys::InvalidOid,
-                collation,
-                pg_sys::Oid::from(pg_sys::F_TEXTEQ),
-                value.into_datum().expect("text datum"),
-            );
-            scankeys.push(key);
-        }
+        let mut scankeys = text_keys(&desc, keys, false);
         let scan = pg_sys::systable_beginscan(rel, index_oid, true, snapshot.0, scankeys.len() as i32, scankeys.as_mut_ptr());
         loop {
             let tuple = pg_sys::systable_getnext(scan);

@@ -196,10 +196,10 @@ impl State {
                 row
             },
         );
-        let sum = |table: &'static std::ffi::CStr, index: &'static std::ffi::CStr, keys: &[(&'static str, &str)]| {
-            crate::pg::table_scan::sum_numeric(&snap, table, index, keys, "cost")
+        let sum = |table: &'static std::ffi::CStr, keys: &[(&'static str, &str)]| {
+            crate::pg::table_scan::sum_numeric_newest_first(&snap, table, keys, "cost")
         };
-        let spent = sum(c"_month_spend", c"_month_spend_pkey", &[("billing_month", month)]);
+        let spent = sum(c"_month_spend", &[("billing_month", month)]);
         let levels = |scope: &str, key: &str| {
             settings.get(
                 &LEVELS_SENT,
@@ -232,7 +232,7 @@ impl State {
                     });
                     cb
                 });
-                let spent = sum(c"_campaign_spend", c"_campaign_spend_pkey", &[("campaign_id", id), ("billing_month", month)]);
+                let spent = sum(c"_campaign_spend", &[("campaign_id", id), ("billing_month", month)]);
                 (cb, Some(spent), Some(held.campaign.clone()), levels("campaign", id))
             }
             None => (None, None, None, Vec::new()),
