@@ -5,14 +5,17 @@
 # BENCH_SNAP_SECONDS (default 60) while another session holds a REPEATABLE READ snapshot open.
 # Reports the readers' median and p99 latency in both regimes and their ratio, the writers' tps,
 # and the size of the internal slot tables against their live rows at the end of the snapshot
-# and after it ended and VACUUM ran. Then the aggregate oracle and budget_verify() must hold.
+# and after it ended and VACUUM ran. After each regime, with the writers stopped (and the
+# snapshot still held in the second), each reader also runs alone for BENCH_SNAP_ALONE seconds
+# (default 5): its own cost, without the writers' share of this machine's CPU. Then the
+# aggregate oracle and budget_verify() must hold.
 #
 # Run alone (as root on Debian 12; own throwaway cluster in /tmp/nbbench_snap on port 5486):
 #   bash bench/long_snapshot.sh        (about 2 minutes). bench/run.sh runs it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-NORMAL=${BENCH_SNAP_NORMAL:-20}; SNAP=${BENCH_SNAP_SECONDS:-60}
+NORMAL=${BENCH_SNAP_NORMAL:-20}; SNAP=${BENCH_SNAP_SECONDS:-60}; ALONE=${BENCH_SNAP_ALONE:-5}
 DIR=/tmp/nbbench_snap; PORT=5486; BIN=/usr/lib/postgresql/15/bin
 WORK=$(mktemp -d /tmp/nbbench_snap_work.XXXXXX); chmod 777 "$WORK"
 if [ -z "${NB_BENCH_INSTALLED:-}" ]; then
@@ -46,6 +49,12 @@ regime() {
   lat() { cat "$WORK"/$1.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f %.3f", a[int((NR+1)/2)]/1000, a[i]/1000}'; }
   echo "$tps $(lat c) $(lat v)"
 }
+# One reader alone for ALONE seconds: "median p99" (ms).
+alone() {
+  rm -f "$WORK"/a.*
+  "$BIN/pgbench" -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c 1 -T "$ALONE" -l --log-prefix="$WORK/a" -f "$WORK/$1.sql" bench >/dev/null 2>&1
+  cat "$WORK"/a.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f %.3f\n", a[int((NR+1)/2)]/1000, a[i]/1000}'
+}
 sizes() {  # total size of the four slot tables (with indexes) and their live rows
   q "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) || ' for ' || sum((SELECT count(*) FROM neon_budget._month_spend) * (c.relname = '_month_spend')::int
        + (SELECT count(*) FROM neon_budget._campaign_spend) * (c.relname = '_campaign_spend')::int
@@ -56,11 +65,13 @@ sizes() {  # total size of the four slot tables (with indexes) and their live ro
 }
 
 read -r n_tps n_cm n_cp n_vm n_vp < <(regime normal "$NORMAL")
+read -r na_cm na_cp < <(alone check); read -r na_vm na_vp < <(alone view)
 q "VACUUM" >/dev/null
 before=$(sizes)
 ( psql -d bench -c "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM neon_budget._month_spend; SELECT pg_sleep($((SNAP + 30))); COMMIT;" >/dev/null 2>&1 ) &
 holder=$!; sleep 1
 read -r s_tps s_cm s_cp s_vm s_vp < <(regime snapshot "$SNAP")
+read -r sa_cm sa_cp < <(alone check); read -r sa_vm sa_vp < <(alone view)
 during=$(sizes)
 kill "$holder" 2>/dev/null || true
 q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()" >/dev/null
@@ -78,6 +89,14 @@ echo "|---|---:|---:|---:|"
 echo "| no long snapshot | ${n_tps%.*} | $n_cm / $n_cp | $n_vm / $n_vp |"
 echo "| ${SNAP}s snapshot held | ${s_tps%.*} | $s_cm / $s_cp | $s_vm / $s_vp |"
 echo "| ratio | $(r "$s_tps" "$n_tps") | $(r "$s_cm" "$n_cm") / $(r "$s_cp" "$n_cp") | $(r "$s_vm" "$n_vm") / $(r "$s_vp" "$n_vp") |"
+echo
+echo "Each reader alone for ${ALONE}s right after each regime (writers stopped; the snapshot still held in the second):"
+echo
+echo "| | budget_check median / p99 ms | campaign_cost median / p99 ms |"
+echo "|---|---:|---:|"
+echo "| no long snapshot | $na_cm / $na_cp | $na_vm / $na_vp |"
+echo "| snapshot held | $sa_cm / $sa_cp | $sa_vm / $sa_vp |"
+echo "| ratio | $(r "$sa_cm" "$na_cm") / $(r "$sa_cp" "$na_cp") | $(r "$sa_vm" "$na_vm") / $(r "$sa_vp" "$na_vp") |"
 echo
 echo "Slot tables (with indexes): $before after the first regime and VACUUM; $during at the end of the snapshot; $after after it ended and VACUUM ran."
 echo "The aggregate oracle held and budget_verify() was empty afterwards."
