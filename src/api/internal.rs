@@ -146,9 +146,16 @@ pub unsafe extern "C-unwind" fn slot_rows(fcinfo: pg_sys::FunctionCallInfo) -> p
         );
     }
     pg_sys::InitMaterializedSRF(fcinfo, 0);
-    let store = (*((*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo)).setResult;
+    let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+    let (store, result_desc) = ((*rsinfo).setResult, (*rsinfo).setDesc);
     let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
-    crate::pg::table_scan::newest_versions(pg_sys::GetActiveSnapshot(), rel, &[], |tts| pg_sys::tuplestore_puttupleslot(store, tts));
+    // Values, not the stored tuple: a row written before a column was added with a default
+    // (alert_cap, in 0.2.0) does not hold that column, and only the table's own descriptor
+    // knows its default.
+    crate::pg::table_scan::newest_versions(pg_sys::GetActiveSnapshot(), rel, &[], |tts| {
+        pg_sys::slot_getallattrs(tts);
+        pg_sys::tuplestore_putvalues(store, result_desc, (*tts).tts_values, (*tts).tts_isnull);
+    });
     pg_sys::table_close(rel, pg_sys::NoLock as i32);
     pg_sys::Datum::from(0usize)
 }

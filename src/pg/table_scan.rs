@@ -110,7 +110,8 @@ pub fn sum_numeric_newest_first(
 }
 
 /// Calls `each` with every row of slot table `rel` visible to `snapshot` (among those whose
-/// leading primary-key columns match `scankeys`, which are on index column numbers), found
+/// key columns match `scankeys`, which are on index column numbers and fix every key column
+/// or none), found
 /// through the table's primary key, which must be the table's text key columns followed by
 /// `slot` (raises 55000 otherwise).
 ///
@@ -159,6 +160,9 @@ pub unsafe fn newest_versions(
         );
     }
     let nkeys = (*(*irel).rd_index).indnkeyatts as usize - 1;
+    // The row comparison below covers every key column from the first: callers fix all of
+    // them (one scope) or none (a whole table).
+    assert!(scankeys.is_empty() || scankeys.len() == nkeys, "newest_versions: fix every key column or none");
     let one_scope = scankeys.len() == nkeys;
     // The given keys, then the bound below which the next visible row is looked for: at first
     // every slot; the row comparison's members live in `row` while the scan uses them.
@@ -292,19 +296,15 @@ unsafe fn row_below(irel: pg_sys::Relation, values: &[pg_sys::Datum], nulls: &[b
         .collect()
 }
 
-/// The header scan key of the row comparison whose members are `members` (see [`row_below`]).
-unsafe fn row_header(members: &[pg_sys::ScanKeyData]) -> pg_sys::ScanKeyData {
-    let mut key = std::mem::MaybeUninit::<pg_sys::ScanKeyData>::zeroed().assume_init();
-    pg_sys::ScanKeyEntryInitialize(
-        &mut key,
-        pg_sys::SK_ROW_HEADER as i32,
-        members[0].sk_attno,
-        pg_sys::BTLessStrategyNumber as u16,
-        pg_sys::InvalidOid,
-        pg_sys::InvalidOid,
-        pg_sys::InvalidOid,
-        pg_sys::Datum::from(members.as_ptr()),
-    );
+/// The header scan key of the row comparison whose members are `members` (see [`row_below`]),
+/// filled in by hand as the executor does: `ScanKeyEntryInitialize` asserts that a key without
+/// a function is an IS NULL test.
+fn row_header(members: &[pg_sys::ScanKeyData]) -> pg_sys::ScanKeyData {
+    let mut key: pg_sys::ScanKeyData = unsafe { std::mem::MaybeUninit::zeroed().assume_init() };
+    key.sk_flags = pg_sys::SK_ROW_HEADER as i32;
+    key.sk_attno = members[0].sk_attno;
+    key.sk_strategy = pg_sys::BTLessStrategyNumber as u16;
+    key.sk_argument = pg_sys::Datum::from(members.as_ptr());
     key
 }
 
