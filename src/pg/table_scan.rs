@@ -111,9 +111,8 @@ pub fn sum_numeric_newest_first(
 
 /// Calls `each` with every row of slot table `rel` visible to `snapshot` (among those whose
 /// key columns match `scankeys`, which are on index column numbers and fix every key column
-/// or none), found
-/// through the table's primary key, which must be the table's text key columns followed by
-/// `slot` (raises 55000 otherwise).
+/// or none), found through the table's primary key, which must be the table's text key
+/// columns followed by `slot` (raises 55000 otherwise; primary-key columns are never NULL).
 ///
 /// Newest first, so that the cost does not grow with the dead versions that a long-held
 /// snapshot elsewhere keeps (every write updates its slot row; each page of versions adds an
@@ -187,7 +186,7 @@ pub unsafe fn newest_versions(
             break;
         }
         pg_sys::index_deform_tuple((*scan).xs_itup, (*scan).xs_itupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        key_bytes(&mut entry, &values[..=nkeys], &nulls[..nkeys], if one_scope { 0 } else { nkeys });
+        key_bytes(&mut entry, &values[..=nkeys], if one_scope { 0 } else { nkeys });
         if found.as_ref() == Some(&entry) {
             // An older version of a row already found: walk on, or after a few, descend below it.
             passed += 1;
@@ -197,7 +196,7 @@ pub unsafe fn newest_versions(
                     let Some(next) = slot.checked_sub(1) else { break };
                     slot_at_most(nkeys as i16 + 1, next)
                 } else {
-                    let members = row_below(irel, &values[..=nkeys], &nulls[..nkeys]);
+                    let members = row_below(irel, &values[..=nkeys]);
                     let header = row_header(&members);
                     row = members;
                     header
@@ -226,19 +225,14 @@ pub unsafe fn newest_versions(
 const DESCEND_AFTER: u32 = 2;
 
 /// Writes into `out` the bytes of a primary-key entry's first `text_keys` text values and its
-/// slot (`values`: the entry's key columns, then the slot; `nulls`: the key columns'), each
-/// text as its length and data. Equal bytes mean equal values; equal values stored
-/// differently would only cost [`newest_versions`] a heap visit that finds nothing visible.
-unsafe fn key_bytes(out: &mut Vec<u8>, values: &[pg_sys::Datum], nulls: &[bool], text_keys: usize) {
+/// slot (`values`: the entry's key columns, then the slot), each text as its length and data.
+/// Equal bytes mean equal values; equal values stored differently would only cost
+/// [`newest_versions`] a heap visit that finds nothing visible.
+unsafe fn key_bytes(out: &mut Vec<u8>, values: &[pg_sys::Datum], text_keys: usize) {
     out.clear();
-    for i in 0..text_keys {
-        if nulls[i] {
-            out.push(0);
-            continue;
-        }
-        let text = pg_sys::pg_detoast_datum_packed(values[i].cast_mut_ptr());
+    for value in &values[..text_keys] {
+        let text = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
         let len = pgrx::varlena::varsize_any_exhdr(text);
-        out.push(1);
         out.extend_from_slice(&(len as u32).to_le_bytes());
         out.extend_from_slice(std::slice::from_raw_parts(pgrx::varlena::vardata_any(text) as *const u8, len));
     }
@@ -264,16 +258,14 @@ unsafe fn slot_at_most(column: i16, at_most: i32) -> pg_sys::ScanKeyData {
 /// The members of the row comparison `(key columns, slot) < (values)` on index `irel`'s
 /// columns (text keys with their index collation, then the int4 slot, last in `values`), as
 /// the executor builds them for `ROW(...) < ROW(...)` (each member with its type's btree
-/// three-way comparison function, which nbtree calls for row members); the text values are copied, since the
-/// index entry they come from does not outlive the next rescan. A NULL key (not in a primary
-/// key) would end the comparison.
-unsafe fn row_below(irel: pg_sys::Relation, values: &[pg_sys::Datum], nulls: &[bool]) -> Vec<pg_sys::ScanKeyData> {
+/// three-way comparison function, which nbtree calls for row members); the text values are
+/// copied, since the index entry they come from does not outlive the next rescan.
+unsafe fn row_below(irel: pg_sys::Relation, values: &[pg_sys::Datum]) -> Vec<pg_sys::ScanKeyData> {
     let n = values.len();
     (0..n)
         .map(|i| {
             let last = i == n - 1;
-            let flags =
-                pg_sys::SK_ROW_MEMBER | if last { pg_sys::SK_ROW_END } else { 0 } | if !last && nulls[i] { pg_sys::SK_ISNULL } else { 0 };
+            let flags = pg_sys::SK_ROW_MEMBER | if last { pg_sys::SK_ROW_END } else { 0 };
             let (collation, procedure, argument) = if last {
                 (pg_sys::InvalidOid, pg_sys::F_BTINT4CMP, values[i])
             } else {
