@@ -26,6 +26,7 @@
 # 1000000), AB_SNAPSHOT_SECONDS (default 60). Output: bench/results/ab.md and ab_raw.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 OLD=${1:-1132390}
 SECS=${BENCH_SECONDS:-8}; REPS=${BENCH_REPS:-3}
@@ -82,7 +83,7 @@ bench() {
   b0=$(busy_jiffies)
   tps=$("$BIN/pgbench" -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c "$c" -j "$j" -T "$t" -l --log-prefix="$WORK/log" "$@" "$db" 2>&1 | awk '/^tps/ {print $3}')
   b1=$(busy_jiffies)
-  lat=$(cat "$WORK"/log* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "0 0"} else {i=int(NR*0.99); if (i<1) i=1; printf "%.3f %.3f", a[int((NR+1)/2)]/1000, a[i]/1000}}')
+  lat=$(cat "$WORK"/log* | percentiles)
   cpu=$(awk -v d=$(( b1 - b0 )) -v hz="$(getconf CLK_TCK)" -v tps="$tps" -v t="$t" 'BEGIN{printf "%.1f", d * 1000000 / hz / (tps * t)}')
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$db" "$c" "$tps" "$lat" "$cpu" | tee -a "$RAW" >&2
   echo "$tps $lat $cpu"

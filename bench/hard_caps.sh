@@ -21,6 +21,7 @@
 # bench/run.sh runs it too. Prints a Markdown section; raw rows go to bench/results/hard_caps_raw.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 SECS=${BENCH_SECONDS:-10}; REPS=${BENCH_REPS:-3}; CLIENTS=${BENCH_CAPS_CLIENTS:-"16 64"}
 DIR=/tmp/nbbench_caps; PORT=5487; BIN=/usr/lib/postgresql/15/bin
@@ -58,7 +59,7 @@ bench() {  # name, clients, database, script; prints "tps median_ms p99_ms"
   tps=$("$BIN/pgbench" -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c "$c" -j "$j" -T "$SECS" -l --log-prefix="$WORK/log" -f "$script" "$db" 2>&1 \
         | awk '/^tps/ {print $3}')
   local lat
-  lat=$(cat "$WORK"/log* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "0 0"} else {i=int(NR*0.99); if (i<1) i=1; printf "%.3f %.3f", a[int((NR+1)/2)]/1000, a[i]/1000}}')
+  lat=$(cat "$WORK"/log* | percentiles)
   printf '%s\t%s\t%s\t%s\n' "$name" "$c" "$tps" "$lat" | tee -a "$RAW" >&2
   echo "$tps $lat"
 }

@@ -14,6 +14,7 @@
 #   bash bench/long_snapshot.sh        (about 2 minutes). bench/run.sh runs it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 NORMAL=${BENCH_SNAP_NORMAL:-20}; SNAP=${BENCH_SNAP_SECONDS:-60}; ALONE=${BENCH_SNAP_ALONE:-5}
 DIR=/tmp/nbbench_snap; PORT=5486; BIN=/usr/lib/postgresql/15/bin
@@ -46,14 +47,13 @@ regime() {
   local v=$!
   wait $w $c $v
   local tps; tps=$(awk '/^tps/ {print $3}' "$WORK/writers.out")
-  lat() { cat "$WORK"/$1.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f %.3f", a[int((NR+1)/2)]/1000, a[i]/1000}'; }
-  echo "$tps $(lat c) $(lat v)"
+  echo "$tps $(cat "$WORK"/c.* | percentiles) $(cat "$WORK"/v.* | percentiles)"
 }
 # One reader alone for ALONE seconds: "median p99" (ms).
 alone() {
   rm -f "$WORK"/a.*
   "$BIN/pgbench" -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c 1 -T "$ALONE" -l --log-prefix="$WORK/a" -f "$WORK/$1.sql" bench >/dev/null 2>&1
-  cat "$WORK"/a.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f %.3f\n", a[int((NR+1)/2)]/1000, a[i]/1000}'
+  cat "$WORK"/a.* | percentiles
 }
 sizes() {  # total size of the four slot tables (with indexes) and their live rows
   q "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) || ' for ' || sum((SELECT count(*) FROM neon_budget._month_spend) * (c.relname = '_month_spend')::int

@@ -7,6 +7,7 @@
 # BENCH_COPY_ROWS (default 1000000), BENCH_SNAPSHOT_SECONDS (default "5 60").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 SECS=${BENCH_SECONDS:-10}; REPS=${BENCH_REPS:-3}; CLIENTS=${BENCH_CLIENTS:-"1 4 16 64"}
 BIG=${BENCH_BIG_ROWS:-10000000}; COPYROWS=${BENCH_COPY_ROWS:-1000000}; SNAPS=${BENCH_SNAPSHOT_SECONDS:-"5 60"}
@@ -36,7 +37,7 @@ bench() {
   tps=$("$BIN/pgbench" -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c "$c" -j "$j" -T "$t" -l --log-prefix="$WORK/log" "$@" "${DB:-bench}" 2>&1 \
         | awk '/^tps/ {print $3}')
   local lat
-  lat=$(cat "$WORK"/log* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "0 0"} else {i=int(NR*0.99); if (i<1) i=1; printf "%.3f %.3f", a[int((NR+1)/2)]/1000, a[i]/1000}}')
+  lat=$(cat "$WORK"/log* | percentiles)
   printf '%s\t%s\t%s\t%s\n' "$name" "$c" "$tps" "$lat" | tee -a "$RAW" >&2
   echo "$tps $lat"
 }
