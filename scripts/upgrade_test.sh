@@ -38,7 +38,7 @@ SELECT neon_budget.track_cost('CONTENT', 1000 * g, campaign_id => 'c' || (g % 2 
   FROM generate_series(1, 40) g;
 SELECT neon_budget.budget_reserve('SEO', 1000, 'c1', ttl => '1 hour');
 CREATE TABLE public.before AS
-  SELECT (SELECT string_agg(b::text, ';' ORDER BY id) FROM neon_budget.billing_log b) AS log,
+  SELECT (SELECT string_agg(to_jsonb(b)::text, ';' ORDER BY id) FROM neon_budget.billing_log b) AS log,
          (SELECT string_agg(m::text, ';' ORDER BY month) FROM neon_budget.monthly_budget m) AS months,
          (SELECT string_agg(a::text, ';' ORDER BY id) FROM neon_budget.alert_log a) AS alerts,
          (SELECT count(*) FROM neon_budget.audit_log) AS audits,
@@ -66,7 +66,8 @@ for sql in "SELECT neon_budget.track_cost('CONTENT', 1000, campaign_id => 'c1')"
            "INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) VALUES ('CONTENT', 1, 1)" \
            "SELECT neon_budget.budget_report('2024-01')" \
            "SELECT neon_budget.set_monthly_budget('2024-01', 20)" \
-           "SELECT neon_budget.set_campaign('c1', 'Renamed')"; do
+           "SELECT neon_budget.set_campaign('c1', 'Renamed')" \
+           "SELECT neon_budget.set_agent_rate('CONTENT', 0.06)"; do
   window "$sql"
 done
 for db in upg_data upg_template; do psql -d $db -c "ALTER EXTENSION neon_budget UPDATE"; done
@@ -75,7 +76,10 @@ v=$(psql -d upg_data -At -c "SELECT extversion FROM pg_extension WHERE extname =
 
 echo "-- old data intact after the upgrade"
 ok=$(psql -d upg_data -At <<'SQL'
-SELECT (SELECT string_agg(b::text, ';' ORDER BY id) FROM neon_budget.billing_log b) = log
+-- 0.5.0 added billing_log.cost_per_1k_tokens (the rate a row was priced at): rows recorded
+-- before carry none (NULL: never re-priced), every other column is as it was.
+SELECT (SELECT string_agg((to_jsonb(b) - 'cost_per_1k_tokens')::text, ';' ORDER BY id) FROM neon_budget.billing_log b) = log
+   AND NOT EXISTS (SELECT FROM neon_budget.billing_log WHERE cost_per_1k_tokens IS NOT NULL)
    AND (SELECT string_agg(m::text, ';' ORDER BY month) FROM neon_budget.monthly_budget m) = months
    AND (SELECT string_agg(a::text, ';' ORDER BY id) FROM neon_budget.alert_log a) IS NOT DISTINCT FROM alerts
    AND (SELECT count(*) FROM neon_budget.audit_log) = audits

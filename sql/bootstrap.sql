@@ -8,8 +8,8 @@
 -- Settings
 -- ---------------------------------------------------------------------------------------------
 
--- Cost per 1K tokens per agent type, as a history: the current rate of an agent type is its row
--- with the latest effective_from. The install defaults (source: the seed's AGENT_COST_PER_1K_TOKENS)
+-- Cost per 1K tokens per agent type, as a history: the rate in force at an instant is the agent
+-- type's row with the latest effective_from at or before it (src/rates.rs). The install defaults (source: the seed's AGENT_COST_PER_1K_TOKENS)
 -- carry effective_from = '-infinity'; only rates set later are dumped, so a restore never
 -- collides with the defaults that CREATE EXTENSION inserts again.
 CREATE TABLE agent_rate (
@@ -20,7 +20,7 @@ CREATE TABLE agent_rate (
     PRIMARY KEY (agent_type, effective_from)
 );
 COMMENT ON TABLE agent_rate IS
-  'Rate history: dollars per 1,000 tokens per agent type. The current rate is the row with the latest effective_from; change it with neon_budget.set_agent_rate().';
+  'Rate history: dollars per 1,000 tokens per agent type. The rate in force at an instant is the row with the latest effective_from at or before it; rows are priced at the rate in force at their created_at. Change it with neon_budget.set_agent_rate().';
 
 INSERT INTO agent_rate (agent_type, cost_per_1k_tokens, effective_from, set_by) VALUES
     ('CONTENT',          0.04, '-infinity', 'neon_budget'),
@@ -93,13 +93,16 @@ CREATE TABLE billing_log (
     execution_time_ms   bigint  CHECK (execution_time_ms >= 0),
     metadata            jsonb,
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    billing_month       text    NOT NULL CHECK (billing_month ~ '^[0-9]{4}-(0[1-9]|1[0-2])$')
+    billing_month       text    NOT NULL CHECK (billing_month ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'),
+    cost_per_1k_tokens  numeric CHECK (cost_per_1k_tokens >= 0 AND cost_per_1k_tokens < 'Infinity')
 );
 CREATE UNIQUE INDEX billing_log_execution_id_key ON billing_log (execution_id)
     WHERE execution_id IS NOT NULL;
 CREATE INDEX billing_log_month_campaign_idx ON billing_log (billing_month, campaign_id);
 COMMENT ON TABLE billing_log IS
   'One row per agent execution. cost is dollars (numeric), tokens a count, billing_month the YYYY-MM it counts toward (fixed when written, in neon_budget.timezone).';
+COMMENT ON COLUMN billing_log.cost_per_1k_tokens IS
+  'The agent rate (dollars per 1,000 tokens, from agent_rate, in force at created_at) that cost was priced at: cost = tokens / 1000 × cost_per_1k_tokens. NULL when the caller reported the cost. neon_budget.reprice_billing_log() re-prices these rows after a rate correction.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Reservations (pre-authorization): estimated spend held against the month's and the campaign's

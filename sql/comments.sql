@@ -3,12 +3,12 @@
 
 COMMENT ON FUNCTION track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint) IS
 $$Records one agent execution and returns its billing_log row.
-Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's current rate, exact), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction).
+Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's rate in force at created_at, exact, kept in billing_log.cost_per_1k_tokens), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction).
 The same execution_id twice records once and returns the first row, also after retention: an anonymized row is returned, a purged one gives NULL (a keyed digest of the id is kept). Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
-Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role; 40001 its execution_id was anonymized or purged while it ran (retry the call).$$;
+Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate in force at created_at (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role; 40001 its execution_id was anonymized or purged while it ran (retry the call).$$;
 
 COMMENT ON FUNCTION budget_check(text, text, bigint) IS
-$$May an execution run now? Arguments: campaign_id, agent_type, estimated_tokens (priced at the agent type's current rate).
+$$May an execution run now? Arguments: campaign_id, agent_type, estimated_tokens (priced at the agent type's rate in force now).
 Returns one row: can_execute, status (ok, warning, critical, exceeded), month (YYYY-MM), total_budget, total_spent, remaining (dollars, after live reservations, including those of transactions still open), utilization_percentage, override_enabled, campaign_id, campaign_budget (NULL = no limit), campaign_spent, estimated_cost, reserved, campaign_reserved (dollars).
 can_execute is false when the current month's or the campaign's spend plus live reservations has reached its budget or would pass it with the estimate, unless the override is on. Reads only the maintained aggregates and live reservations.
 Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_type; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100.$$;
@@ -30,9 +30,13 @@ COMMENT ON FUNCTION clear_campaign_budget(text) IS
 $$Removes a campaign's monthly budget: it has no limit (never blocks, never alerts) until set_campaign gives it one again. Writes audit_log.
 Errors: 22004 NULL campaign_id; 22023 empty campaign_id; 22001 campaign_id over 200 characters; 42704 no such campaign.$$;
 
-COMMENT ON FUNCTION set_agent_rate(text, numeric) IS
-$$Sets an agent type's rate in dollars per 1,000 tokens, effective now; recorded costs never change. Writes audit_log.
-Errors: 22004 NULL argument; 22023 empty agent type or negative rate; 22001 agent type over 100 characters.$$;
+COMMENT ON FUNCTION set_agent_rate(text, numeric, timestamptz) IS
+$$Sets an agent type's rate in dollars per 1,000 tokens, in force from effective_from (default now(); later schedules a price, earlier corrects the past) until its next rate. Every entry path prices a row at the rate in force at its created_at. Recorded costs never change: returns how many recorded rows priced at an agent rate would cost differently at the rates now in force (a NOTICE names reprice_billing_log, which re-prices them). Writes audit_log.
+Errors: 22004 NULL argument; 22023 empty agent type, negative rate or an infinite effective_from; 22001 agent type over 100 characters.$$;
+
+COMMENT ON FUNCTION reprice_billing_log(text, timestamptz, timestamptz) IS
+$$Re-prices the billing_log rows of an agent type priced at an agent rate (cost_per_1k_tokens not NULL; reported costs are never touched) with created_at in [since, before) (default: all) at the rate now in force at each row's created_at, in one UPDATE that every maintained aggregate follows; returns the number of rows changed. Purged rows keep their sums. Writes audit_log (rows, total cost before and after).
+Errors: 22004 NULL argument; 22023 empty agent type or since not before before; 42704 agent type without a rate.$$;
 
 COMMENT ON FUNCTION set_budget_override(boolean, text) IS
 $$Turns the emergency override of the current month on (a reason is required) or off (without a reason the last one stays on record). While on, budget_check allows executions past every budget; alerts still fire. Writes audit_log.
@@ -64,4 +68,4 @@ Errors any function may raise: 42501 a role without the privilege; 25006 a writi
 
 COMMENT ON TABLE billing_log IS
 $$One row per agent execution. cost is dollars (numeric), tokens a count, billing_month the YYYY-MM it counts toward (fixed when written, in neon_budget.timezone).
-Direct INSERT and COPY (neon_budget_admin) follow track_cost's rules; errors: 23514 a CHECK constraint; 23505 an execution_id recorded already (also one anonymized or purged since); 22001, 22008, 42704 as track_cost.$$;
+Direct INSERT and COPY (neon_budget_admin) follow track_cost's rules; errors: 23514 a CHECK constraint; 23505 an execution_id recorded already (also one anonymized or purged since); 22001, 22008, 42704 as track_cost; 22023 a cost and a cost_per_1k_tokens that disagree (cost must be tokens / 1000 x cost_per_1k_tokens; leave cost_per_1k_tokens NULL for a reported cost).$$;

@@ -85,6 +85,62 @@ SELECT b.month, b.total_budget,
           FROM neon_budget._month_spend_rows() m WHERE m.billing_month = b.month) sp ON true
   LEFT JOIN neon_budget.alert_state a ON a.scope = 'month' AND a.scope_key = '' AND a.month = b.month;
 
+-- ---------------------------------------------------------------------------------------------
+-- Prices in force at the time of the work (issue #13): every row is priced at the agent rate in
+-- force at its created_at and keeps that rate (billing_log.cost_per_1k_tokens, NULL for a cost
+-- the caller reported); set_agent_rate takes effective_from and returns how many recorded rows
+-- a correction would re-price; reprice_billing_log re-prices them. set_agent_rate gets a new C
+-- symbol (src/pg/schema_version.rs: the old one is a shim).
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE neon_budget.billing_log
+    ADD COLUMN cost_per_1k_tokens numeric CHECK (cost_per_1k_tokens >= 0 AND cost_per_1k_tokens < 'Infinity');
+COMMENT ON COLUMN neon_budget.billing_log.cost_per_1k_tokens IS
+  'The agent rate (dollars per 1,000 tokens, from agent_rate, in force at created_at) that cost was priced at: cost = tokens / 1000 × cost_per_1k_tokens. NULL when the caller reported the cost. neon_budget.reprice_billing_log() re-prices these rows after a rate correction.';
+COMMENT ON TABLE neon_budget.agent_rate IS
+  'Rate history: dollars per 1,000 tokens per agent type. The rate in force at an instant is the row with the latest effective_from at or before it; rows are priced at the rate in force at their created_at. Change it with neon_budget.set_agent_rate().';
+
+DROP FUNCTION neon_budget.set_agent_rate(text, numeric);
+CREATE  FUNCTION neon_budget."set_agent_rate"(
+	"agent_type" TEXT, /* Option < & str > */
+	"cost_per_1k_tokens" NUMERIC, /* Option < AnyNumeric > */
+	"effective_from" timestamp with time zone DEFAULT now() /* Option < TimestampWithTimeZone > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_agent_rate_v2_wrapper';
+CREATE  FUNCTION neon_budget."reprice_billing_log"(
+	"agent_type" TEXT, /* Option < & str > */
+	"since" timestamp with time zone DEFAULT '-infinity', /* Option < TimestampWithTimeZone > */
+	"before" timestamp with time zone DEFAULT 'infinity' /* Option < TimestampWithTimeZone > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'reprice_billing_log_wrapper';
+
+COMMENT ON FUNCTION neon_budget.set_agent_rate(text, numeric, timestamptz) IS
+$$Sets an agent type's rate in dollars per 1,000 tokens, in force from effective_from (default now(); later schedules a price, earlier corrects the past) until its next rate. Every entry path prices a row at the rate in force at its created_at. Recorded costs never change: returns how many recorded rows priced at an agent rate would cost differently at the rates now in force (a NOTICE names reprice_billing_log, which re-prices them). Writes audit_log.
+Errors: 22004 NULL argument; 22023 empty agent type, negative rate or an infinite effective_from; 22001 agent type over 100 characters.$$;
+
+COMMENT ON FUNCTION neon_budget.reprice_billing_log(text, timestamptz, timestamptz) IS
+$$Re-prices the billing_log rows of an agent type priced at an agent rate (cost_per_1k_tokens not NULL; reported costs are never touched) with created_at in [since, before) (default: all) at the rate now in force at each row's created_at, in one UPDATE that every maintained aggregate follows; returns the number of rows changed. Purged rows keep their sums. Writes audit_log (rows, total cost before and after).
+Errors: 22004 NULL argument; 22023 empty agent type or since not before before; 42704 agent type without a rate.$$;
+
+COMMENT ON FUNCTION neon_budget.track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint) IS
+$$Records one agent execution and returns its billing_log row.
+Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's rate in force at created_at, exact, kept in billing_log.cost_per_1k_tokens), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction).
+The same execution_id twice records once and returns the first row, also after retention: an anonymized row is returned, a purged one gives NULL (a keyed digest of the id is kept). Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
+Errors: 22004 NULL agent_type/tokens; 22003 negative tokens, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type; 42704 agent type without a rate in force at created_at (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role; 40001 its execution_id was anonymized or purged while it ran (retry the call).$$;
+
+COMMENT ON FUNCTION neon_budget.budget_check(text, text, bigint) IS
+$$May an execution run now? Arguments: campaign_id, agent_type, estimated_tokens (priced at the agent type's rate in force now).
+Returns one row: can_execute, status (ok, warning, critical, exceeded), month (YYYY-MM), total_budget, total_spent, remaining (dollars, after live reservations, including those of transactions still open), utilization_percentage, override_enabled, campaign_id, campaign_budget (NULL = no limit), campaign_spent, estimated_cost, reserved, campaign_reserved (dollars).
+can_execute is false when the current month's or the campaign's spend plus live reservations has reached its budget or would pass it with the estimate, unless the override is on. Reads only the maintained aggregates and live reservations.
+Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_type; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100.$$;
+
+COMMENT ON TABLE neon_budget.billing_log IS
+$$One row per agent execution. cost is dollars (numeric), tokens a count, billing_month the YYYY-MM it counts toward (fixed when written, in neon_budget.timezone).
+Direct INSERT and COPY (neon_budget_admin) follow track_cost's rules; errors: 23514 a CHECK constraint; 23505 an execution_id recorded already (also one anonymized or purged since); 22001, 22008, 42704 as track_cost; 22023 a cost and a cost_per_1k_tokens that disagree (cost must be tokens / 1000 x cost_per_1k_tokens; leave cost_per_1k_tokens NULL for a reported cost).$$;
+
 -- BEGIN sql/roles_and_grants.sql
 -- neon_budget: roles and privileges, in one idempotent file.
 --
@@ -143,7 +199,7 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('track_cost', 'budget_report', 'budget_reserve', 'budget_release',
-                             'set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate',
+                             'set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
                              'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
                              '_purged_spend_restored', '_purged_day_spend_restored')
@@ -186,7 +242,7 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate',
+           AND p.proname IN ('set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
                              'set_budget_override', 'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_admin', f);

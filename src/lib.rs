@@ -13,7 +13,7 @@
 //! | SQL API | [`api`] | every `#[pg_extern]`: argument checks and one call below |
 //! | features | [`maintenance`], [`report`] | verify, rebuild, retention; the cost report |
 //! | write path | [`write`] | applying rows to the aggregates, alert grants, budget state, reservations |
-//! | domain | [`settings`], [`execution_ids`], [`restore`], [`rates`], [`alerts`], [`validation`], [`month`], [`money`], [`gucs`] | budget rules, each in its own module |
+//! | domain | [`rate_changes`], [`settings`], [`execution_ids`], [`restore`], [`rates`], [`alerts`], [`validation`], [`month`], [`money`], [`gucs`] | budget rules, each in its own module |
 //! | plumbing | [`pg`] | caches, scans, locks, plans, version-specific calls |
 //! | errors | [`error`] | SQLSTATE errors and SPI error handling |
 //!
@@ -35,6 +35,7 @@ mod maintenance;
 mod money;
 mod month;
 mod pg;
+mod rate_changes;
 mod rates;
 mod report;
 mod restore;
@@ -82,7 +83,8 @@ extension_sql_file!(
         api::admin::set_monthly_budget,
         api::admin::set_campaign,
         api::admin::clear_campaign_budget,
-        api::admin::set_agent_rate,
+        api::admin::set_agent_rate_v2,
+        api::admin::reprice_billing_log,
         api::admin::set_budget_override
     ]
 );

@@ -1,6 +1,6 @@
-//! Budget settings: monthly budgets, campaigns, agent rates and the emergency override (the
-//! dashboard's "Budget Controls" panel). Each change is made under a row lock and writes
-//! `audit_log` (who: `session_user`, when, old and new values as JSON) in the same
+//! Budget settings: monthly budgets, campaigns and the emergency override (the dashboard's
+//! "Budget Controls" panel; agent rates are in `rate_changes.rs`). Each change is made under
+//! a row lock and writes `audit_log` (who: `session_user`, when, old and new values as JSON) in the same
 //! transaction; a change to a budget or threshold re-arms the alert levels it affects. The
 //! callers (the SQL functions of the same names) have checked the arguments.
 use crate::error::{raise, spi, spi_opt, Code};
@@ -9,7 +9,9 @@ use crate::month;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 
-fn audit(action: &str, target: &str, old_value_sql: &str, new_value_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
+/// Writes one `audit_log` row: `action` on `target`, the old and new values given by the
+/// queries `old_value_sql` and `new_value_sql` (`$1` is `target`, then `args`).
+pub(crate) fn audit(action: &str, target: &str, old_value_sql: &str, new_value_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
     let sql = format!(
         "INSERT INTO neon_budget.audit_log (action, target, old_value, new_value) VALUES ('{action}', $1, ({old_value_sql}), ({new_value_sql}))"
     );
@@ -175,31 +177,6 @@ fn audit_campaign(action: &str, campaign_id: &str, old_value: Option<pgrx::JsonB
         "SELECT $2",
         "SELECT pg_catalog.to_jsonb(c) FROM neon_budget.campaign c WHERE c.campaign_id OPERATOR(pg_catalog.=) $1",
         vec![old_value.into()],
-    );
-}
-
-/// `set_agent_rate` with checked arguments: rate changes of one agent
-/// type take turns (an advisory lock); audits.
-pub fn set_agent_rate(agent_type: &str, rate: AnyNumeric) {
-    // Serialize rate changes of one agent type.
-    crate::pg::locks::wait_xact(crate::pg::locks::Class::AgentRate, &format!("neon_budget.agent_rate:{agent_type}"));
-    let old_rate: Option<AnyNumeric> = spi_opt(Spi::get_one_with_args(
-        "SELECT r.cost_per_1k_tokens FROM neon_budget.agent_rate r WHERE r.agent_type OPERATOR(pg_catalog.=) $1
-          ORDER BY r.effective_from DESC LIMIT 1",
-        &[agent_type.into()],
-    ));
-    spi(Spi::run_with_args(
-        "INSERT INTO neon_budget.agent_rate AS r (agent_type, cost_per_1k_tokens, effective_from)
-         VALUES ($1, $2, pg_catalog.now())
-         ON CONFLICT (agent_type, effective_from) DO UPDATE SET cost_per_1k_tokens = EXCLUDED.cost_per_1k_tokens",
-        &[agent_type.into(), rate.clone().into()],
-    ));
-    audit(
-        "set_agent_rate",
-        agent_type,
-        "SELECT pg_catalog.jsonb_build_object('cost_per_1k_tokens', $2::numeric)",
-        "SELECT pg_catalog.jsonb_build_object('cost_per_1k_tokens', $3::numeric)",
-        vec![old_rate.into(), rate.into()],
     );
 }
 

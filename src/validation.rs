@@ -212,6 +212,29 @@ pub fn require_rate(rate: &AnyNumeric) {
     }
 }
 
+/// Raises 22023 for a time of `name` that is `infinity` or `-infinity` (a rate takes effect at
+/// a real instant).
+pub fn require_finite_time(name: &str, ts: &TimestampWithTimeZone) {
+    if ts.is_infinity() || ts.is_neg_infinity() {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{name} must be a finite time, not {ts}"),
+            "Pass the instant the rate takes effect, e.g. '2026-01-01 00:00+00', or leave it out for now().",
+        );
+    }
+}
+
+/// Raises 22023 unless `since` is before `before` (a window `[since, before)` of `created_at`).
+pub fn require_window(since: &TimestampWithTimeZone, before: &TimestampWithTimeZone) {
+    if pg_sys::TimestampTz::from(*since) >= pg_sys::TimestampTz::from(*before) {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("since ({since}) must be before before ({before})"),
+            "Pass the window of created_at to re-price as [since, before), e.g. '2026-11-01', '2026-12-01'.",
+        );
+    }
+}
+
 /// Raises 22023 when the override is turned on without a reason, 22001 for a reason over
 /// [`MAX_REASON_CHARS`].
 pub fn require_override_reason(enabled: bool, reason: Option<&str>) {

@@ -1,6 +1,7 @@
 //! Admin setters (members of `neon_budget_admin`): `set_monthly_budget`, `set_campaign`,
-//! `clear_campaign_budget`, `set_agent_rate` and `set_budget_override`. Argument checks here;
-//! the changes in [`crate::settings`].
+//! `clear_campaign_budget`, `set_agent_rate`, `reprice_billing_log` and
+//! `set_budget_override`. Argument checks here; the changes in [`crate::settings`] and
+//! [`crate::rate_changes`].
 use crate::settings;
 use crate::validation;
 use pgrx::prelude::*;
@@ -80,24 +81,64 @@ fn clear_campaign_budget(campaign_id: Option<&str>) {
     settings::clear_campaign_budget(validation::require_campaign_id(campaign_id))
 }
 
-/// `set_agent_rate(agent_type text, cost_per_1k_tokens numeric) -> void`
+/// `set_agent_rate(agent_type text, cost_per_1k_tokens numeric, effective_from timestamptz DEFAULT now()) -> bigint`
 ///
-/// Sets the rate of an agent type (new or existing) in dollars per 1,000 tokens, effective now.
-/// Only executions recorded after the change use it: logged costs never change. Writes
-/// `audit_log`.
+/// Sets the rate of an agent type (new or existing) in dollars per 1,000 tokens, in force from
+/// `effective_from` on (until its next rate): now by default, a later time to schedule a price,
+/// or an earlier one to correct the past. A rate set again for the same instant replaces it.
+/// Every entry path prices a row at the rate in force at its `created_at`. Recorded costs never
+/// change: the result is how many recorded rows priced at an agent rate would cost differently
+/// at the rates now in force (0 for a rate from now on), and a NOTICE names the call that
+/// re-prices them (`reprice_billing_log`). Counting reads `billing_log`. Writes `audit_log`
+/// (the rate in force at `effective_from` before and after, and that count).
 ///
-/// Errors: 22004 for NULL arguments; 22023 for an empty agent type or a negative rate; 22001
-/// for an agent type over 100 characters.
-#[pg_extern(volatile, parallel_unsafe)]
-fn set_agent_rate(agent_type: Option<&str>, cost_per_1k_tokens: Option<AnyNumeric>) {
+/// Errors: 22004 for NULL arguments; 22023 for an empty agent type, a negative rate, or an
+/// `effective_from` of ±infinity; 22001 for an agent type over 100 characters.
+#[pg_extern(volatile, parallel_unsafe, name = "set_agent_rate")]
+fn set_agent_rate_v2(
+    agent_type: Option<&str>,
+    cost_per_1k_tokens: Option<AnyNumeric>,
+    effective_from: default!(Option<TimestampWithTimeZone>, "now()"),
+) -> i64 {
     crate::error::require_writable("set_agent_rate()");
     crate::pg::schema_version::require_current();
     let agent_type = validation::required("agent_type", agent_type);
     let rate = validation::required("cost_per_1k_tokens", cost_per_1k_tokens);
+    let effective_from = validation::required("effective_from", effective_from);
     validation::require_agent_type(agent_type, "Pass a name such as 'CONTENT'.");
     validation::require_length("agent_type", agent_type, validation::MAX_AGENT_TYPE_CHARS);
     validation::require_rate(&rate);
-    settings::set_agent_rate(agent_type, rate)
+    validation::require_finite_time("effective_from", &effective_from);
+    crate::rate_changes::set_agent_rate(agent_type, rate, effective_from)
+}
+
+/// `reprice_billing_log(agent_type text, since timestamptz DEFAULT '-infinity', before timestamptz DEFAULT 'infinity') -> bigint`
+///
+/// Re-prices recorded rows after a rate correction: every `billing_log` row of `agent_type`
+/// priced at an agent rate (`cost_per_1k_tokens` not NULL; costs the caller reported are never
+/// touched) with `created_at` in `[since, before)` gets the cost of the rate now in force at its
+/// `created_at` (`tokens / 1000 × rate`). One `UPDATE`: every maintained aggregate follows in the
+/// same statement, and alert levels the new totals reach are sent. Returns the number of rows
+/// changed. Rows already purged keep their sums. Reads `billing_log`. Writes `audit_log` (rows,
+/// total cost before and after, the window).
+///
+/// Errors: 22004 for a NULL argument; 22023 for an empty agent type or `since` not before
+/// `before`; 42704 for an agent type with no rate.
+#[pg_extern(volatile, parallel_unsafe)]
+fn reprice_billing_log(
+    agent_type: Option<&str>,
+    since: default!(Option<TimestampWithTimeZone>, "'-infinity'"),
+    before: default!(Option<TimestampWithTimeZone>, "'infinity'"),
+) -> i64 {
+    crate::error::require_writable("reprice_billing_log()");
+    crate::pg::schema_version::require_current();
+    let agent_type = validation::required("agent_type", agent_type);
+    let since = validation::required("since", since);
+    let before = validation::required("before", before);
+    validation::require_agent_type(agent_type, "Pass an agent type such as 'CONTENT'.");
+    validation::require_length("agent_type", agent_type, validation::MAX_AGENT_TYPE_CHARS);
+    validation::require_window(&since, &before);
+    crate::rate_changes::reprice_billing_log(agent_type, since, before)
 }
 
 /// `set_budget_override(enabled boolean, reason text DEFAULT NULL) -> void`

@@ -56,7 +56,7 @@ fn budget_check(
     // The same limits as track_cost: an id that could never be recorded is refused, not allowed.
     validation::require_keys(campaign_id, agent_type);
     let estimate = match agent_type {
-        Some(a) => crate::money::cost_for_tokens(estimated_tokens, crate::rates::cached_rate(a)),
+        Some(a) => crate::money::cost_for_tokens(estimated_tokens, crate::rates::rate_now(a)),
         None if estimated_tokens > 0 => raise(
             Code::ERRCODE_INVALID_PARAMETER_VALUE,
             "estimated_tokens needs an agent_type to price them",

@@ -8,7 +8,7 @@
 //! | [`tracking`] | `track_cost` |
 //! | [`checking`] | `budget_check` |
 //! | [`reservations`] | `budget_reserve`, `budget_release` |
-//! | [`admin`] | `set_monthly_budget`, `set_campaign`, `clear_campaign_budget`, `set_agent_rate`, `set_budget_override` |
+//! | [`admin`] | `set_monthly_budget`, `set_campaign`, `clear_campaign_budget`, `set_agent_rate`, `reprice_billing_log`, `set_budget_override` |
 //! | [`maintenance`] | `budget_verify`, `budget_rebuild`, `anonymize_before`, `purge_before` |
 //! | [`report`] | `budget_report` |
 //! | [`internal`] | the `_`-prefixed helpers the extension's own SQL calls |

@@ -11,8 +11,8 @@ use pgrx::{AnyNumeric, JsonB};
 /// reservation_id bigint DEFAULT NULL) -> neon_budget.billing_log`
 ///
 /// Records one agent execution and returns its `billing_log` row. The cost in dollars is
-/// `tokens / 1000 × the agent type's current rate`, exactly, unless `cost` (a provider-reported
-/// dollar amount) is given. The same `execution_id` twice records once and returns the first
+/// `tokens / 1000 × the agent type's rate in force at created_at`, exactly (the rate is kept
+/// in `cost_per_1k_tokens`), unless `cost` (a provider-reported dollar amount) is given. The same `execution_id` twice records once and returns the first
 /// row (safe retries). Real spend is never refused for being over budget: use `budget_check`
 /// (or `budget_reserve`) before the execution. `reservation_id` settles a reservation made by
 /// `budget_reserve`: it stops holding its estimate as this actual cost is recorded. When
@@ -20,7 +20,7 @@ use pgrx::{AnyNumeric, JsonB};
 ///
 /// Errors: 22004 for a NULL `agent_type` or `tokens`; 22003 for negative `tokens`, `cost`,
 /// `retry_count` or `execution_time_ms`, or a score outside 0..1; 42704 for an agent type with no
-/// rate; 22023 for an empty agent type; 22001 for a `campaign_id` or `execution_id` over 200
+/// rate, or (without `cost`) none in force at `created_at`; 22023 for an empty agent type; 22001 for a `campaign_id` or `execution_id` over 200
 /// characters or an `agent_type` over 100; 22008 for a `created_at` with no billing month or
 /// further ahead of the clock than `neon_budget.max_clock_skew`; 42501 for a `reservation_id`
 /// made by another role; 40001 when its execution_id was anonymized or purged while it ran

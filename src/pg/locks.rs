@@ -11,7 +11,7 @@
 //! | `0x4e420002` alert claim | claiming the levels of one scope and month (`alerts::claim_and_send`) | tried once, never waits |
 //! | `0x4e420003` grant settlement | settling one scope's alert grants (`write/alert_grants.rs`) | tried for up to 20 ms, never queued |
 //! | `0x4e420004` rebuild | `budget_rebuild` of one month | waits |
-//! | `0x4e420005` agent rate | rate changes of one agent type (`set_agent_rate`) | waits |
+//! | `0x4e420005` agent rate | rate changes and re-pricing of one agent type (`set_agent_rate`, `reprice_billing_log`) | waits |
 //! | `0x4e420006` retention | `purge_before` and `anonymize_before` of the database (they take turns) | waits |
 use crate::error::{spi, spi_opt};
 use pgrx::prelude::*;

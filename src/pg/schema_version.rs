@@ -11,8 +11,9 @@
 //! Functions whose argument list changed keep their C symbol only if the old list still works:
 //! PostgreSQL calls a symbol with the arguments the old SQL definition declares, and pgrx reads
 //! the new list before the function body runs. So a changed argument list gets a new symbol
-//! (`budget_report` became `budget_report_v3_wrapper` in 0.3.0), and the old symbol stays in the
-//! library as a shim that only raises this error ([`budget_report_wrapper`]).
+//! (`budget_report` became `budget_report_v3_wrapper` in 0.3.0, `set_agent_rate`
+//! `set_agent_rate_v2_wrapper` in 0.5.0), and the old symbol stays in the library as a shim
+//! that only raises this error ([`budget_report_wrapper`], [`set_agent_rate_wrapper`]).
 use crate::error::{raise, Code};
 use pgrx::prelude::*;
 use std::cell::Cell;
@@ -57,27 +58,48 @@ pub fn require_current() {
     }
 }
 
-/// `pg_finfo` record of [`budget_report_wrapper`] (a version-1 C function).
-#[no_mangle]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_budget_report_wrapper() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+/// Defines an old C symbol as a shim (see the module documentation): its `pg_finfo` record and
+/// a version-1 function that raises [`require_current`]'s 55000 instead of reading arguments
+/// it may not have (XX000). Only a database not yet updated calls one.
+macro_rules! stale_symbol {
+    ($(#[$doc:meta])* $symbol:ident, $finfo:ident, $function:literal) => {
+        /// `pg_finfo` record of the shim of the same name without `pg_finfo_`.
+        #[no_mangle]
+        #[doc(hidden)]
+        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
+            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// Called by PostgreSQL's function manager with a valid `fcinfo`.
+        #[no_mangle]
+        #[pg_guard]
+        pub unsafe extern "C-unwind" fn $symbol(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+            require_current();
+            raise(
+                Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                concat!("neon_budget.", $function, " is defined by an older version of the extension"),
+                "Run ALTER EXTENSION neon_budget UPDATE; in this database as a superuser.",
+            )
+        }
+    };
 }
 
-/// The C symbol that `budget_report` had up to 0.2.0 (`budget_report(text)` in 0.1.0,
-/// `budget_report(text, text)` in 0.2.0). Only a database not yet updated calls it: it raises
-/// [`require_current`]'s 55000 instead of reading arguments it may not have (XX000).
-///
-/// # Safety
-/// Called by PostgreSQL's function manager with a valid `fcinfo`.
-#[no_mangle]
-#[pg_guard]
-pub unsafe extern "C-unwind" fn budget_report_wrapper(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    require_current();
-    raise(
-        Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        "neon_budget.budget_report is defined by an older version of the extension",
-        "Run ALTER EXTENSION neon_budget UPDATE; in this database as a superuser.",
-    )
-}
+stale_symbol!(
+    /// The C symbol that `budget_report` had up to 0.2.0 (`budget_report(text)` in 0.1.0,
+    /// `budget_report(text, text)` in 0.2.0).
+    budget_report_wrapper,
+    pg_finfo_budget_report_wrapper,
+    "budget_report"
+);
+
+stale_symbol!(
+    /// The C symbol that `set_agent_rate(text, numeric)` had up to 0.4.0 (0.5.0 added
+    /// `effective_from` and a result: `set_agent_rate_v2_wrapper`).
+    set_agent_rate_wrapper,
+    pg_finfo_set_agent_rate_wrapper,
+    "set_agent_rate"
+);

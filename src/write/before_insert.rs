@@ -3,8 +3,9 @@
 //! that each path refuses the same input with the same SQLSTATE and fills in the same values.
 //!
 //! For each row it checks the identifier lengths and the `created_at` window
-//! (`validation.rs`), prices a row without a `cost` from its tokens at the agent type's current
-//! rate exactly as `track_cost` does (`tokens / 1000 × rate`), and fixes its `billing_month`
+//! (`validation.rs`), prices a row without a `cost` from its tokens at the agent type's rate in
+//! force at its `created_at` exactly as `track_cost` does (`tokens / 1000 × rate`, the rate kept
+//! in `cost_per_1k_tokens`), and fixes its `billing_month`
 //! from `created_at` in `neon_budget.timezone` when none is given. `track_cost`'s own fast
 //! path (`write/log_insert.rs`) applies the same rules before it writes and does not fire it.
 use crate::error::{raise, Code};
@@ -21,12 +22,14 @@ fn column_error(e: impl std::fmt::Display) -> ! {
 }
 
 /// The trigger function `neon_budget._billing_log_before_insert()` (BEFORE INSERT, FOR EACH
-/// ROW, on `billing_log`). Returns the row with `cost` and `billing_month` filled in.
+/// ROW, on `billing_log`). Returns the row with `cost`, `cost_per_1k_tokens` and
+/// `billing_month` filled in.
 ///
 /// Errors: 22001 for a `campaign_id` or `execution_id` over 200 characters or an `agent_type`
 /// over 100; 23505 for an `execution_id` whose earlier record was anonymized or purged; 22023
 /// for one of the digest form (`nb-anon:...`) outside a restore; 22008 for a `created_at` with no billing month or further ahead of the clock than
-/// `neon_budget.max_clock_skew`; 42704 for a row without a cost whose agent type has no rate.
+/// `neon_budget.max_clock_skew`; 42704 for a row without a cost whose agent type has no rate in
+/// force at its `created_at`; 22023 for a `cost` and a `cost_per_1k_tokens` that disagree.
 #[pg_trigger]
 fn _billing_log_before_insert<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
@@ -59,16 +62,31 @@ fn _billing_log_before_insert<'a>(
         validation::require_created_at(ts);
     }
     let cost: Option<AnyNumeric> = row.get_by_name("cost").unwrap_or_else(|e| column_error(e));
-    if cost.is_none() {
-        // NULL agent_type or tokens: left to the NOT NULL constraints (23502).
-        let tokens: Option<i64> = row.get_by_name("tokens").unwrap_or_else(|e| column_error(e));
-        if let (Some(agent_type), Some(tokens)) = (agent_type.as_deref(), tokens) {
-            if tokens >= 0 {
-                // The rate lookup reads agent_rate, which the inserting role may not.
-                let rate = crate::pg::owner::as_owner(|| crate::rates::cached_rate(agent_type));
-                row.set_by_name("cost", crate::money::cost_for_tokens(tokens, rate)).unwrap_or_else(|e| column_error(e));
+    let rate: Option<AnyNumeric> = row.get_by_name("cost_per_1k_tokens").unwrap_or_else(|e| column_error(e));
+    // NULL agent_type or tokens: left to the NOT NULL constraints (23502); negative tokens to
+    // the CHECK constraint (23514).
+    let tokens: Option<i64> = row.get_by_name("tokens").unwrap_or_else(|e| column_error(e));
+    match (cost, rate, agent_type.as_deref(), tokens, created_at) {
+        // Priced here, at the rate in force at created_at. The rate lookup reads agent_rate,
+        // which the inserting role may not.
+        (None, _, Some(agent_type), Some(tokens), Some(at)) if tokens >= 0 => {
+            let rate = crate::pg::owner::as_owner(|| crate::rates::rate_at(agent_type, at));
+            row.set_by_name("cost", crate::money::cost_for_tokens(tokens, rate.clone())).unwrap_or_else(|e| column_error(e));
+            row.set_by_name("cost_per_1k_tokens", rate).unwrap_or_else(|e| column_error(e));
+        }
+        // A cost with the rate it was priced at (track_cost's SQL path, a restore, an admin's
+        // INSERT): the two must agree, so that a rate correction can re-price the row.
+        (Some(cost), Some(rate), _, Some(tokens), _) if tokens >= 0 => {
+            let priced = crate::money::cost_for_tokens(tokens, rate.clone());
+            if priced != cost {
+                raise(
+                    Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("cost {cost} is not tokens / 1000 × cost_per_1k_tokens ({tokens} / 1000 × {rate} = {priced})"),
+                    "Leave cost_per_1k_tokens NULL for a cost the provider reported, or leave cost NULL to price the row at the agent type's rate.",
+                );
             }
         }
+        _ => {}
     }
     let month: Option<String> = row.get_by_name("billing_month").unwrap_or_else(|e| column_error(e));
     if month.is_none() {

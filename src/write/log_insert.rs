@@ -4,7 +4,7 @@
 //! then one entry per index with its unique check).
 //!
 //! An SQL `INSERT` run through SPI starts an executor for every call, and PostgreSQL 15 then
-//! re-reads and re-plans the table's seven CHECK constraints and the WHEN clause of its BEFORE
+//! re-reads and re-plans the table's eight CHECK constraints and the WHEN clause of its BEFORE
 //! trigger from their stored text, builds the statement's transition table and fires the
 //! AFTER STATEMENT trigger through it: about a third of `track_cost`'s time. `track_cost` has
 //! already validated every argument against the same rules, so it writes the row itself and
@@ -51,6 +51,9 @@ pub struct NewRow<'a> {
     pub execution_id: Option<&'a str>,
     pub tokens: i64,
     pub cost: AnyNumeric,
+    /// The agent rate `cost` was priced at (dollars per 1,000 tokens); None for a cost the
+    /// caller reported.
+    pub cost_per_1k_tokens: Option<AnyNumeric>,
     pub task: Option<&'a str>,
     pub impact_score: Option<f64>,
     pub conversion_achieved: Option<bool>,
@@ -122,6 +125,7 @@ pub fn insert(mut row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, Str
         set("execution_id", row.execution_id.into_datum());
         set("tokens", row.tokens.into_datum());
         set("cost", row.cost.clone().into_datum());
+        set("cost_per_1k_tokens", row.cost_per_1k_tokens.clone().into_datum());
         set("task", row.task.into_datum());
         set("impact_score", row.impact_score.into_datum());
         set("conversion_achieved", row.conversion_achieved.into_datum());

@@ -23,7 +23,7 @@ use std::ffi::CStr;
 
 /// The CHECK constraints `sql/bootstrap.sql` creates on `billing_log`, as PostgreSQL 15
 /// deparses them (`pg_get_constraintdef` without `CHECK`).
-pub const OWN_CHECKS: [&str; 7] = [
+pub const OWN_CHECKS: [&str; 8] = [
     "(tokens >= 0)",
     "((cost >= (0)::numeric) AND (cost < 'Infinity'::numeric))",
     "((impact_score >= (0)::double precision) AND (impact_score <= (1)::double precision))",
@@ -31,6 +31,7 @@ pub const OWN_CHECKS: [&str; 7] = [
     "(retry_count >= 0)",
     "(execution_time_ms >= 0)",
     "(billing_month ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'::text)",
+    "((cost_per_1k_tokens >= (0)::numeric) AND (cost_per_1k_tokens < 'Infinity'::numeric))",
 ];
 
 /// The triggers `sql/finalize.sql` creates on `billing_log`: function (in schema
@@ -50,7 +51,7 @@ const EXECUTION_ID_PREDICATE: &str = "(execution_id IS NOT NULL)";
 
 /// The columns of `billing_log` (all of them: the row is formed in full), with their types and
 /// whether they are NOT NULL (no type modifiers).
-pub const COLUMNS: [(&str, pg_sys::Oid, bool); 15] = [
+pub const COLUMNS: [(&str, pg_sys::Oid, bool); 16] = [
     ("id", pg_sys::INT8OID, true),
     ("agent_type", pg_sys::TEXTOID, true),
     ("campaign_id", pg_sys::TEXTOID, false),
@@ -66,6 +67,7 @@ pub const COLUMNS: [(&str, pg_sys::Oid, bool); 15] = [
     ("metadata", pg_sys::JSONBOID, false),
     ("created_at", pg_sys::TIMESTAMPTZOID, true),
     ("billing_month", pg_sys::TEXTOID, true),
+    ("cost_per_1k_tokens", pg_sys::NUMERICOID, false),
 ];
 
 unsafe fn cstr(p: *const std::ffi::c_char) -> String {

@@ -21,23 +21,25 @@ pub struct Execution<'a> {
     pub retry_count: Option<i32>,
     pub execution_time_ms: Option<i64>,
     pub metadata: Option<JsonB>,
-    /// Dollars reported by the provider; None: priced from tokens at the current rate.
+    /// Dollars reported by the provider; None: priced from tokens at the rate in force at
+    /// `created_at`.
     pub cost: Option<AnyNumeric>,
     pub created_at: Option<TimestampWithTimeZone>,
     pub reservation_id: Option<i64>,
 }
 
-/// Records one execution priced by the caller (`$4`, dollars). Inserts nothing when the
+/// Records one execution priced by the caller (`$4`, dollars; `$15` the rate it was priced at,
+/// NULL for a cost the caller reported). Inserts nothing when the
 /// execution_id is already recorded. `{on_conflict}` is the ON CONFLICT clause for a call with
 /// an execution_id, and empty without one: such a row cannot conflict, and a plain INSERT skips
 /// the speculative insertion (and its extra WAL record) of ON CONFLICT.
 const INSERT_EXECUTION: &str = "INSERT INTO neon_budget.billing_log AS b
     (agent_type, campaign_id, tokens, cost, task, execution_id, impact_score,
      conversion_achieved, quality_score, retry_count, execution_time_ms, metadata,
-     created_at, billing_month)
+     created_at, billing_month, cost_per_1k_tokens)
  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
         COALESCE($13, pg_catalog.now()),
-        pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM'))
+        pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM'), $15)
  {on_conflict}
  RETURNING b";
 
@@ -79,10 +81,19 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
         super::reservations::settle(id);
     }
     let tz = gucs::timezone();
-    // Priced here: tokens × the agent type's current rate × 0.001, unless the caller gave the
-    // cost. An agent type without a rate is refused either way (42704).
-    let rate = crate::rates::cached_rate(agent_type);
-    let cost = cost.unwrap_or_else(|| crate::money::cost_for_tokens(tokens, rate));
+    // Priced here: tokens × 0.001 × the agent type's rate in force at created_at (now() when
+    // left out), unless the caller reported the cost. An agent type without any rate is refused
+    // either way, and a priced row without a rate in force at its time (42704).
+    let (cost, rate) = match cost {
+        Some(cost) => {
+            crate::rates::require_known(agent_type);
+            (cost, None)
+        }
+        None => {
+            let rate = crate::rates::rate_at(agent_type, created_at.unwrap_or_else(crate::rates::now));
+            (crate::money::cost_for_tokens(tokens, rate.clone()), Some(rate))
+        }
+    };
 
     // A retry of an execution whose row was anonymized or purged since (execution_ids.rs).
     // The same probes find the id's own row, recorded or being recorded by another call.
@@ -103,15 +114,14 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
         // Nothing can conflict, or (an execution_id no probe found) a conflict is caught by the
         // speculative insertion: the row is written without SQL when billing_log is as the
         // extension made it (write/log_insert.rs).
-        let created = created_at.unwrap_or_else(|| {
-            TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }).expect("now() is a valid timestamptz")
-        });
+        let created = created_at.unwrap_or_else(crate::rates::now);
         let row = super::log_insert::NewRow {
             agent_type,
             campaign_id,
             execution_id,
             tokens,
             cost: cost.clone(),
+            cost_per_1k_tokens: rate.clone(),
             task,
             impact_score,
             conversion_achieved,
@@ -152,6 +162,7 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
                     oid::JSONB,
                     oid::TIMESTAMPTZ,
                     oid::TEXT,
+                    oid::NUMERIC,
                 ],
             )
         });
@@ -177,6 +188,7 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
                         metadata.into(),
                         created_at.into(),
                         tz.as_str().into(),
+                        rate.into(),
                     ],
                 )
                 .and_then(|t| t.first().get_one()),

@@ -31,7 +31,7 @@ use crate::gucs;
 use crate::money;
 use crate::month;
 use crate::pg::plans::{self, oid};
-use crate::rates::cached_rate;
+use crate::rates::rate_now;
 use crate::write::state::State;
 use pgrx::datetime::Interval;
 use pgrx::prelude::*;
@@ -78,7 +78,7 @@ pub fn reserve(
             "Pass how long the reservation may wait for its execution, e.g. '15 minutes'.",
         );
     }
-    let rate = cached_rate(agent_type);
+    let rate = rate_now(agent_type);
     if !gucs::enabled() {
         return None;
     }

@@ -330,7 +330,8 @@ fn restore_mode_is_not_the_callers_to_set() {
 fn copy_and_insert_price_rows_without_a_cost() {
     let mut db = TestDb::new("admin_copy_price");
     let c = &mut db.client;
-    c.batch_execute("SELECT neon_budget.set_agent_rate('ODD', 0.0123)").unwrap();
+    // In force from before the rows' times (a rate applies from its effective_from on).
+    c.batch_execute("SELECT neon_budget.set_agent_rate('ODD', 0.0123, '2024-01-01+00')").unwrap();
     let mut w =
         c.copy_in("COPY neon_budget.billing_log (agent_type, tokens, campaign_id, created_at) FROM STDIN WITH (FORMAT csv)").unwrap();
     w.write_all(b"CONTENT,1500,c1,2024-02-01 10:00+00\nODD,777,c1,2024-02-02 10:00+00\nSEO,0,,2024-02-03 10:00+00\n").unwrap();

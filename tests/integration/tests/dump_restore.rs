@@ -34,8 +34,8 @@ fn dump_and_restore_keep_everything() {
     let mut src = TestDb::new("dump_src");
     let c = &mut src.client;
     c.batch_execute(
-        "SELECT neon_budget.set_agent_rate('CONTENT', 0.05);
-         SELECT neon_budget.set_agent_rate('NEW_AGENT', 0.11);
+        "SELECT neon_budget.set_agent_rate('CONTENT', 0.05, '2024-01-01+00');
+         SELECT neon_budget.set_agent_rate('NEW_AGENT', 0.11, '2024-01-01+00');
          SELECT neon_budget.set_monthly_budget('2024-01', 10, 0.5);
          SELECT neon_budget.set_monthly_budget('2024-02', 5000);
          SELECT neon_budget.set_campaign('c1', 'Launch \"Q1\" *bold*', 'CONTENT_GENERATION', 4);

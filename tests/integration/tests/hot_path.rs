@@ -71,10 +71,11 @@ fn a_rate_changed_elsewhere_prices_the_next_call() {
         w.query_one(&format!("SELECT (neon_budget.track_cost('CONTENT', 1500, {AT})).cost::text"), &[]).unwrap().get(0)
     };
     assert_eq!(cost(&mut w), "0.06");
-    admin.batch_execute("SELECT neon_budget.set_agent_rate('CONTENT', 0.123)").unwrap();
+    // In force from before AT (a row is priced at the rate in force at its created_at).
+    admin.batch_execute("SELECT neon_budget.set_agent_rate('CONTENT', 0.123, '2024-01-01+00')").unwrap();
     assert_eq!(cost(&mut w), "0.1845");
     // An agent type that appears elsewhere is usable at once, and one with no rate is refused.
-    admin.batch_execute("SELECT neon_budget.set_agent_rate('NEW_AGENT', 2)").unwrap();
+    admin.batch_execute("SELECT neon_budget.set_agent_rate('NEW_AGENT', 2, '2024-01-01+00')").unwrap();
     let c: String = w.query_one(&format!("SELECT (neon_budget.track_cost('NEW_AGENT', 10, {AT})).cost::text"), &[]).unwrap().get(0);
     assert_eq!(c, "0.02");
     assert_eq!(sqlstate(w.batch_execute(&format!("SELECT neon_budget.track_cost('NO_RATE', 10, cost => 1, {AT})"))), "42704");

@@ -70,12 +70,16 @@ SELECT neon_budget.clear_campaign_budget('camp-2');
 SELECT count(*) - :audit_rows AS new_audit_rows, (SELECT count(*) FROM neon_budget.campaign WHERE campaign_id = 'camp-2') AS camp2
   FROM neon_budget.audit_log;
 
--- set_agent_rate: from now on; the history is kept.
-SELECT neon_budget.set_agent_rate('CONTENT', 0.05);
-SELECT neon_budget.set_agent_rate('NEW_AGENT', 0.011);
-SELECT agent_type, cost_per_1k_tokens, effective_from = '-infinity' AS install_default, set_by
+-- set_agent_rate: from effective_from on; the history is kept. A row is priced at the rate in
+-- force at its created_at; before an agent type's first rate there is none (42704).
+SELECT neon_budget.set_agent_rate('CONTENT', 0.05, '2024-08-01 00:00+00');
+SELECT neon_budget.set_agent_rate('NEW_AGENT', 0.011, '2024-01-01 00:00+00');
+SELECT agent_type, cost_per_1k_tokens, effective_from, set_by
   FROM neon_budget.agent_rate WHERE agent_type IN ('CONTENT', 'NEW_AGENT') ORDER BY agent_type, effective_from;
 SELECT cost FROM neon_budget.track_cost('NEW_AGENT', 1000, created_at => '2024-08-01 10:00+00');
+SELECT cost FROM neon_budget.track_cost('NEW_AGENT', 1000, created_at => '2023-12-31 23:59:59.999999+00');
+SELECT cost, cost_per_1k_tokens FROM neon_budget.track_cost('CONTENT', 1000, created_at => '2024-07-31 23:59:59.999999+00');
+SELECT cost, cost_per_1k_tokens FROM neon_budget.track_cost('CONTENT', 1000, created_at => '2024-08-01 00:00+00');
 
 -- set_budget_override: the current month's. Exceeded and blocked; on with a reason, admitted
 -- (still exceeded); off without a reason keeps the last reason on record.

@@ -240,7 +240,7 @@ SELECT length(campaign_id), length(execution_id), cost
                               created_at => '2024-01-12 00:00+00');
 SELECT neon_budget.set_monthly_budget('2024-01', 100, 1);
 SELECT total_budget, alert_threshold FROM neon_budget.monthly_budget_setting WHERE month = '2024-01';
-SELECT neon_budget.set_agent_rate('FREE_TIER', 0);
+SELECT neon_budget.set_agent_rate('FREE_TIER', 0, '2024-01-01 00:00+00');
 SELECT cost FROM neon_budget.track_cost('FREE_TIER', 123456, created_at => '2024-01-12 00:00+00');
 
 -- What the caller reads: message, detail and hint of a few refusals.

@@ -154,27 +154,31 @@ SELECT utilization_percentage FROM neon_budget.campaign_breakdown WHERE campaign
 SELECT level, spent, budget FROM neon_budget.alert_log WHERE scope = 'campaign' AND campaign_id = 'thirty' ORDER BY id;
 
 -- 10. Rates change, history doesn't: a rate change never reprices a recorded row, and reports
--- of past months do not move. (Not asserted here: SCENARIOS.md's "a call reported late is
--- priced at the rate in force at its created_at". track_cost prices at the latest rate.)
+-- of past months do not move. A call reported late is priced at the rate in force at its
+-- created_at (SCENARIOS.md), and estimates at the rate in force now.
 SELECT neon_budget.set_monthly_budget('2024-12', 10);
 SELECT neon_budget.set_campaign('alpha', 'Alpha', 'CONTENT_GENERATION', 5);
 SELECT cost FROM neon_budget.track_cost('CONTENT', 1000, campaign_id => 'alpha', execution_id => 'old-1', created_at => '2024-12-15 12:00+00');
 SELECT cost FROM neon_budget.track_cost('SEO', 1000, campaign_id => 'alpha', created_at => '2024-12-16 12:00+00');
 SELECT md5(neon_budget.budget_report('2024-12') || neon_budget.budget_report('2024-12', 'json')) AS report_before \gset
-SELECT neon_budget.set_agent_rate('CONTENT', 0.10);
+-- A price scheduled for January 2031: no recorded row is concerned (0).
+SELECT neon_budget.set_agent_rate('CONTENT', 0.10, '2031-01-01 00:00+00');
 SELECT cost FROM neon_budget.billing_log WHERE execution_id = 'old-1';
 -- A retry of the earlier execution keeps its recorded cost.
 SELECT cost FROM neon_budget.track_cost('CONTENT', 1000, execution_id => 'old-1');
--- Later executions use the new rate (here in January 2031); other agent types keep theirs.
+-- Executions from January 2031 use the new rate; other agent types keep theirs; an estimate
+-- made now uses the rate in force now.
 SELECT cost FROM neon_budget.track_cost('CONTENT', 1000, created_at => '2031-01-10 12:00+00');
 SELECT cost FROM neon_budget.track_cost('SEO', 1000, created_at => '2031-01-10 12:00+00');
 SELECT estimated_cost FROM neon_budget.budget_check(NULL, 'CONTENT', 1000);
 SELECT total_spent, executions FROM neon_budget.monthly_budget WHERE month = '2031-01';
 SELECT total_spent FROM neon_budget.monthly_budget WHERE month = '2024-12';
 SELECT md5(neon_budget.budget_report('2024-12') || neon_budget.budget_report('2024-12', 'json')) = :'report_before' AS report_unchanged;
--- A second change, back down.
-SELECT neon_budget.set_agent_rate('CONTENT', 0.02);
+-- A second change, back down, from 2031-01-11; then a call reported late from 2031-01-10 is
+-- priced at 0.10, the rate in force when it ran.
+SELECT neon_budget.set_agent_rate('CONTENT', 0.02, '2031-01-11 00:00+00');
 SELECT cost FROM neon_budget.track_cost('CONTENT', 1000, created_at => '2031-01-11 12:00+00');
+SELECT cost FROM neon_budget.track_cost('CONTENT', 1000, created_at => '2031-01-10 18:00+00');
 SELECT string_agg(trim_scale(cost_per_1k_tokens)::text, ',' ORDER BY effective_from) AS content_rates
   FROM neon_budget.agent_rate WHERE agent_type = 'CONTENT';
 
