@@ -11,13 +11,16 @@
 #                    INSERT a reservation row RETURNING id; DELETE it and INSERT the log row with
 #                    an execution_id (one statement); COMMIT (the floor of a reservation kept as a row)
 #   reserve_settle   BEGIN; budget_reserve; track_cost(execution_id, reservation_id); COMMIT
+#   check_allowed    budget_check alone, allowed (issue #13: counting refusals must not slow it)
+#   check_refused    budget_check alone, refused by a campaign whose budget is spent (each
+#                    refusal is counted in _blocked_count, write/blocked.rs)
 #   near_level       track_cost with an execution_id while the month sits 1% below its cap (the
 #                    "exceeded" level), writes of $0.0001 each: before every run the month's
 #                    budget is set so that its spend is 99% of it (database bench_near).
 # After every run: the aggregate oracle (bench/oracle.sql) and budget_verify() must be empty.
 #
 # Run alone (as root on Debian 12; own throwaway cluster in /tmp/nbbench_caps on port 5487):
-#   BENCH_SECONDS=8 BENCH_REPS=3 bash bench/hard_caps.sh     (about 15 minutes)
+#   BENCH_SECONDS=8 BENCH_REPS=3 bash bench/hard_caps.sh     (about 20 minutes)
 # bench/run.sh runs it too. Prints a Markdown section; raw rows go to bench/results/hard_caps_raw.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +30,7 @@ SECS=${BENCH_SECONDS:-10}; REPS=${BENCH_REPS:-3}; CLIENTS=${BENCH_CAPS_CLIENTS:-
 DIR=/tmp/nbbench_caps; PORT=5487; BIN=/usr/lib/postgresql/15/bin
 OUT=bench/results; mkdir -p "$OUT"; RAW="$OUT/hard_caps_raw.tsv"
 WORK=$(mktemp -d /tmp/nbbench_caps_work.XXXXXX); chmod 777 "$WORK"
-VARIANTS=(plain_eid track_cost track_cost_eid check_track_eid plain_reserve_settle reserve_settle near_level)
+VARIANTS=(plain_eid track_cost track_cost_eid check_track_eid plain_reserve_settle reserve_settle near_level check_allowed check_refused)
 
 if [ -z "${NB_BENCH_INSTALLED:-}" ]; then
   bash scripts/setup.sh >&2
@@ -44,6 +47,11 @@ done
 psql -d bench -c "SET client_min_messages = warning" -f bench/schema.sql >/dev/null
 psql -d bench -c "CREATE TABLE bench_plain.reservation (LIKE neon_budget.reservation INCLUDING ALL)" >/dev/null
 psql -d bench -At -c "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 1000000000)" >/dev/null
+# spent-1..8: campaigns whose $1 budget is spent, for check_refused.
+for i in 1 2 3 4 5 6 7 8; do
+  psql -d bench -At -c "SELECT neon_budget.set_campaign('spent-$i', 'Spent $i', 'BENCH', 1)" \
+    -c "SELECT 1 FROM neon_budget.track_cost('CONTENT', 0, campaign_id => 'spent-$i', cost => 1)" >/dev/null
+done
 # bench_near: $990 spent of a $1000 month (warning and critical sent), then kept 1% below the cap.
 psql -d bench_near -At -c "SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 1000)" \
   -c "SELECT 1 FROM neon_budget.track_cost('CONTENT', 0, cost => 990)" >/dev/null
@@ -108,5 +116,7 @@ psql -d postgres -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_rel
 spent=$(psql -d bench_near -At -c "SELECT round(total_spent / total_budget * 100, 2) FROM neon_budget.monthly_budget WHERE month = neon_budget._current_month()")
 sent=$(psql -d bench_near -At -c "SELECT string_agg(level, ',' ORDER BY id) FROM neon_budget.alert_log WHERE scope = 'month'")
 echo "near_level: after its last run the month stood at ${spent}% of its cap; month alerts sent over the whole run: ${sent:-none}."
+blocked=$(psql -d bench -At -c "SELECT COALESCE(sum(executions_blocked), 0) FROM neon_budget.blocked_executions")
+echo "check_refused: $blocked refusals counted in blocked_executions over the whole run."
 echo "After every run the aggregate oracle held and budget_verify() was empty in both databases."
 echo

@@ -237,6 +237,22 @@ CREATE TABLE _write_path_stats (
 COMMENT ON TABLE _write_path_stats IS
   'Writes to billing_log per backend slot, path (heap: track_cost without SQL; sql: an SQL INSERT) and reason, added by each backend at most once a second (src/write/path_stats.rs); see the write_path_stats view.';
 
+-- Blocked decisions (src/write/blocked.rs): one row per day, decision, scope, reason and backend
+-- slot, so that backends never wait on each other; dumped with the data.
+CREATE TABLE _blocked_count (
+    billing_day  text        NOT NULL,
+    decision     text        NOT NULL CHECK (decision IN ('budget_check', 'budget_reserve')),
+    scope        text        NOT NULL CHECK (scope IN ('month', 'campaign')),
+    scope_key    text        NOT NULL,
+    reason       text        NOT NULL CHECK (reason IN ('budget_reached', 'estimate_too_large')),
+    slot         integer     NOT NULL,
+    blocked      bigint      NOT NULL,
+    last_blocked timestamptz NOT NULL,
+    PRIMARY KEY (billing_day, decision, scope, scope_key, reason, slot)
+);
+COMMENT ON TABLE _blocked_count IS
+  'Refused budget_check answers and budget_reserve calls per day (YYYY-MM-DD in neon_budget.timezone), decision, scope (month, or campaign: scope_key its id), reason (budget_reached, estimate_too_large) and backend slot; see the blocked_executions view (src/write/blocked.rs).';
+
 -- What purge_before removed from billing_log, per month, campaign ('' = none) and agent type:
 -- the maintained aggregates keep these sums, so reports of purged months do not change.
 CREATE TABLE purged_spend (
@@ -301,6 +317,7 @@ SELECT pg_catalog.pg_extension_config_dump('alert_state', '');
 SELECT pg_catalog.pg_extension_config_dump('billing_log', '');
 SELECT pg_catalog.pg_extension_config_dump('alert_log', '');
 SELECT pg_catalog.pg_extension_config_dump('reservation', '');
+SELECT pg_catalog.pg_extension_config_dump('_blocked_count', '');
 SELECT pg_catalog.pg_extension_config_dump('reservation_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('billing_log_id_seq', '');

@@ -15,7 +15,7 @@ Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_ty
 
 COMMENT ON FUNCTION budget_report(text, text) IS
 $$Cost report of a billing month (YYYY-MM; NULL = current month): monthly overview, campaign breakdown, agent usage, cost optimization suggestions. Money in dollars.
-format (default 'md'): 'md' the Markdown report (figures rounded); 'json' one object {month, timezone, overview, campaigns, agents, suggestions, daily} with exact JSON numbers and the spend of every day of the month; 'csv' a flat table with a header, columns section (overview, campaign, agent, day, suggestion), key, name, type, cost, budget, remaining, utilization_percentage, status, alert_threshold, tokens, executions, avg_cost_per_execution, successes, failures, success_rate_percentage, retries (exact decimals, empty where not applicable).
+format (default 'md'): 'md' the Markdown report (figures rounded); 'json' one object {month, timezone, overview, campaigns, agents, suggestions, daily, blocked} with exact JSON numbers, the spend of every day of the month and the executions blocked (per scope, decision and reason); 'csv' a flat table with a header, columns section (overview, campaign, agent, day, blocked, suggestion), key, name, type, cost, budget, remaining, utilization_percentage, status, alert_threshold, tokens, executions, avg_cost_per_execution, successes, failures, success_rate_percentage, retries, scope, decision, reason (exact decimals, empty where not applicable). The Markdown report lists executions blocked when there are any.
 Errors: 22007 malformed month; 22023 unknown format.$$;
 
 COMMENT ON FUNCTION set_monthly_budget(text, numeric, numeric) IS

@@ -197,6 +197,15 @@ SELECT s.path, s.reason, sum(s.writes)::bigint AS writes, max(s.last_write) AS l
 COMMENT ON VIEW write_path_stats IS
   'Which path writes to billing_log took, per database: path heap (track_cost wrote the row with the heap API) or sql (an SQL INSERT), the reason (track_cost: why it could not take the heap path, e.g. a CHECK constraint the extension did not create; or INSERT or COPY), rows written and the last write. Approximate: each backend adds its counts at most once a second. Admin only.';
 
+CREATE VIEW blocked_executions AS
+SELECT pg_catalog.left(b.billing_day, 7) AS month, b.billing_day AS day, b.decision, b.scope,
+       NULLIF(b.scope_key, '') AS campaign_id, b.reason,
+       sum(b.blocked)::bigint AS executions_blocked, max(b.last_blocked) AS last_blocked
+  FROM _blocked_count b
+ GROUP BY b.billing_day, b.decision, b.scope, b.scope_key, b.reason;
+COMMENT ON VIEW blocked_executions IS
+  'Executions blocked: refused budget_check answers (can_execute = false) and budget_reserve calls (53000), per month, day (YYYY-MM-DD in neon_budget.timezone), decision, scope (month, or campaign with campaign_id), reason (budget_reached: spend plus reservations had reached the budget; estimate_too_large: the estimate would pass it). A refusal counts under each scope that refused it. Counted by the refusing backend and written at once, or by its next call in a read-write transaction, or when it exits; refusals on a standby are not counted (src/write/blocked.rs).';
+
 CREATE VIEW monthly_budget AS
 SELECT b.month, b.total_budget,
        COALESCE(sp.total_spent, 0) AS total_spent,

@@ -141,6 +141,38 @@ COMMENT ON TABLE neon_budget.billing_log IS
 $$One row per agent execution. cost is dollars (numeric), tokens a count, billing_month the YYYY-MM it counts toward (fixed when written, in neon_budget.timezone).
 Direct INSERT and COPY (neon_budget_admin) follow track_cost's rules; errors: 23514 a CHECK constraint; 23505 an execution_id recorded already (also one anonymized or purged since); 22001, 22008, 42704 as track_cost; 22023 a cost and a cost_per_1k_tokens that disagree (cost must be tokens / 1000 x cost_per_1k_tokens; leave cost_per_1k_tokens NULL for a reported cost).$$;
 
+-- ---------------------------------------------------------------------------------------------
+-- Blocked decisions (issue #13): refused budget_check answers and budget_reserve calls, counted
+-- per day, decision, scope and reason (src/write/blocked.rs), in the blocked_executions view.
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE neon_budget._blocked_count (
+    billing_day  text        NOT NULL,
+    decision     text        NOT NULL CHECK (decision IN ('budget_check', 'budget_reserve')),
+    scope        text        NOT NULL CHECK (scope IN ('month', 'campaign')),
+    scope_key    text        NOT NULL,
+    reason       text        NOT NULL CHECK (reason IN ('budget_reached', 'estimate_too_large')),
+    slot         integer     NOT NULL,
+    blocked      bigint      NOT NULL,
+    last_blocked timestamptz NOT NULL,
+    PRIMARY KEY (billing_day, decision, scope, scope_key, reason, slot)
+);
+COMMENT ON TABLE neon_budget._blocked_count IS
+  'Refused budget_check answers and budget_reserve calls per day (YYYY-MM-DD in neon_budget.timezone), decision, scope (month, or campaign: scope_key its id), reason (budget_reached, estimate_too_large) and backend slot; see the blocked_executions view (src/write/blocked.rs).';
+SELECT pg_catalog.pg_extension_config_dump('neon_budget._blocked_count', '');
+CREATE VIEW neon_budget.blocked_executions AS
+SELECT pg_catalog.left(b.billing_day, 7) AS month, b.billing_day AS day, b.decision, b.scope,
+       NULLIF(b.scope_key, '') AS campaign_id, b.reason,
+       sum(b.blocked)::bigint AS executions_blocked, max(b.last_blocked) AS last_blocked
+  FROM neon_budget._blocked_count b
+ GROUP BY b.billing_day, b.decision, b.scope, b.scope_key, b.reason;
+COMMENT ON VIEW neon_budget.blocked_executions IS
+  'Executions blocked: refused budget_check answers (can_execute = false) and budget_reserve calls (53000), per month, day (YYYY-MM-DD in neon_budget.timezone), decision, scope (month, or campaign with campaign_id), reason (budget_reached: spend plus reservations had reached the budget; estimate_too_large: the estimate would pass it). A refusal counts under each scope that refused it. Counted by the refusing backend and written at once, or by its next call in a read-write transaction, or when it exits; refusals on a standby are not counted (src/write/blocked.rs).';
+
+COMMENT ON FUNCTION neon_budget.budget_report(text, text) IS
+$$Cost report of a billing month (YYYY-MM; NULL = current month): monthly overview, campaign breakdown, agent usage, cost optimization suggestions. Money in dollars.
+format (default 'md'): 'md' the Markdown report (figures rounded); 'json' one object {month, timezone, overview, campaigns, agents, suggestions, daily, blocked} with exact JSON numbers, the spend of every day of the month and the executions blocked (per scope, decision and reason); 'csv' a flat table with a header, columns section (overview, campaign, agent, day, blocked, suggestion), key, name, type, cost, budget, remaining, utilization_percentage, status, alert_threshold, tokens, executions, avg_cost_per_execution, successes, failures, success_rate_percentage, retries, scope, decision, reason (exact decimals, empty where not applicable). The Markdown report lists executions blocked when there are any.
+Errors: 22007 malformed month; 22023 unknown format.$$;
+
 -- BEGIN sql/roles_and_grants.sql
 -- neon_budget: roles and privileges, in one idempotent file.
 --
@@ -218,7 +250,7 @@ GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
 GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost, neon_budget.daily_cost,
                 neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
                 neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting,
-                neon_budget.alert_log
+                neon_budget.alert_log, neon_budget.blocked_executions
    TO neon_budget_reader;
 DO $reader$
 DECLARE

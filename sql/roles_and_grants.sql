@@ -74,7 +74,7 @@ GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
 GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost, neon_budget.daily_cost,
                 neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
                 neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting,
-                neon_budget.alert_log
+                neon_budget.alert_log, neon_budget.blocked_executions
    TO neon_budget_reader;
 DO $reader$
 DECLARE

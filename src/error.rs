@@ -14,6 +14,17 @@ pub fn raise(code: Code, msg: impl Into<String>, hint: impl Into<String>) -> ! {
     unreachable!("ERROR does not return")
 }
 
+/// `text` as an SQL string literal (PostgreSQL's `quote_literal`: quotes doubled, and the `E''`
+/// form with doubled backslashes when it holds one), for hints that show a statement to run.
+pub fn quote_literal(text: &str) -> String {
+    let quoted = text.replace('\'', "''");
+    if quoted.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}
+
 /// Unwraps an SPI result. A failing SQL statement already raised its own ERROR (with its own
 /// SQLSTATE) before we get here; what is left is a result of an unexpected shape, an internal
 /// error (XX000) that is reported, never swallowed.

@@ -24,7 +24,7 @@ fn lock(agent_type: &str) {
 /// and the cost it gives (`repriced`). No index covers `(agent_type, created_at)` (it would
 /// slow every write), so this reads all of `billing_log`: an admin call, not a write path.
 const PRICED_ROWS: &str = "
-    SELECT b.id, b.cost, r.rate, neon_budget._cost_for_tokens(b.tokens, r.rate) AS repriced
+    SELECT b.id, b.cost, b.cost_per_1k_tokens AS old_rate, r.rate, neon_budget._cost_for_tokens(b.tokens, r.rate) AS repriced
       FROM neon_budget.billing_log b
       LEFT JOIN LATERAL (
             SELECT a.cost_per_1k_tokens AS rate FROM neon_budget.agent_rate a
@@ -34,6 +34,11 @@ const PRICED_ROWS: &str = "
      WHERE b.agent_type OPERATOR(pg_catalog.=) $1
        AND b.cost_per_1k_tokens IS NOT NULL
        AND b.created_at OPERATOR(pg_catalog.>=) $2 AND b.created_at OPERATOR(pg_catalog.<) $3";
+
+/// A row of [`PRICED_ROWS`] that re-pricing changes: a rate is in force at its time, and its
+/// cost or its recorded rate differs (a row of 0 tokens keeps its cost but takes the rate).
+const CHANGED: &str = "p.rate IS NOT NULL
+    AND (p.repriced OPERATOR(pg_catalog.<>) p.cost OR p.rate OPERATOR(pg_catalog.<>) p.old_rate)";
 
 /// `set_agent_rate` with checked arguments: `rate` dollars per 1,000 tokens for `agent_type`
 /// from `effective_from` on (replacing a rate set for that same instant). Returns how many
@@ -62,7 +67,7 @@ pub fn set_agent_rate(agent_type: &str, rate: AnyNumeric, effective_from: Timest
     ));
     let until = next.unwrap_or_else(infinity);
     let affected: i64 = spi_opt(Spi::get_one_with_args(
-        &format!("SELECT pg_catalog.count(*) FROM ({PRICED_ROWS}) p WHERE p.repriced OPERATOR(pg_catalog.<>) p.cost"),
+        &format!("SELECT pg_catalog.count(*) FROM ({PRICED_ROWS}) p WHERE {CHANGED}"),
         &[agent_type.into(), effective_from.into(), until.into()],
     ))
     .unwrap_or(0);
@@ -81,7 +86,8 @@ pub fn set_agent_rate(agent_type: &str, rate: AnyNumeric, effective_from: Timest
             "neon_budget",
         )
         .set_hint(format!(
-            "To re-price them at the rates now in force: SELECT neon_budget.reprice_billing_log('{agent_type}', '{effective_from}', '{until}');"
+            "To re-price them at the rates now in force: SELECT neon_budget.reprice_billing_log({}, '{effective_from}', '{until}');",
+            crate::error::quote_literal(agent_type)
         ))
         .report(PgLogLevel::NOTICE);
     }
@@ -94,8 +100,9 @@ fn infinity() -> TimestampWithTimeZone {
 }
 
 /// `reprice_billing_log` with checked arguments: re-prices the rows of `agent_type` priced at
-/// an agent rate with `created_at` in `[since, before)` whose cost differs at the rate now in
-/// force at their `created_at`, by one `UPDATE` (the aggregates follow in the same statement).
+/// an agent rate with `created_at` in `[since, before)` whose cost or recorded rate differs at
+/// the rate now in force at their `created_at`, by one `UPDATE` (the aggregates follow in the
+/// same statement).
 /// Returns the number of rows changed. Audited: the rows' count and total cost before and
 /// after. Rows already purged (`purge_before`) are not in `billing_log` and keep their sums.
 ///
@@ -110,8 +117,7 @@ pub fn reprice_billing_log(agent_type: &str, since: TimestampWithTimeZone, befor
                 UPDATE neon_budget.billing_log b
                    SET cost = p.repriced, cost_per_1k_tokens = p.rate
                   FROM p
-                 WHERE b.id OPERATOR(pg_catalog.=) p.id AND p.rate IS NOT NULL
-                   AND p.repriced OPERATOR(pg_catalog.<>) p.cost
+                 WHERE b.id OPERATOR(pg_catalog.=) p.id AND {CHANGED}
                 RETURNING p.cost AS old_cost, p.repriced AS new_cost)
              SELECT pg_catalog.count(*), COALESCE(sum(old_cost), 0), COALESCE(sum(new_cost), 0) FROM changed"
         ),

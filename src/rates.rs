@@ -3,10 +3,12 @@
 //! instant is the row with the latest `effective_from` at or before it, so a row is priced at
 //! the rate of the time its work was done (its `created_at`), a late report included, and a
 //! rate scheduled for later does not apply before its time. Each agent type's history is read
-//! with SQL and cached per backend until a change to `agent_rate` is committed.
-use crate::error::{raise, spi, Code};
+//! with the latest snapshot (as a catalog is: rates are settings, so a REPEATABLE READ
+//! transaction prices with the rates committed now) and cached per backend until a change to
+//! `agent_rate` is committed.
+use crate::error::{raise, Code};
 use crate::pg::cache::{self, Cache, CacheAlloc, Follows, Num, Text};
-use crate::pg::plans::{self, oid};
+use crate::pg::table_scan::{scan_text_eq, Snapshot};
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
 
@@ -32,20 +34,17 @@ thread_local! {
     static RATES: std::cell::RefCell<Cache<Text, History>> = std::cell::RefCell::new(Cache::new(Follows::Settings, cache::PER_AGENT_TYPE));
 }
 
-const SELECT_HISTORY: &str = "SELECT r.effective_from, r.cost_per_1k_tokens FROM neon_budget.agent_rate r
-  WHERE r.agent_type OPERATOR(pg_catalog.=) $1
-  ORDER BY r.effective_from";
-
-/// Reads `agent_type`'s history with SQL (the caller must be able to read `agent_rate`).
+/// Reads `agent_type`'s history through `agent_rate`'s primary key `(agent_type,
+/// effective_from)`, oldest first, with the latest snapshot (what is committed now, whatever
+/// the transaction's isolation level), so that what is cached is never older than the
+/// invalidations this backend has processed.
 fn read_history(agent_type: &str) -> History {
     let mut v = allocator_api2::vec::Vec::new_in(CacheAlloc);
-    Spi::connect(|client| {
-        let p = plans::plan(client, SELECT_HISTORY, &[oid::TEXT]);
-        for row in spi(client.select(&*p, None, &[agent_type.into()])) {
-            let from: TimestampWithTimeZone = spi(row.get(1)).expect("agent_rate.effective_from is NOT NULL");
-            let rate: AnyNumeric = spi(row.get(2)).expect("agent_rate.cost_per_1k_tokens is NOT NULL");
-            v.push((pg_sys::TimestampTz::from(from), Num::new(&rate)));
-        }
+    let snapshot = Snapshot::latest();
+    scan_text_eq(&snapshot, c"agent_rate", c"agent_rate_pkey", &[("agent_type", agent_type)], |row| {
+        let from: TimestampWithTimeZone = row.get("effective_from").expect("agent_rate.effective_from is NOT NULL");
+        let rate: AnyNumeric = row.get("cost_per_1k_tokens").expect("agent_rate.cost_per_1k_tokens is NOT NULL");
+        v.push((pg_sys::TimestampTz::from(from), Num::new(&rate)));
     });
     History(v)
 }
@@ -53,6 +52,9 @@ fn read_history(agent_type: &str) -> History {
 /// `f` of `agent_type`'s history, from this backend's cache when no change to `agent_rate`
 /// was committed since it was read.
 fn with_history<R>(agent_type: &str, f: impl Fn(&History) -> R) -> R {
+    // Rate changes committed by others since this backend last looked (a statement of a
+    // transaction that already holds its locks would not see them otherwise).
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     // Registers which relations' invalidations count (again after DROP and CREATE EXTENSION).
     crate::pg::backend_cache::watched();
     let generation = crate::pg::backend_cache::generation();
@@ -89,8 +91,9 @@ pub fn rate_at(agent_type: &str, at: TimestampWithTimeZone) -> AnyNumeric {
             Code::ERRCODE_UNDEFINED_OBJECT,
             format!("agent type \"{agent_type}\" has no rate in force at {at}"),
             format!(
-                "Its first rate takes effect later (SELECT * FROM neon_budget.agent_rate WHERE agent_type = '{agent_type}'). \
-                 Give it a rate from that time on: SELECT neon_budget.set_agent_rate('{agent_type}', 0.04, effective_from => '{at}');"
+                "Its first rate takes effect later (SELECT * FROM neon_budget.agent_rate WHERE agent_type = {quoted}). \
+                 Give it a rate from that time on: SELECT neon_budget.set_agent_rate({quoted}, 0.04, effective_from => '{at}');",
+                quoted = crate::error::quote_literal(agent_type)
             ),
         ),
     }

@@ -26,6 +26,17 @@ impl Snapshot {
         }
     }
 
+    /// A snapshot of everything committed now (`GetLatestSnapshot`), and this transaction's own
+    /// changes: what a per-backend cache of settings must read, whatever the transaction's
+    /// isolation level (a REPEATABLE READ snapshot may predate changes whose invalidations
+    /// this backend has already processed).
+    pub fn latest() -> Snapshot {
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            Snapshot(pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()), None)
+        }
+    }
+
     /// PostgreSQL's dirty snapshot (`InitDirtySnapshot`): every row version that is committed
     /// and not deleted by a committed transaction, or written by a transaction in progress,
     /// including this one's latest. An index scan with it returns each such version (both

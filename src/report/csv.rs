@@ -10,6 +10,7 @@ use super::*;
 /// | `campaign` (highest cost first) | campaign id | `name`, `type`, `cost`, `budget`, `remaining`, `utilization_percentage`, `status` (the last four empty = no limit), `tokens`, `executions` |
 /// | `agent` (highest cost first) | agent type | `cost`, `tokens`, `executions`, `avg_cost_per_execution`, `successes`, `failures`, `success_rate_percentage` (empty = not reported), `retries` |
 /// | `day` (every day of the month) | `YYYY-MM-DD` | `cost`, `tokens`, `executions` |
+/// | `blocked` (month scope first) | the month `YYYY-MM`, or the campaign id | `scope` (`month`, `campaign`), `decision` (`budget_check`, `budget_reserve`), `reason` (`budget_reached`, `estimate_too_large`), `executions` (executions blocked) |
 /// | `suggestion` | 1, 2, … | `name` (the suggestion's text) |
 ///
 /// Money is in dollars and percentages in percent, as exact unrounded decimals (`.` as the
@@ -35,6 +36,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "failures",
     "success_rate_percentage",
     "retries",
+    "scope",
+    "decision",
+    "reason",
 ];
 
 /// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
@@ -131,6 +135,19 @@ pub(super) fn render_csv(d: &ReportData) -> String {
                 ("cost", exact(&day.cost)),
                 ("tokens", exact(&day.tokens)),
                 ("executions", day.executions.to_string()),
+            ],
+        );
+    }
+    for b in &d.blocked {
+        csv_row(
+            &mut out,
+            &[
+                ("section", "blocked".into()),
+                ("key", csv_text(b.campaign_id.as_deref().unwrap_or(&d.month))),
+                ("scope", b.scope.clone()),
+                ("decision", b.decision.clone()),
+                ("reason", b.reason.clone()),
+                ("executions", b.count.to_string()),
             ],
         );
     }

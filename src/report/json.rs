@@ -27,6 +27,10 @@ fn json_opt(n: Option<&AnyNumeric>) -> serde_json::Value {
 /// - `daily`: every day of the month in order, `{"date": "YYYY-MM-DD", "cost", "tokens",
 ///   "executions"}`, days in `timezone`.
 ///
+/// - `blocked`: executions blocked in the month, `{"scope": "month" | "campaign", "campaign_id"
+///   (null for the month), "decision": "budget_check" | "budget_reserve", "reason":
+///   "budget_reached" | "estimate_too_large", "executions_blocked"}`, month scope first.
+///
 /// Money is in dollars and every figure is an exact JSON number (never a float); the
 /// Markdown report shows the same figures rounded.
 pub(super) fn render_json(d: &ReportData) -> serde_json::Value {
@@ -79,6 +83,19 @@ pub(super) fn render_json(d: &ReportData) -> serde_json::Value {
             })
         })
         .collect();
+    let blocked: Vec<_> = d
+        .blocked
+        .iter()
+        .map(|b| {
+            json!({
+                "scope": b.scope,
+                "campaign_id": b.campaign_id,
+                "decision": b.decision,
+                "reason": b.reason,
+                "executions_blocked": b.count,
+            })
+        })
+        .collect();
     json!({
         "month": d.month,
         "timezone": gucs::timezone(),
@@ -96,5 +113,6 @@ pub(super) fn render_json(d: &ReportData) -> serde_json::Value {
         "agents": agents,
         "suggestions": suggestions(d, plain),
         "daily": daily,
+        "blocked": blocked,
     })
 }

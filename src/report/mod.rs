@@ -145,6 +145,26 @@ struct DayLine {
     executions: i64,
 }
 
+/// Refusals of one kind in the month (the `blocked_executions` view summed over days): under
+/// which scope (`month`, or `campaign` with its id), by which call, for which reason.
+struct BlockedLine {
+    scope: String,
+    campaign_id: Option<String>,
+    decision: String,
+    reason: String,
+    count: i64,
+}
+
+impl BlockedLine {
+    /// The scope in words: `Month` or `Campaign <id>`.
+    fn label(&self, esc: fn(&str) -> String) -> String {
+        match &self.campaign_id {
+            Some(id) => format!("Campaign {}", esc(id)),
+            None => "Month".to_string(),
+        }
+    }
+}
+
 /// Everything a report shows, read once.
 struct ReportData {
     month: String,
@@ -157,6 +177,8 @@ struct ReportData {
     agents: Vec<AgentLine>,
     /// Empty for the Markdown format, which does not show it.
     days: Vec<DayLine>,
+    /// Executions blocked in the month (`write/blocked.rs`): month scope first, then campaigns.
+    blocked: Vec<BlockedLine>,
 }
 
 impl ReportData {
@@ -230,6 +252,28 @@ fn read(month: &str, with_days: bool) -> ReportData {
     }));
 
     let days = if with_days { read_days(month) } else { Vec::new() };
+    let blocked: Vec<BlockedLine> = spi(Spi::connect(|client| {
+        client
+            .select(
+                "SELECT b.scope, b.campaign_id, b.decision, b.reason, pg_catalog.sum(b.executions_blocked)::bigint
+                   FROM neon_budget.blocked_executions b
+                  WHERE b.month OPERATOR(pg_catalog.=) $1
+                  GROUP BY 1, 2, 3, 4
+                  ORDER BY b.scope DESC, b.campaign_id, b.decision, b.reason",
+                None,
+                &[month.into()],
+            )?
+            .map(|row| {
+                Ok(BlockedLine {
+                    scope: row.get(1)?.unwrap_or_default(),
+                    campaign_id: row.get(2)?,
+                    decision: row.get(3)?.unwrap_or_default(),
+                    reason: row.get(4)?.unwrap_or_default(),
+                    count: row.get(5)?.unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    }));
     ReportData {
         month: month.to_string(),
         budget: budget.unwrap_or_else(gucs::max_monthly_budget),
@@ -240,6 +284,7 @@ fn read(month: &str, with_days: bool) -> ReportData {
         campaigns,
         agents,
         days,
+        blocked,
     }
 }
 
@@ -338,6 +383,22 @@ fn render_markdown(d: &ReportData) -> String {
         let _ = writeln!(md, "- Avg Cost/Execution: {}", dollars(&a.avg_cost(), 4));
         if let Some(rate) = a.success_rate() {
             let _ = writeln!(md, "- Success Rate: {}", percent(&rate));
+        }
+        let _ = writeln!(md);
+    }
+
+    if !d.blocked.is_empty() {
+        let stop = if emoji { "🚫 " } else { "" };
+        let _ = writeln!(md, "## {stop}Executions Blocked\n");
+        for b in &d.blocked {
+            let _ = writeln!(
+                md,
+                "- {}: {} by {} ({})",
+                b.label(escape_markdown),
+                group_thousands(&b.count.to_string()),
+                b.decision,
+                b.reason.replace('_', " ")
+            );
         }
         let _ = writeln!(md);
     }
@@ -473,7 +534,7 @@ mod tests {
         assert_eq!(csv_text("Q1 launch"), "Q1 launch");
         let mut row = String::new();
         csv_row(&mut row, &[("section", "agent".into()), ("retries", "3".into()), ("key", "a,b".into())]);
-        assert_eq!(row, format!("agent,\"a,b\"{}3\r\n", ",".repeat(CSV_COLUMNS.len() - 2)));
+        assert_eq!(row, format!("agent,\"a,b\"{}3,,,\r\n", ",".repeat(CSV_COLUMNS.len() - 5)));
     }
 
     fn sample() -> ReportData {
@@ -513,6 +574,7 @@ mod tests {
                 failures: 1,
                 retry_sum: n("2"),
             }],
+            blocked: vec![],
             days: vec![
                 DayLine { date: "2024-01-01".into(), cost: n("0"), tokens: n("0"), executions: 0 },
                 DayLine { date: "2024-01-02".into(), cost: n("247.56"), tokens: n("2230750"), executions: 1247 },
@@ -549,17 +611,62 @@ mod tests {
         let csv = render_csv(&sample());
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(lines[0], CSV_COLUMNS.join(","));
-        assert_eq!(lines[1], "overview,2024-01,,,247.56,1000,752.44,24.756,ok,0.8,2230750,1247,,,,,");
-        assert_eq!(lines[2], "campaign,q1,\"Marketing, \"\"Q1\"\"\",CONTENT_GENERATION,189.23,200,10.77,94.615,warning,,2230750,156,,,,,");
-        assert_eq!(lines[3], "campaign,free,free,,1.5,,,,,,10,1,,,,,");
+        assert_eq!(lines[1], "overview,2024-01,,,247.56,1000,752.44,24.756,ok,0.8,2230750,1247,,,,,,,,");
+        assert_eq!(
+            lines[2],
+            "campaign,q1,\"Marketing, \"\"Q1\"\"\",CONTENT_GENERATION,189.23,200,10.77,94.615,warning,,2230750,156,,,,,,,,"
+        );
+        assert_eq!(lines[3], "campaign,free,free,,1.5,,,,,,10,1,,,,,,,,");
         assert!(lines[4].starts_with("agent,CONTENT,,,89.23,,,,,,2230750,156,0.5719871794"), "{}", lines[4]);
-        assert!(lines[4].ends_with(",3,1,75,2"), "{}", lines[4]);
-        assert_eq!(lines[5], "day,2024-01-01,,,0,,,,,,0,0,,,,,");
-        assert_eq!(lines[6], "day,2024-01-02,,,247.56,,,,,,2230750,1247,,,,,");
+        assert!(lines[4].ends_with(",3,1,75,2,,,"), "{}", lines[4]);
+        assert_eq!(lines[5], "day,2024-01-01,,,0,,,,,,0,0,,,,,,,,");
+        assert_eq!(lines[6], "day,2024-01-02,,,247.56,,,,,,2230750,1247,,,,,,,,");
         assert!(lines[7].starts_with("suggestion,1,\"Campaign Marketing"), "{}", lines[7]);
         assert_eq!(*lines.last().unwrap(), "");
         // Every row has the header's number of fields (quoted commas aside).
         assert_eq!(lines[3].split(',').count(), CSV_COLUMNS.len());
+    }
+
+    /// Executions blocked in every format: Markdown lists them (and has no section without
+    /// any), JSON and CSV give each line.
+    #[pg_test]
+    fn blocked_in_every_format() {
+        assert!(!render_markdown(&sample()).contains("Executions Blocked"));
+        let mut d = sample();
+        d.blocked = vec![
+            BlockedLine {
+                scope: "month".into(),
+                campaign_id: None,
+                decision: "budget_reserve".into(),
+                reason: "budget_reached".into(),
+                count: 1234,
+            },
+            BlockedLine {
+                scope: "campaign".into(),
+                campaign_id: Some("q_1*".into()),
+                decision: "budget_check".into(),
+                reason: "estimate_too_large".into(),
+                count: 2,
+            },
+        ];
+        let md = render_markdown(&d);
+        assert!(
+            md.contains("## 🚫 Executions Blocked\n\n- Month: 1,234 by budget_reserve (budget reached)\n- Campaign q_1\\*: 2 by budget_check (estimate too large)\n\n## 💡"),
+            "{md}"
+        );
+        let v = render_json(&d);
+        assert_eq!(v["blocked"][0]["executions_blocked"].to_string(), "1234");
+        assert_eq!(v["blocked"][0]["campaign_id"], serde_json::Value::Null);
+        assert_eq!(v["blocked"][1]["campaign_id"].as_str(), Some("q_1*"));
+        let csv = render_csv(&d);
+        let blocked: Vec<&str> = csv.split("\r\n").filter(|l| l.starts_with("blocked,")).collect();
+        assert_eq!(
+            blocked,
+            vec![
+                "blocked,2024-01,,,,,,,,,,1234,,,,,,month,budget_reserve,budget_reached",
+                "blocked,q_1*,,,,,,,,,,2,,,,,,campaign,budget_check,estimate_too_large"
+            ]
+        );
     }
 
     #[pg_test]

@@ -10,7 +10,7 @@
 //!   escrow grants ([`alert_grants`]) whether an alert level may be due, and if so reads the
 //!   exact budget state ([`state`]) and sends what is due (`crate::alerts`).
 //! - [`reservations`] holds estimates against the caps; [`path_stats`] counts which path each
-//!   write took.
+//!   write took; [`blocked`] counts refused checks and reservations.
 //!
 //! This layer uses the domain modules (`crate::alerts`, `crate::money`, `crate::month`, ...) and
 //! the PostgreSQL plumbing in `crate::pg`; only the layers above it (the SQL API and
@@ -26,6 +26,7 @@ use slots::{Delta, Key, Table};
 
 pub mod alert_grants;
 pub mod before_insert;
+pub mod blocked;
 pub mod log_insert;
 pub mod log_shape;
 pub mod path_stats;

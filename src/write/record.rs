@@ -76,6 +76,8 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
         created_at,
         reservation_id,
     } = e;
+    // Blocked decisions counted earlier by this backend (write/blocked.rs); nothing when none.
+    super::blocked::flush();
     // The actual cost replaces the reservation's estimate in this same transaction.
     if let Some(id) = reservation_id {
         super::reservations::settle(id);

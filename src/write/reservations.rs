@@ -82,6 +82,8 @@ pub fn reserve(
     if !gucs::enabled() {
         return None;
     }
+    // Blocked decisions counted earlier by this backend (write/blocked.rs).
+    super::blocked::flush();
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         raise(
             Code::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -112,6 +114,8 @@ pub fn reserve(
             crate::pg::locks::wait_mode(&lock, pg_sys::ExclusiveLock);
             let state = State::read(&month, campaign_id);
             if !state.override_enabled && state.blocks(&estimate) {
+                // Counted now, written by a later call: this refusal rolls its transaction back.
+                super::blocked::count(super::blocked::Decision::BudgetReserve, &state.refusals(campaign_id, &estimate), false);
                 refuse(&month, campaign_id, &estimate, &state);
             }
             let id = new.insert();

@@ -296,6 +296,22 @@ impl State {
         }
     }
 
+    /// The scopes that refuse an execution of `estimate` dollars in `campaign_id`, with their
+    /// reasons (`write/blocked.rs`): `("month", "", reason)`, `("campaign", id, reason)`.
+    pub fn refusals<'a>(&self, campaign_id: Option<&'a str>, estimate: &AnyNumeric) -> Vec<(&'static str, &'a str, &'static str)> {
+        let mut scopes = Vec::new();
+        let m = &self.month_scope;
+        if m.blocks(estimate) {
+            scopes.push(("month", "", super::blocked::reason(&(m.spent.clone() + m.reserved.clone()), &m.budget)));
+        }
+        if let (Some(c), Some(id)) = (self.campaign_scope(), campaign_id) {
+            if c.blocks(estimate) {
+                scopes.push(("campaign", id, super::blocked::reason(&(c.spent.clone() + c.reserved.clone()), &c.budget)));
+            }
+        }
+        scopes
+    }
+
     /// Whether the month or the campaign blocks an execution of `estimate` dollars
     /// (before the override is taken into account).
     pub fn blocks(&self, estimate: &AnyNumeric) -> bool {
@@ -352,6 +368,12 @@ pub fn check(campaign_id: Option<&str>, estimate: &AnyNumeric) -> Check {
         status = worse(status, alerts::status_of(c));
     }
     let can_execute = !gucs::enabled() || state.override_enabled || !state.blocks(estimate);
+    // A refusal is counted (write/blocked.rs); any other answer writes what is pending.
+    if can_execute {
+        super::blocked::flush();
+    } else {
+        super::blocked::count(super::blocked::Decision::BudgetCheck, &state.refusals(campaign_id, estimate), true);
+    }
     let remaining = m.budget.clone() - m.spent.clone() - m.reserved.clone();
     let utilization = money::round(m.spent.clone() / m.budget.clone() * AnyNumeric::from(100), 2);
 

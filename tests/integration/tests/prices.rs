@@ -230,3 +230,56 @@ fn bad_input_and_privileges() {
     assert_eq!(text(&mut db.client, "SELECT cost::text FROM neon_budget.billing_log").as_deref(), Some("0.04"));
     assert_oracle(&mut db.client);
 }
+
+/// A rate committed by another session prices the next statement, also inside a transaction
+/// that already recorded at the old rate, and also in a REPEATABLE READ transaction (rates are
+/// read as settings, with what is committed now), and no backend keeps the old rate cached.
+#[test]
+fn a_rate_committed_elsewhere_prices_the_next_statement() {
+    let db = TestDb::new("prices_elsewhere");
+    let mut admin = db.connect();
+    two_rates(&mut admin);
+    let mut a = db.connect();
+    let cost = |c: &mut Client| text(c, "SELECT (neon_budget.track_cost('X', 1000, created_at => '2026-03-01+00')).cost::text").unwrap();
+    // Read committed: the same transaction sees the change at its next statement.
+    a.batch_execute("BEGIN").unwrap();
+    assert_eq!(cost(&mut a), "0.01");
+    admin.batch_execute("SELECT neon_budget.set_agent_rate('X', 0.5, '2026-02-01+00')").unwrap();
+    assert_eq!(cost(&mut a), "0.5");
+    a.batch_execute("COMMIT").unwrap();
+    // Repeatable read, with the change's invalidation processed before the read.
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1").unwrap();
+    admin.batch_execute("SELECT neon_budget.set_agent_rate('X', 0.7, '2026-02-01+00')").unwrap();
+    a.batch_execute("SELECT count(*) FROM neon_budget.billing_log").unwrap();
+    assert_eq!(cost(&mut a), "0.7");
+    a.batch_execute("COMMIT").unwrap();
+    admin.batch_execute("SELECT neon_budget.set_agent_rate('X', 0.9, '2026-02-01+00')").unwrap();
+    assert_eq!(cost(&mut a), "0.9");
+    assert_eq!(text(&mut a, "SELECT estimated_cost::text FROM neon_budget.budget_check(NULL, 'CONTENT', 1000)").as_deref(), Some("0.04"));
+    assert_oracle(&mut admin);
+}
+
+/// Re-pricing also gives a row of 0 tokens (whose cost does not change) the rate now in force,
+/// and hints quote the agent type as an SQL literal.
+#[test]
+fn zero_token_rows_take_the_rate_and_hints_quote_names() {
+    let mut db = TestDb::new("prices_zero_tokens");
+    let c = &mut db.client;
+    two_rates(c);
+    c.batch_execute("SELECT neon_budget.track_cost('X', 0, created_at => '2026-01-05+00')").unwrap();
+    assert_eq!(int(c, "SELECT neon_budget.set_agent_rate('X', 0.03, '2026-01-01+00')"), 1);
+    assert_eq!(int(c, "SELECT neon_budget.reprice_billing_log('X')"), 1);
+    assert_eq!(text(c, "SELECT cost || ' at ' || cost_per_1k_tokens FROM neon_budget.billing_log").as_deref(), Some("0 at 0.03"));
+    assert_eq!(int(c, "SELECT neon_budget.reprice_billing_log('X')"), 0);
+    // A name with a quote: the hints' statements run as written.
+    c.batch_execute("SELECT neon_budget.set_agent_rate('O''Brien', 0.01, '2026-01-01+00')").unwrap();
+    let err = c.batch_execute("SELECT neon_budget.track_cost('O''Brien', 1000, created_at => '2025-01-01+00')").unwrap_err();
+    let hint = err.as_db_error().unwrap().hint().unwrap().to_string();
+    assert!(hint.contains("set_agent_rate('O''Brien', 0.04"), "{hint}");
+    let statement = hint.split("SELECT ").nth(2).unwrap().trim_end_matches(';').to_string();
+    c.batch_execute(&format!("SELECT {statement}")).unwrap();
+    assert_eq!(
+        text(c, "SELECT cost::text FROM neon_budget.track_cost('O''Brien', 1000, created_at => '2025-01-01+00')").as_deref(),
+        Some("0.04")
+    );
+}

@@ -44,9 +44,12 @@ const READS: &[&str] = &[
     "SELECT * FROM neon_budget.budget_check('camp-b', 'CONTENT', 5000)",
     "SELECT * FROM neon_budget.budget_check('camp-c', 'DESIGN', 100000)",
     "SELECT * FROM neon_budget.budget_check('no-such-campaign')",
-    "SELECT neon_budget.budget_report()",
-    "SELECT neon_budget.budget_report(format => 'json')",
-    "SELECT neon_budget.budget_report(format => 'csv')",
+    // The reports without their executions blocked: a refusal is counted on the primary only
+    // (write/blocked.rs), so the primary's own budget_check calls above add to its reports.
+    "SELECT CASE WHEN position('## 🚫' IN r) > 0 THEN split_part(r, '## 🚫', 1) || '## 💡' || split_part(r, '## 💡', 2) ELSE r END
+       FROM neon_budget.budget_report() r",
+    "SELECT (neon_budget.budget_report(format => 'json')::jsonb - 'blocked')::text",
+    "SELECT string_agg(l, E'\\n') FROM regexp_split_to_table(neon_budget.budget_report(format => 'csv'), E'\\r\\n') l WHERE l NOT LIKE 'blocked,%'",
     "SELECT * FROM neon_budget.monthly_overview",
     "SELECT * FROM neon_budget.campaign_breakdown",
     "SELECT * FROM neon_budget.agent_analytics",

@@ -49,7 +49,7 @@ SELECT count(*) AS csv_lines FROM regexp_split_to_table(neon_budget.budget_repor
 SELECT neon_budget.budget_report('2024-01', 'csv') ~ E'^[^\r]*(\r\n[^\r\n]*)*\r\n$' AS crlf_only;
 SELECT string_agg(line, E'\n' ORDER BY n)
   FROM regexp_split_to_table(neon_budget.budget_report('2024-01', 'csv'), E'\r\n') WITH ORDINALITY AS l(line, n)
- WHERE line <> '' AND (line NOT LIKE 'day,%' OR line NOT LIKE '%,0,0,,,,,');
+ WHERE line <> '' AND (line NOT LIKE 'day,%' OR line NOT LIKE '%,0,0,,,,,,,,');
 \pset format aligned
 \pset tuples_only off
 
