@@ -14,14 +14,15 @@ pub fn raise(code: Code, msg: impl Into<String>, hint: impl Into<String>) -> ! {
     unreachable!("ERROR does not return")
 }
 
-/// `text` as an SQL string literal (PostgreSQL's `quote_literal`: quotes doubled, and the `E''`
-/// form with doubled backslashes when it holds one), for hints that show a statement to run.
+/// `text` as an SQL string literal, by PostgreSQL's own `quote_literal` (quotes doubled, the
+/// `E''` form when it holds a backslash), for hints that show a statement to run.
 pub fn quote_literal(text: &str) -> String {
-    let quoted = text.replace('\'', "''");
-    if quoted.contains('\\') {
-        format!("E'{}'", quoted.replace('\\', "\\\\"))
-    } else {
-        format!("'{quoted}'")
+    let c = std::ffi::CString::new(text).expect("PostgreSQL text holds no NUL");
+    unsafe {
+        let quoted = pgrx::pg_sys::quote_literal_cstr(c.as_ptr());
+        let out = std::ffi::CStr::from_ptr(quoted).to_string_lossy().into_owned();
+        pgrx::pg_sys::pfree(quoted.cast());
+        out
     }
 }
 
@@ -47,6 +48,13 @@ pub fn spi_opt<T>(r: Result<Option<T>, pgrx::spi::Error>) -> Option<T> {
         Err(pgrx::spi::Error::InvalidPosition) => None,
         other => spi(other),
     }
+}
+
+/// Whether this transaction may write: not on a standby (recovery) and not READ ONLY. For
+/// writes a read-only call makes when it can (sending a missed alert, counting a refusal);
+/// functions that must write call [`require_writable`].
+pub fn may_write() -> bool {
+    unsafe { !pgrx::pg_sys::RecoveryInProgress() && !pgrx::pg_sys::XactReadOnly }
 }
 
 /// Raises 25006 (read_only_sql_transaction) when this transaction cannot write: on a standby

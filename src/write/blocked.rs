@@ -87,7 +87,7 @@ pub fn count(decision: Decision, scopes: &[(&'static str, &str, &'static str)], 
 /// Whether this transaction may write the counts: not on a standby, not READ ONLY, not in a
 /// parallel operation.
 fn can_write() -> bool {
-    unsafe { !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly && !pg_sys::IsInParallelMode() }
+    crate::error::may_write() && unsafe { !pg_sys::IsInParallelMode() }
 }
 
 /// Writes the pending counts in the current transaction, as the extension's owner, when there

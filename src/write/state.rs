@@ -319,11 +319,6 @@ impl State {
     }
 }
 
-/// Whether this transaction may write: not in recovery (a standby) and not READ ONLY.
-fn can_write() -> bool {
-    unsafe { !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly }
-}
-
 fn worse(a: &'static str, b: &'static str) -> &'static str {
     let rank = |s: &str| ["ok", "warning", "critical", "exceeded"].iter().position(|x| *x == s).unwrap_or(0);
     if rank(b) > rank(a) {
@@ -352,7 +347,7 @@ pub fn check(campaign_id: Option<&str>, estimate: &AnyNumeric) -> Check {
     // a READ ONLY transaction).
     let reached = state.reached();
     let missed = state.missed_alerts(campaign_id, &reached);
-    if !missed.is_empty() && can_write() {
+    if !missed.is_empty() && crate::error::may_write() {
         // budget_check runs as its caller; sending is done as the extension's owner.
         crate::pg::owner::as_owner(|| {
             Spi::connect_mut(|client| {
