@@ -15,8 +15,11 @@
 //!   transaction that may write (the refusing `budget_check` itself, when it may), and at the
 //!   latest when the backend exits (in a transaction of its own). A count written by a
 //!   transaction or subtransaction that then rolls back is pending again.
-//! - **Where it is not counted.** On a standby nothing is written: refusals there are not
-//!   counted. A backend that is killed (SIGKILL, a crash) loses its pending counts.
+//! - **Prepared transactions.** When `max_prepared_transactions` allows them, counts are not
+//!   written inside a transaction block (`PREPARE TRANSACTION` could keep the row locked after
+//!   the backend is gone), only by autocommit calls and at exit.
+//! - **Where it is not counted.** Refusals on a standby are not counted (not even after a
+//!   promotion). A backend that is killed (SIGKILL, a crash) loses its pending counts.
 //! - **The allowed path pays nothing**: one check that nothing is pending.
 use crate::error::spi;
 use pgrx::prelude::*;
@@ -71,6 +74,10 @@ pub fn reason(held: &AnyNumeric, budget: &AnyNumeric) -> &'static str {
 /// For `budget_reserve`, whose transaction the refusal rolls back, call it just before raising
 /// (the count stays pending).
 pub fn count(decision: Decision, scopes: &[(&'static str, &str, &'static str)], write_now: bool) {
+    // A standby never writes them; counted there, they would be written after a promotion.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return;
+    }
     register_callbacks();
     let day = crate::month::day_of(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
     COUNTS.with(|c| {
@@ -85,9 +92,13 @@ pub fn count(decision: Decision, scopes: &[(&'static str, &str, &'static str)], 
 }
 
 /// Whether this transaction may write the counts: not on a standby, not READ ONLY, not in a
-/// parallel operation.
+/// parallel operation, and not in a transaction block that `PREPARE TRANSACTION` could turn
+/// into a prepared transaction (when `max_prepared_transactions` allows them): a prepared
+/// transaction's counter row would outlive this backend and make the next backend with the
+/// same slot wait for it.
 fn can_write() -> bool {
-    crate::error::may_write() && unsafe { !pg_sys::IsInParallelMode() }
+    crate::error::may_write()
+        && unsafe { !pg_sys::IsInParallelMode() && (!prepared_transactions_allowed() || !pg_sys::IsTransactionBlock()) }
 }
 
 /// Writes the pending counts in the current transaction, as the extension's owner, when there
@@ -137,6 +148,19 @@ pub fn flush() {
     });
 }
 
+/// Whether `max_prepared_transactions` is above 0 (a server start setting: read once).
+fn prepared_transactions_allowed() -> bool {
+    thread_local! {
+        static ALLOWED: std::cell::OnceCell<bool> = const { std::cell::OnceCell::new() };
+    }
+    ALLOWED.with(|a| {
+        *a.get_or_init(|| unsafe {
+            let value = pg_sys::GetConfigOption(c"max_prepared_transactions".as_ptr(), false, false);
+            !value.is_null() && std::ffi::CStr::from_ptr(value).to_str().ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(1) > 0
+        })
+    })
+}
+
 /// Registers (once per backend) the transaction callbacks and the exit callback.
 fn register_callbacks() {
     if CALLBACKS.with(Cell::get) {
@@ -168,6 +192,7 @@ fn back_to_pending(rolled_back: impl Fn(pg_sys::SubTransactionId) -> bool) {
 #[pg_guard]
 unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     match event {
+        // (A transaction block never writes counts when it may be prepared: see can_write.)
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
             COUNTS.with(|c| c.borrow_mut().in_flight.clear())
         }
@@ -200,10 +225,15 @@ unsafe extern "C-unwind" fn subxact_callback(
 /// while a backend exits): it is logged and the counts are lost.
 #[pg_guard]
 unsafe extern "C-unwind" fn at_exit(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
-    if COUNTS.with(|c| c.borrow().pending.is_empty()) || pg_sys::RecoveryInProgress() {
+    if pg_sys::RecoveryInProgress() {
         return;
     }
+    // A transaction still open (a client gone mid-transaction, a terminated backend) is rolled
+    // back first: the counts it had written are pending again.
     pg_sys::AbortOutOfAnyTransaction();
+    if COUNTS.with(|c| c.borrow().pending.is_empty()) {
+        return;
+    }
     pg_sys::StartTransactionCommand();
     let schema = pg_sys::get_namespace_oid(c"neon_budget".as_ptr(), true);
     let installed = schema != pg_sys::InvalidOid && pg_sys::get_relname_relid(c"_blocked_count".as_ptr(), schema) != pg_sys::InvalidOid;

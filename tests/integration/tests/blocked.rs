@@ -2,6 +2,7 @@
 //! false` and every `budget_reserve` refused with 53000 is counted per day, decision, scope and
 //! reason (`blocked_executions`), also when the refusing transaction is READ ONLY or rolls back,
 //! and shown in every report format; allowed calls write nothing.
+use neon_budget_integration::cluster::Cluster;
 use neon_budget_integration::*;
 use postgres::Client;
 use std::time::{Duration, Instant};
@@ -188,4 +189,61 @@ fn concurrent_refusals_add_up() {
     }
     assert_eq!(blocked(&mut db.client), vec!["campaign c1 budget_check estimate_too_large 400"]);
     assert_sql(&mut db.client, "SELECT count(*) = 0 FROM neon_budget.budget_verify()");
+}
+
+/// A client gone in the middle of a transaction that had written its refusal (the transaction
+/// is rolled back when its backend exits): the count is written at exit all the same.
+#[test]
+fn a_client_gone_mid_transaction_is_still_counted() {
+    let mut db = TestDb::new("blocked_gone");
+    setup(&mut db.client);
+    for _ in 0..3 {
+        let mut s = db.connect();
+        s.batch_execute("BEGIN").unwrap();
+        assert!(!boolean(&mut s, "SELECT can_execute FROM neon_budget.budget_check('c1', 'CONTENT', 100000)"));
+    }
+    let c = &mut db.client;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while total(c) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(blocked(c), vec!["campaign c1 budget_check estimate_too_large 3"]);
+}
+
+/// With prepared transactions allowed, a refusal inside a transaction block is not written
+/// there: a transaction prepared after it holds no counter row, so a later backend with the
+/// same slot never waits for it, and ROLLBACK PREPARED loses nothing.
+#[test]
+fn prepared_transactions_never_hold_a_count() {
+    let cluster = Cluster::create("/tmp/nb_blocked_2pc", 5477);
+    let mut admin = cluster.connect("postgres");
+    admin.batch_execute("ALTER SYSTEM SET max_prepared_transactions = 4").unwrap();
+    drop(admin);
+    cluster.stop();
+    cluster.start();
+    let mut c = cluster.connect("postgres");
+    c.batch_execute("CREATE EXTENSION neon_budget").unwrap();
+    setup(&mut c);
+    let refuse = "SELECT can_execute FROM neon_budget.budget_check('c1', 'CONTENT', 100000)";
+    for name in ["p1", "p2"] {
+        let mut s = cluster.connect("postgres");
+        s.batch_execute("BEGIN").unwrap();
+        assert!(!boolean(&mut s, refuse));
+        s.batch_execute(&format!("PREPARE TRANSACTION '{name}'")).unwrap();
+    }
+    // New sessions (backend slots of the ones that prepared) refuse without waiting.
+    for _ in 0..4 {
+        let mut s = cluster.connect("postgres");
+        s.batch_execute("SET statement_timeout = '5s'").unwrap();
+        assert!(!boolean(&mut s, refuse));
+    }
+    c.batch_execute("ROLLBACK PREPARED 'p1'").unwrap();
+    c.batch_execute("COMMIT PREPARED 'p2'").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while total(&mut c) < 6 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(blocked(&mut c), vec!["campaign c1 budget_check estimate_too_large 6"]);
+    drop(c);
+    cluster.stop();
 }

@@ -210,11 +210,18 @@ fn standby_reads_like_the_primary_and_promotes_with_all_spend() {
     let primary_sums = text(&mut p, BILLING_SUMS).unwrap();
     let primary_count = int(&mut p, "SELECT count(*) FROM neon_budget.billing_log");
     assert_eq!(primary_count, 303);
+    const BLOCKED: &str = "SELECT COALESCE(sum(blocked), 0)::bigint FROM neon_budget._blocked_count";
+    let primary_blocked = int(&mut p, BLOCKED);
+    assert!(primary_blocked > 0, "the primary counted its refused budget_check calls");
     drop(p);
     drop(p2);
     primary.stop();
     assert!(boolean(&mut s, "SELECT pg_promote(true, 30)"), "pg_promote failed");
     assert!(!boolean(&mut s, "SELECT pg_is_in_recovery()"));
+    // The refusals this session saw as a standby are not counted, also once promoted: an
+    // allowed check (which writes what a backend holds) adds nothing.
+    s.batch_execute("SELECT neon_budget.budget_check()").unwrap();
+    assert_eq!(int(&mut s, BLOCKED), primary_blocked);
 
     assert_eq!(text(&mut s, BILLING_SUMS).unwrap(), primary_sums);
     assert_same(&primary_view, &snapshot(&mut s));
