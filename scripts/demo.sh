@@ -28,6 +28,8 @@ psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXI
 echo "== setting budgets: \$600.00 for this month (warning at 80%), four campaigns"
 psql -d neon_budget_demo <<'SQL'
 CREATE EXTENSION neon_budget;
+-- Forecast as soon as the month has one complete day (the default waits for a fifth of it).
+ALTER DATABASE neon_budget_demo SET neon_budget.forecast_min_elapsed = 0;
 \o /dev/null
 SELECT neon_budget.set_monthly_budget(neon_budget._current_month(), 600.00, 0.8);
 SELECT neon_budget.set_campaign('campaign-1', 'Content Marketing', 'CONTENT_GENERATION', 250.00);
@@ -37,12 +39,16 @@ SELECT neon_budget.set_campaign('campaign-4', 'Social Media', 'SOCIAL', NULL);
 SQL
 
 echo "== replaying every request of $TRACE with $CLIENTS clients (alerts print as they arrive)"
-target/release/neon-budget replay "$TRACE" --clients "$CLIENTS" --campaigns 4 \
+# --spread-over-month: the trace stands for the month so far (its requests dated from the
+# month's first day to now), so the month-end forecast has complete days to work with.
+target/release/neon-budget replay "$TRACE" --clients "$CLIENTS" --campaigns 4 --spread-over-month \
   --database-url "host=$DIR port=$PORT user=postgres dbname=neon_budget_demo"
 
 echo
 echo "== budget_report()"
 psql -d neon_budget_demo -At -c "SELECT neon_budget.budget_report()"
+echo "== budget_forecast(): month-end projections (spend to date + the last 7 complete days' mean x the days left)"
+psql -d neon_budget_demo -c "SELECT scope, campaign_id, budget, round(spent, 2) AS spent, round(daily_mean, 2) AS daily_mean, window_days, days_left, round(projected_spend, 2) AS projected_spend, projected_exhausted_on, over_budget FROM neon_budget.budget_forecast()"
 echo "== budget_check() now (the month's budget is spent: executions are blocked)"
 psql -d neon_budget_demo -x -c "SELECT * FROM neon_budget.budget_check()"
 echo "== alerts logged"

@@ -40,7 +40,7 @@ SELECT neon_budget.budget_reserve('SEO', 1000, 'c1', ttl => '1 hour');
 CREATE TABLE public.before AS
   SELECT (SELECT string_agg(to_jsonb(b)::text, ';' ORDER BY id) FROM neon_budget.billing_log b) AS log,
          (SELECT string_agg(m::text, ';' ORDER BY month) FROM neon_budget.monthly_budget m) AS months,
-         (SELECT string_agg(a::text, ';' ORDER BY id) FROM neon_budget.alert_log a) AS alerts,
+         (SELECT string_agg(to_jsonb(a)::text, ';' ORDER BY id) FROM neon_budget.alert_log a) AS alerts,
          (SELECT count(*) FROM neon_budget.audit_log) AS audits,
          neon_budget.budget_report('2024-01') AS report;
 SQL
@@ -81,7 +81,12 @@ ok=$(psql -d upg_data -At <<'SQL'
 SELECT (SELECT string_agg((to_jsonb(b) - 'cost_per_1k_tokens')::text, ';' ORDER BY id) FROM neon_budget.billing_log b) = log
    AND NOT EXISTS (SELECT FROM neon_budget.billing_log WHERE cost_per_1k_tokens IS NOT NULL)
    AND (SELECT string_agg(m::text, ';' ORDER BY month) FROM neon_budget.monthly_budget m) = months
-   AND (SELECT string_agg(a::text, ';' ORDER BY id) FROM neon_budget.alert_log a) IS NOT DISTINCT FROM alerts
+   -- 0.5.0 added alert_log.details (a forecast alert's figures): NULL for the alerts before.
+   AND (SELECT string_agg((to_jsonb(a) - 'details')::text, ';' ORDER BY id) FROM neon_budget.alert_log a) IS NOT DISTINCT FROM alerts
+   AND NOT EXISTS (SELECT FROM neon_budget.alert_log WHERE details IS NOT NULL)
+   -- The per-campaign, per-agent daily aggregate of 0.5.0 is filled from the log (budget_verify
+   -- below compares it too) and adds up to the months.
+   AND (SELECT sum(total_cost) FROM neon_budget.campaign_agent_daily_cost) IS NOT DISTINCT FROM (SELECT sum(cost) FROM neon_budget.billing_log)
    AND (SELECT count(*) FROM neon_budget.audit_log) = audits
    -- Every figure of the report is the same; 0.3.0 escapes less Markdown (no backslashes
    -- before '_', '(', '"'...) and words its suggestions anew, so those are compared apart.

@@ -117,6 +117,30 @@ CREATE TRIGGER purged_day_spend_restored
     AFTER INSERT ON purged_day_spend REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION _purged_day_spend_restored();
 
+-- The same for the per-campaign, per-agent daily sums in purged_campaign_agent_day_spend.
+CREATE FUNCTION _purged_campaign_agent_day_spend_restored() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, neon_budget, pg_temp
+AS $$
+BEGIN
+    IF NOT neon_budget._restoring() THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO neon_budget._campaign_agent_day_spend AS t
+           (campaign_key, agent_type, billing_month, billing_day, slot, cost, tokens, executions)
+    SELECT r.campaign_key, r.agent_type, r.billing_month, r.billing_day, 0, sum(r.cost), sum(r.tokens), sum(r.executions)
+      FROM new_rows r GROUP BY r.campaign_key, r.agent_type, r.billing_month, r.billing_day
+    ON CONFLICT (campaign_key, billing_month, billing_day, agent_type, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost, tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER purged_campaign_agent_day_spend_restored
+    AFTER INSERT ON purged_campaign_agent_day_spend REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION _purged_campaign_agent_day_spend_restored();
+
 -- pg_restore loads the dump's key into _execution_id_key, where CREATE EXTENSION put a new one:
 -- the dump's key replaces it (the anonymized ids of the dump were digested with it).
 CREATE FUNCTION _execution_id_key_restored() RETURNS trigger
@@ -159,6 +183,11 @@ COMMENT ON FUNCTION _agent_spend_rows() IS
 COMMENT ON FUNCTION _day_spend_rows() IS
   'Internal: the rows of _day_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
 
+CREATE FUNCTION _campaign_agent_day_spend_rows() RETURNS SETOF _campaign_agent_day_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 1024 AS 'MODULE_PATHNAME', 'slot_rows';
+COMMENT ON FUNCTION _campaign_agent_day_spend_rows() IS
+  'Internal: the rows of _campaign_agent_day_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+
 CREATE VIEW campaign_cost AS
 SELECT s.campaign_id, s.billing_month AS month,
        sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
@@ -189,6 +218,32 @@ SELECT s.billing_month AS month, s.billing_day AS day,
 HAVING sum(s.executions) <> 0 OR sum(s.cost) <> 0;
 COMMENT ON VIEW daily_cost IS
   'Per billing month (YYYY-MM) and day (YYYY-MM-DD in neon_budget.timezone, fixed when written): total cost (dollars), tokens and executions, maintained from billing_log; purge_before keeps them.';
+
+CREATE VIEW campaign_agent_daily_cost AS
+SELECT s.campaign_key AS campaign_id, s.agent_type, s.billing_month AS month, s.billing_day AS day,
+       sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
+  FROM _campaign_agent_day_spend_rows() s
+ GROUP BY s.campaign_key, s.agent_type, s.billing_month, s.billing_day
+HAVING sum(s.executions) <> 0 OR sum(s.cost) <> 0;
+COMMENT ON VIEW campaign_agent_daily_cost IS
+  'Per campaign (campaign_id, '''' for executions without one), agent type, billing month (YYYY-MM) and day (YYYY-MM-DD in neon_budget.timezone, fixed when written): total cost (dollars), tokens and executions, maintained from billing_log; purge_before keeps them (for rows purged from 0.5.0 on).';
+
+CREATE VIEW campaign_daily_cost AS
+SELECT v.campaign_id, v.month, v.day, sum(v.total_cost) AS total_cost, sum(v.total_tokens) AS total_tokens,
+       sum(v.executions)::bigint AS executions
+  FROM campaign_agent_daily_cost v
+ WHERE v.campaign_id <> ''
+ GROUP BY v.campaign_id, v.month, v.day;
+COMMENT ON VIEW campaign_daily_cost IS
+  'Per campaign, billing month (YYYY-MM) and day (YYYY-MM-DD): total cost (dollars), tokens and executions (campaign_agent_daily_cost summed over agent types).';
+
+CREATE VIEW agent_daily_cost AS
+SELECT v.agent_type, v.month, v.day, sum(v.total_cost) AS total_cost, sum(v.total_tokens) AS total_tokens,
+       sum(v.executions)::bigint AS executions
+  FROM campaign_agent_daily_cost v
+ GROUP BY v.agent_type, v.month, v.day;
+COMMENT ON VIEW agent_daily_cost IS
+  'Per agent type, billing month (YYYY-MM) and day (YYYY-MM-DD): total cost (dollars), tokens and executions (campaign_agent_daily_cost summed over campaigns).';
 
 CREATE VIEW write_path_stats AS
 SELECT s.path, s.reason, sum(s.writes)::bigint AS writes, max(s.last_write) AS last_write

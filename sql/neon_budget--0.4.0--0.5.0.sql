@@ -173,6 +173,182 @@ $$Cost report of a billing month (YYYY-MM; NULL = current month): monthly overvi
 format (default 'md'): 'md' the Markdown report (figures rounded); 'json' one object {month, timezone, overview, campaigns, agents, suggestions, daily, blocked} with exact JSON numbers, the spend of every day of the month and the executions blocked (per scope, decision and reason); 'csv' a flat table with a header, columns section (overview, campaign, agent, day, blocked, suggestion), key, name, type, cost, budget, remaining, utilization_percentage, status, alert_threshold, tokens, executions, avg_cost_per_execution, successes, failures, success_rate_percentage, retries, scope, decision, reason (exact decimals, empty where not applicable). The Markdown report lists executions blocked when there are any.
 Errors: 22007 malformed month; 22023 unknown format.$$;
 
+-- ---------------------------------------------------------------------------------------------
+-- Spend per campaign, agent type and day (issue #13, for forecasts and cost anomalies): a fifth
+-- maintained aggregate, filled here from billing_log (rows purged before this upgrade are in
+-- purged_day_spend only, so this aggregate starts from the rows still in the log).
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE neon_budget._campaign_agent_day_spend (
+    campaign_key  text    NOT NULL,
+    agent_type    text    NOT NULL,
+    billing_month text    NOT NULL,
+    billing_day   text    NOT NULL,
+    slot          integer NOT NULL,
+    cost          numeric NOT NULL,
+    tokens        numeric NOT NULL,
+    executions    bigint  NOT NULL,
+    PRIMARY KEY (campaign_key, billing_month, billing_day, agent_type, slot)
+) WITH (fillfactor = 50);
+CREATE INDEX _campaign_agent_day_spend_agent ON neon_budget._campaign_agent_day_spend (agent_type, billing_month, billing_day);
+COMMENT ON TABLE neon_budget._campaign_agent_day_spend IS
+  'Spend per campaign (campaign_key: its id, '''' for none), agent type, billing month and day (YYYY-MM-DD of created_at in neon_budget.timezone) and slot: cost in dollars, tokens, executions; the daily series of forecasts and cost anomalies (see the campaign_agent_daily_cost view).';
+-- The same per campaign ('' = none), agent type and day (for rows purged from 0.5.0 on: days
+-- purged before are in purged_day_spend only).
+CREATE TABLE neon_budget.purged_campaign_agent_day_spend (
+    billing_month text    NOT NULL,
+    billing_day   text    NOT NULL,
+    campaign_key  text    NOT NULL,
+    agent_type    text    NOT NULL,
+    cost          numeric NOT NULL,
+    tokens        numeric NOT NULL,
+    executions    bigint  NOT NULL,
+    PRIMARY KEY (billing_month, billing_day, campaign_key, agent_type)
+);
+COMMENT ON TABLE neon_budget.purged_campaign_agent_day_spend IS
+  'Sums (dollars, tokens, executions) of billing_log rows deleted by purge_before(), per month, day, campaign ('''' = none) and agent type; the per-campaign and per-agent daily aggregate still includes them.';
+SELECT pg_catalog.pg_extension_config_dump('neon_budget.purged_campaign_agent_day_spend', '');
+INSERT INTO neon_budget._campaign_agent_day_spend (campaign_key, agent_type, billing_month, billing_day, slot, cost, tokens, executions)
+SELECT COALESCE(r.campaign_id, ''), r.agent_type, r.billing_month, neon_budget._billing_day(r.created_at), 0,
+       sum(r.cost), sum(r.tokens), count(*)
+  FROM neon_budget.billing_log r
+ GROUP BY 1, 2, 3, 4;
+
+-- The same for the per-campaign, per-agent daily sums in purged_campaign_agent_day_spend.
+CREATE FUNCTION neon_budget._purged_campaign_agent_day_spend_restored() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, neon_budget, pg_temp
+AS $$
+BEGIN
+    IF NOT neon_budget._restoring() THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO neon_budget._campaign_agent_day_spend AS t
+           (campaign_key, agent_type, billing_month, billing_day, slot, cost, tokens, executions)
+    SELECT r.campaign_key, r.agent_type, r.billing_month, r.billing_day, 0, sum(r.cost), sum(r.tokens), sum(r.executions)
+      FROM new_rows r GROUP BY r.campaign_key, r.agent_type, r.billing_month, r.billing_day
+    ON CONFLICT (campaign_key, billing_month, billing_day, agent_type, slot) DO UPDATE
+       SET cost = t.cost OPERATOR(pg_catalog.+) EXCLUDED.cost, tokens = t.tokens OPERATOR(pg_catalog.+) EXCLUDED.tokens,
+           executions = t.executions OPERATOR(pg_catalog.+) EXCLUDED.executions;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER purged_campaign_agent_day_spend_restored
+    AFTER INSERT ON neon_budget.purged_campaign_agent_day_spend REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._purged_campaign_agent_day_spend_restored();
+
+CREATE FUNCTION neon_budget._campaign_agent_day_spend_rows() RETURNS SETOF neon_budget._campaign_agent_day_spend
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 1024 AS 'MODULE_PATHNAME', 'slot_rows';
+COMMENT ON FUNCTION neon_budget._campaign_agent_day_spend_rows() IS
+  'Internal: the rows of _campaign_agent_day_spend visible to the statement, read newest first (src/api/internal.rs); the views read the slot tables through it.';
+
+CREATE VIEW neon_budget.campaign_agent_daily_cost AS
+SELECT s.campaign_key AS campaign_id, s.agent_type, s.billing_month AS month, s.billing_day AS day,
+       sum(s.cost) AS total_cost, sum(s.tokens) AS total_tokens, sum(s.executions)::bigint AS executions
+  FROM neon_budget._campaign_agent_day_spend_rows() s
+ GROUP BY s.campaign_key, s.agent_type, s.billing_month, s.billing_day
+HAVING sum(s.executions) <> 0 OR sum(s.cost) <> 0;
+COMMENT ON VIEW neon_budget.campaign_agent_daily_cost IS
+  'Per campaign (campaign_id, '''' for executions without one), agent type, billing month (YYYY-MM) and day (YYYY-MM-DD in neon_budget.timezone, fixed when written): total cost (dollars), tokens and executions, maintained from billing_log; purge_before keeps them (for rows purged from 0.5.0 on).';
+
+CREATE VIEW neon_budget.campaign_daily_cost AS
+SELECT v.campaign_id, v.month, v.day, sum(v.total_cost) AS total_cost, sum(v.total_tokens) AS total_tokens,
+       sum(v.executions)::bigint AS executions
+  FROM neon_budget.campaign_agent_daily_cost v
+ WHERE v.campaign_id <> ''
+ GROUP BY v.campaign_id, v.month, v.day;
+COMMENT ON VIEW neon_budget.campaign_daily_cost IS
+  'Per campaign, billing month (YYYY-MM) and day (YYYY-MM-DD): total cost (dollars), tokens and executions (campaign_agent_daily_cost summed over agent types).';
+
+CREATE VIEW neon_budget.agent_daily_cost AS
+SELECT v.agent_type, v.month, v.day, sum(v.total_cost) AS total_cost, sum(v.total_tokens) AS total_tokens,
+       sum(v.executions)::bigint AS executions
+  FROM neon_budget.campaign_agent_daily_cost v
+ GROUP BY v.agent_type, v.month, v.day;
+COMMENT ON VIEW neon_budget.agent_daily_cost IS
+  'Per agent type, billing month (YYYY-MM) and day (YYYY-MM-DD): total cost (dollars), tokens and executions (campaign_agent_daily_cost summed over campaigns).';
+
+-- The functions that keep the aggregates name the new purged table.
+COMMENT ON FUNCTION neon_budget.budget_verify(text) IS
+$$Every maintained aggregate row that differs from billing_log plus the purged sums (purged_spend, purged_day_spend, purged_campaign_agent_day_spend): aggregate (monthly_budget, campaign_cost, agent_cost, daily_cost, campaign_agent_daily_cost), key (campaign id, agent type, day YYYY-MM-DD, '' for the month; for campaign_agent_daily_cost the text of the array {campaign ('' = none),agent type,day}), month (YYYY-MM; NULL argument = all months), expected and stored sums as JSON (dollars, tokens, executions, ...). Empty when all agree. Reads only the month's rows. Admin only. Errors: 22007 malformed month.$$;
+COMMENT ON FUNCTION neon_budget.budget_rebuild(text) IS
+$$Makes a month's (YYYY-MM) aggregates equal to billing_log plus the purged sums: adds each difference budget_verify(month) finds to the key's slot-0 row, in one snapshot; returns the aggregate rows corrected (0 when none differ). Writers never wait for it; two rebuilds of a month take turns. Writes audit_log with the differences. Admin only. Errors: 22007 malformed month; 22004 NULL; 40001 in REPEATABLE READ when another rebuild of the month committed after the snapshot.$$;
+COMMENT ON FUNCTION neon_budget.purge_before(timestamptz) IS
+$$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign, agent and daily totals do not change (the purged sums move to purged_spend, purged_day_spend and purged_campaign_agent_day_spend, the execution ids' keyed digests to purged_execution_id). Works in batches of 1024 pages, then one pass over the whole table for rows updated meanwhile; takes no lock that writers wait for (only a write to a row being purged waits for its commit); retention calls take turns. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Month-end forecasts (issue #13, part 3): budget_check's row gains the month's and the campaign's
+-- projected spend and the day their budget runs out (a new C symbol, src/pg/schema_version.rs:
+-- the old one is a shim), budget_forecast lists them, and the report shows them.
+-- ---------------------------------------------------------------------------------------------
+DROP FUNCTION neon_budget.budget_check(text, text, bigint);
+CREATE  FUNCTION neon_budget."budget_check"(
+	"campaign_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"agent_type" TEXT DEFAULT NULL, /* Option < & str > */
+	"estimated_tokens" bigint DEFAULT 0 /* Option < i64 > */
+) RETURNS TABLE (
+	"can_execute" bool,  /* bool */
+	"status" TEXT,  /* String */
+	"month" TEXT,  /* String */
+	"total_budget" NUMERIC,  /* AnyNumeric */
+	"total_spent" NUMERIC,  /* AnyNumeric */
+	"remaining" NUMERIC,  /* AnyNumeric */
+	"utilization_percentage" NUMERIC,  /* AnyNumeric */
+	"override_enabled" bool,  /* bool */
+	"campaign_id" TEXT,  /* Option < String > */
+	"campaign_budget" NUMERIC,  /* Option < AnyNumeric > */
+	"campaign_spent" NUMERIC,  /* Option < AnyNumeric > */
+	"estimated_cost" NUMERIC,  /* AnyNumeric */
+	"reserved" NUMERIC,  /* AnyNumeric */
+	"campaign_reserved" NUMERIC,  /* Option < AnyNumeric > */
+	"projected_spend" NUMERIC,  /* Option < AnyNumeric > */
+	"projected_exhausted_on" TEXT,  /* Option < String > */
+	"campaign_projected_spend" NUMERIC,  /* Option < AnyNumeric > */
+	"campaign_projected_exhausted_on" TEXT  /* Option < String > */
+)
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'budget_check_v2_wrapper';
+CREATE  FUNCTION neon_budget."budget_forecast"(
+	"month" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"scope" TEXT,  /* String */
+	"campaign_id" TEXT,  /* Option < String > */
+	"budget" NUMERIC,  /* Option < pgrx :: AnyNumeric > */
+	"spent" NUMERIC,  /* pgrx :: AnyNumeric */
+	"daily_mean" NUMERIC,  /* pgrx :: AnyNumeric */
+	"window_days" INT,  /* i32 */
+	"days_left" INT,  /* i32 */
+	"projected_spend" NUMERIC,  /* pgrx :: AnyNumeric */
+	"projected_exhausted_on" TEXT,  /* Option < String > */
+	"over_budget" bool  /* bool */
+)
+STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'budget_forecast_wrapper';
+COMMENT ON FUNCTION neon_budget.budget_check(text, text, bigint) IS
+$$May an execution run now? Arguments: campaign_id, agent_type, estimated_tokens (priced at the agent type's rate in force now).
+Returns one row: can_execute, status (ok, warning, critical, exceeded), month (YYYY-MM), total_budget, total_spent, remaining (dollars, after live reservations, including those of transactions still open), utilization_percentage, override_enabled, campaign_id, campaign_budget (NULL = no limit), campaign_spent, estimated_cost, reserved, campaign_reserved (dollars), projected_spend and projected_exhausted_on (the month's month-end forecast in dollars and the day YYYY-MM-DD its budget runs out, NULL when not within the month), campaign_projected_spend and campaign_projected_exhausted_on (the same for a campaign with a budget); forecasts are NULL while too few days of the month are complete (see budget_forecast).
+can_execute is false when the current month's or the campaign's spend plus live reservations has reached its budget or would pass it with the estimate, unless the override is on. Reads only the maintained aggregates and live reservations.
+Errors: 22003 negative estimated_tokens; 22023 estimated_tokens without agent_type; 42704 unknown agent type; 22001 campaign_id over 200 characters or agent_type over 100.$$;
+COMMENT ON FUNCTION neon_budget.budget_forecast(text) IS
+$$Month-end forecasts of a billing month (YYYY-MM; NULL = the current month), from the maintained per-day aggregates: one row for the month, then one per campaign with a budget. Columns: scope (month, campaign), campaign_id, budget, spent (dollars to date), daily_mean (dollars per day over the window), window_days, days_left (days after today), projected_spend (dollars at the month's end), projected_exhausted_on (YYYY-MM-DD the budget runs out, NULL when not within the month), over_budget (projected spend above the budget).
+Method: spend to date + the mean daily spend of the last neon_budget.forecast_window_days (default 7) complete days of the month x the days after today. No rows for another month than the current one, or while fewer than neon_budget.forecast_min_elapsed (default 0.2) of the month's days are complete.
+Errors: 22007 malformed month.$$;
+COMMENT ON FUNCTION neon_budget.budget_report(text, text) IS
+$$Cost report of a billing month (YYYY-MM; NULL = current month): monthly overview, campaign breakdown, agent usage, cost optimization suggestions. Money in dollars.
+format (default 'md'): 'md' the Markdown report (figures rounded); 'json' one object {month, timezone, overview, campaigns, agents, suggestions, daily, blocked, forecast} with exact JSON numbers, the spend of every day of the month, the executions blocked (per scope, decision and reason) and the month-end forecasts (as budget_forecast returns them); 'csv' a flat table with a header, columns section (overview, campaign, agent, day, blocked, forecast, suggestion), key, name, type, cost, budget, remaining, utilization_percentage, status, alert_threshold, tokens, executions, avg_cost_per_execution, successes, failures, success_rate_percentage, retries, scope, decision, reason, daily_mean, window_days, days_left, projected_spend, projected_exhausted_on, over_budget (exact decimals, empty where not applicable). The Markdown report lists executions blocked when there are any, and a forecast line for the month and for each campaign with a budget while the current month is forecast.
+Errors: 22007 malformed month; 22023 unknown format.$$;
+
+-- The forecast alert (sent once per scope and month when the projection first passes the budget)
+-- is kept in alert_log with its figures in details.
+ALTER TABLE neon_budget.alert_log
+    DROP CONSTRAINT alert_log_level_check,
+    ADD CONSTRAINT alert_log_level_check CHECK (level IN ('warning', 'critical', 'exceeded', 'forecast')),
+    ADD COLUMN details jsonb;
+COMMENT ON TABLE neon_budget.alert_log IS
+  'Every budget alert raised: scope (month or campaign), level (warning, critical, exceeded; forecast: the month-end projection passes the budget), spend and budget in dollars, utilization in percent, details (forecast: projected_spend, daily_mean, window_days, days_left, projected_exhausted_on).';
+
 -- BEGIN sql/roles_and_grants.sql
 -- neon_budget: roles and privileges, in one idempotent file.
 --
@@ -234,7 +410,8 @@ BEGIN
                              'set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
                              'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
-                             '_purged_spend_restored', '_purged_day_spend_restored')
+                             '_purged_spend_restored', '_purged_day_spend_restored',
+                             '_purged_campaign_agent_day_spend_restored')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp', f);
     END LOOP;
@@ -248,6 +425,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA neon_budget FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
 GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost, neon_budget.daily_cost,
+                neon_budget.campaign_agent_daily_cost, neon_budget.campaign_daily_cost, neon_budget.agent_daily_cost,
                 neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
                 neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting,
                 neon_budget.alert_log, neon_budget.blocked_executions
@@ -259,8 +437,9 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('budget_check', 'budget_report', '_status', '_current_month', '_timezone',
-                             '_month_spend_rows', '_campaign_spend_rows', '_agent_spend_rows', '_day_spend_rows')
+           AND p.proname IN ('budget_check', 'budget_report', 'budget_forecast', '_status', '_current_month', '_timezone',
+                             '_month_spend_rows', '_campaign_spend_rows', '_agent_spend_rows', '_day_spend_rows',
+                             '_campaign_agent_day_spend_rows')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_reader', f);
     END LOOP;

@@ -58,7 +58,8 @@ BEGIN
                              'set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
                              'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
-                             '_purged_spend_restored', '_purged_day_spend_restored')
+                             '_purged_spend_restored', '_purged_day_spend_restored',
+                             '_purged_campaign_agent_day_spend_restored')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp', f);
     END LOOP;
@@ -72,6 +73,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA neon_budget FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
 GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost, neon_budget.daily_cost,
+                neon_budget.campaign_agent_daily_cost, neon_budget.campaign_daily_cost, neon_budget.agent_daily_cost,
                 neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
                 neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting,
                 neon_budget.alert_log, neon_budget.blocked_executions
@@ -83,8 +85,9 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
-           AND p.proname IN ('budget_check', 'budget_report', '_status', '_current_month', '_timezone',
-                             '_month_spend_rows', '_campaign_spend_rows', '_agent_spend_rows', '_day_spend_rows')
+           AND p.proname IN ('budget_check', 'budget_report', 'budget_forecast', '_status', '_current_month', '_timezone',
+                             '_month_spend_rows', '_campaign_spend_rows', '_agent_spend_rows', '_day_spend_rows',
+                             '_campaign_agent_day_spend_rows')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_reader', f);
     END LOOP;

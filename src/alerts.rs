@@ -89,7 +89,8 @@ fn json_number(n: &AnyNumeric) -> serde_json::Value {
 
 /// The JSON payload of an alert: `{"alert_id", "scope", "campaign_id", "month", "level",
 /// "spent", "budget", "utilization"}`, money in dollars and utilization in percent, as exact
-/// JSON numbers. It never carries `task` or `metadata`. A campaign id too long for PostgreSQL's
+/// JSON numbers, plus `"details"` when the alert has them (a `forecast` alert: see
+/// [`forecast_due`]). It never carries `task` or `metadata`. A campaign id too long for PostgreSQL's
 /// 8000-byte NOTIFY limit is cut (on a character boundary) and `"campaign_id_truncated": true`
 /// is added; amounts too long for the limit (thousands of digits) are sent as null with
 /// `"figures_in_alert_log": true`. `alert_id` finds the whole row in `alert_log`.
@@ -103,6 +104,7 @@ pub fn payload(
     spent: &AnyNumeric,
     budget: &AnyNumeric,
     utilization: &AnyNumeric,
+    details: Option<&serde_json::Value>,
 ) -> String {
     let build = |campaign: Option<&str>, truncated: bool, no_figures: bool| {
         let figure = |n: &AnyNumeric| if no_figures { serde_json::Value::Null } else { json_number(n) };
@@ -116,6 +118,9 @@ pub fn payload(
             "budget": figure(budget),
             "utilization": figure(utilization),
         });
+        if let Some(d) = details.filter(|_| !no_figures) {
+            obj["details"] = d.clone();
+        }
         if truncated {
             obj["campaign_id_truncated"] = serde_json::Value::Bool(true);
         }
@@ -162,6 +167,33 @@ pub struct Due {
     pub spent: AnyNumeric,
     /// Budget in dollars.
     pub budget: AnyNumeric,
+    /// What `alert_log.details` keeps and the payload carries (None for levels).
+    pub details: Option<serde_json::Value>,
+}
+
+/// The level name of the month-end forecast alert, kept with the levels sent in `alert_state`.
+pub const FORECAST: &str = "forecast";
+
+/// The `forecast` alert of a scope whose month-end projection `p` passes its `budget` (dollars):
+/// sent once per scope and month, like a level, with `details` `{"projected_spend",
+/// "daily_mean", "window_days", "days_left", "projected_exhausted_on"}` (dollars, days,
+/// `YYYY-MM-DD` or null); `spent` is the spend to date.
+pub fn forecast_due(scope: &str, scope_key: &str, month: &str, p: &crate::forecast::Projection, budget: &AnyNumeric) -> Due {
+    Due {
+        scope: scope.to_string(),
+        scope_key: scope_key.to_string(),
+        month: month.to_string(),
+        level: FORECAST.to_string(),
+        spent: p.spent.clone(),
+        budget: budget.clone(),
+        details: Some(serde_json::json!({
+            "projected_spend": json_number(&p.projected),
+            "daily_mean": json_number(&p.daily_mean),
+            "window_days": p.window_days,
+            "days_left": p.days_left,
+            "projected_exhausted_on": p.exhausted_on,
+        })),
+    }
 }
 
 /// Adds to `due` the levels in `reached` (what `spent` reaches against `budget`, from
@@ -186,6 +218,7 @@ pub fn collect_due(
                 level: level.as_str().to_string(),
                 spent: spent.clone(),
                 budget: budget.clone(),
+                details: None,
             });
         }
     }
@@ -225,8 +258,8 @@ pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
     let campaign_id = (d.scope == "campaign").then_some(d.scope_key.as_str());
     let id: i64 = spi(client
         .update(
-            "INSERT INTO neon_budget.alert_log (scope, campaign_id, month, level, spent, budget, utilization)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO neon_budget.alert_log (scope, campaign_id, month, level, spent, budget, utilization, details)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             None,
             &[
                 d.scope.as_str().into(),
@@ -236,11 +269,12 @@ pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
                 d.spent.clone().into(),
                 d.budget.clone().into(),
                 utilization.clone().into(),
+                d.details.clone().map(pgrx::JsonB).into(),
             ],
         )
         .and_then(|t| t.first().get_one()))
     .expect("INSERT ... RETURNING id returns the id");
-    let body = payload(id, &d.scope, campaign_id, &d.month, &d.level, &d.spent, &d.budget, &utilization);
+    let body = payload(id, &d.scope, campaign_id, &d.month, &d.level, &d.spent, &d.budget, &utilization, d.details.as_ref());
     spi(client.update("SELECT pg_catalog.pg_notify($1, $2)", None, &[CHANNEL.into(), body.into()]));
 }
 
@@ -301,14 +335,14 @@ mod tests {
 
     #[pg_test]
     fn payload_is_json_and_bounded() {
-        let p = payload(7, "campaign", Some("c-1"), "2024-01", "warning", &num("160.5"), &num("200"), &num("80.25"));
+        let p = payload(7, "campaign", Some("c-1"), "2024-01", "warning", &num("160.5"), &num("200"), &num("80.25"), None);
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         assert_eq!(v["spent"].to_string(), "160.5");
         assert_eq!(v["campaign_id"], "c-1");
         assert_eq!(v["alert_id"], 7);
 
         let long = "\"ü".repeat(5000);
-        let p = payload(8, "campaign", Some(&long), "2024-01", "exceeded", &num("1"), &num("1"), &num("100"));
+        let p = payload(8, "campaign", Some(&long), "2024-01", "exceeded", &num("1"), &num("1"), &num("100"), None);
         assert!(p.len() < 8000, "payload is {} bytes", p.len());
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         assert_eq!(v["campaign_id_truncated"], true);

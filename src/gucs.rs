@@ -28,6 +28,13 @@ static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::ne
 /// refused (22008).
 static MAX_CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(300);
 
+/// `neon_budget.forecast_window_days` (default 7, 1..31): how many complete days before today the
+/// month-end forecast's daily mean is taken over (src/forecast.rs).
+static FORECAST_WINDOW_DAYS: GucSetting<i32> = GucSetting::<i32>::new(7);
+/// `neon_budget.forecast_min_elapsed` (default 0.2, 0..1): the share of a month's days that must
+/// be complete before it is forecast (src/forecast.rs); a share, not money.
+static FORECAST_MIN_ELAPSED: GucSetting<f64> = GucSetting::<f64>::new(0.2);
+
 /// Registers the GUCs; called once from `_PG_init`.
 pub fn init() {
     GucRegistry::define_bool_guc(
@@ -80,6 +87,40 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_int_guc(
+        c"neon_budget.forecast_window_days",
+        c"Complete days before today whose mean daily spend the month-end forecast uses.",
+        c"The forecast is spend to date plus this mean times the days left in the month.",
+        &FORECAST_WINDOW_DAYS,
+        1,
+        31,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"neon_budget.forecast_min_elapsed",
+        c"Share of a month's days that must be complete before the month is forecast.",
+        c"0.2: 6 complete days of a 30-day month (at least one day in any case).",
+        &FORECAST_MIN_ELAPSED,
+        0.0,
+        1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// `neon_budget.forecast_window_days`.
+pub fn forecast_window_days() -> u32 {
+    FORECAST_WINDOW_DAYS.get().clamp(1, 31) as u32
+}
+
+/// How many complete days a month of `days` days needs before it is forecast:
+/// `ceil(neon_budget.forecast_min_elapsed × days)`, at least 1.
+pub fn forecast_min_complete_days(days: u32) -> u32 {
+    let share = FORECAST_MIN_ELAPSED.get().clamp(0.0, 1.0);
+    // Less a hair, so that a share that is a whole number of days in decimal (0.2 × 30) is not
+    // rounded up by the binary product's last bit.
+    ((share * f64::from(days) - 1e-9).ceil() as u32).max(1)
 }
 
 /// `neon_budget.max_clock_skew` in seconds; None when it is -1 (no limit).

@@ -13,7 +13,7 @@
 //! | SQL API | [`api`] | every `#[pg_extern]`: argument checks and one call below |
 //! | features | [`maintenance`], [`report`] | verify, rebuild, retention; the cost report |
 //! | write path | [`write`] | applying rows to the aggregates, alert grants, budget state, reservations |
-//! | domain | [`rate_changes`], [`settings`], [`execution_ids`], [`restore`], [`rates`], [`alerts`], [`validation`], [`month`], [`money`], [`gucs`] | budget rules, each in its own module |
+//! | domain | [`rate_changes`], [`settings`], [`execution_ids`], [`restore`], [`rates`], [`alerts`], [`forecast`], [`validation`], [`month`], [`money`], [`gucs`] | budget rules, each in its own module |
 //! | plumbing | [`pg`] | caches, scans, locks, plans, version-specific calls |
 //! | errors | [`error`] | SQLSTATE errors and SPI error handling |
 //!
@@ -30,6 +30,7 @@ mod alerts;
 mod api;
 mod error;
 mod execution_ids;
+mod forecast;
 mod gucs;
 mod maintenance;
 mod money;
@@ -76,10 +77,11 @@ extension_sql_file!(
     name = "comments",
     requires = [
         api::tracking::track_cost,
-        api::checking::budget_check,
+        api::checking::budget_check_v2,
         api::reservations::budget_reserve,
         api::reservations::budget_release,
         api::report::budget_report_v3,
+        api::report::budget_forecast,
         api::admin::set_monthly_budget,
         api::admin::set_campaign,
         api::admin::clear_campaign_budget,

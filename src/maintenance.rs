@@ -82,7 +82,7 @@ pub fn anonymize_before(cutoff: TimestampWithTimeZone) -> i64 {
 const PURGE_BATCH_PAGES: i64 = 1024;
 
 /// One batch of `purge_before`: deletes the rows created before `$1` on pages `$2` to `$3 - 1`
-/// and moves exactly the deleted rows' sums to `purged_spend` and `purged_day_spend` and their
+/// and moves exactly the deleted rows' sums to the purged tables (`neon_budget_common::aggregates::PURGED`) and their
 /// ids' digests to `purged_execution_id`, in one statement; returns how many it deleted.
 fn purge_batch_sql() -> String {
     format!(

@@ -3,6 +3,7 @@
 //! a row lock and writes `audit_log` (who: `session_user`, when, old and new values as JSON) in the same
 //! transaction; a change to a budget or threshold re-arms the alert levels it affects. The
 //! callers (the SQL functions of the same names) have checked the arguments.
+use crate::alerts;
 use crate::error::{raise, spi, spi_opt, Code};
 use crate::gucs;
 use crate::month;
@@ -90,13 +91,15 @@ fn rearm(month: Option<&str>, campaign_id: Option<&str>) {
             "{CUR} UPDATE neon_budget.alert_state a
                SET levels_sent = CASE WHEN cur.budget IS NULL THEN '{{}}'::text[] ELSE ARRAY(
                     SELECT l FROM pg_catalog.unnest(a.levels_sent) l
-                     WHERE l OPERATOR(pg_catalog.=) ANY (neon_budget._reached_levels(cur.spent, cur.budget, cur.threshold))) END
+                     WHERE l OPERATOR(pg_catalog.=) ANY (neon_budget._reached_levels(cur.spent, cur.budget, cur.threshold))
+                        OR l OPERATOR(pg_catalog.=) 'forecast') END
               FROM cur
              WHERE a.scope OPERATOR(pg_catalog.=) cur.scope AND a.scope_key OPERATOR(pg_catalog.=) cur.scope_key
                AND a.month OPERATOR(pg_catalog.=) cur.month
                AND a.levels_sent OPERATOR(pg_catalog.<>) CASE WHEN cur.budget IS NULL THEN '{{}}'::text[] ELSE ARRAY(
                     SELECT l FROM pg_catalog.unnest(a.levels_sent) l
-                     WHERE l OPERATOR(pg_catalog.=) ANY (neon_budget._reached_levels(cur.spent, cur.budget, cur.threshold))) END"
+                     WHERE l OPERATOR(pg_catalog.=) ANY (neon_budget._reached_levels(cur.spent, cur.budget, cur.threshold))
+                        OR l OPERATOR(pg_catalog.=) 'forecast') END"
         ),
         &[month.into(), campaign_id.into()],
     ));
@@ -108,6 +111,39 @@ fn rearm(month: Option<&str>, campaign_id: Option<&str>) {
         ),
         &[month.into(), campaign_id.into()],
     ));
+    rearm_forecasts(month, campaign_id);
+}
+
+/// Re-arming of the `forecast` alert (kept by the statements above): in the current month's
+/// scopes that `month` or `campaign_id` name (see [`rearm`]), a scope whose month-end projection
+/// no longer passes its new budget may send it again, and one whose projection now passes it
+/// sends it at once. Other months are never forecast.
+fn rearm_forecasts(month: Option<&str>, campaign_id: Option<&str>) {
+    let current = month::current_month();
+    if month.is_some_and(|m| m != current) {
+        return;
+    }
+    let forecasts = crate::forecast::of_month(&current);
+    Spi::connect_mut(|client| {
+        for f in forecasts.iter().filter(|f| month.is_some() || f.campaign_id.as_deref() == campaign_id) {
+            let (scope, key) = match &f.campaign_id {
+                None => ("month", ""),
+                Some(id) => ("campaign", id.as_str()),
+            };
+            match (&f.budget, f.projection.over_budget) {
+                (Some(budget), true) => alerts::claim_and_send(client, &alerts::forecast_due(scope, key, &current, &f.projection, budget)),
+                _ => {
+                    spi(client.update(
+                        "UPDATE neon_budget.alert_state a SET levels_sent = pg_catalog.array_remove(a.levels_sent, 'forecast')
+                          WHERE a.scope OPERATOR(pg_catalog.=) $1 AND a.scope_key OPERATOR(pg_catalog.=) $2
+                            AND a.month OPERATOR(pg_catalog.=) $3 AND 'forecast' OPERATOR(pg_catalog.=) ANY (a.levels_sent)",
+                        None,
+                        &[scope.into(), key.into(), current.as_str().into()],
+                    ));
+                }
+            }
+        }
+    });
 }
 
 /// `set_campaign` with checked arguments: creates or updates the

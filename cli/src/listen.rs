@@ -85,6 +85,9 @@ struct Alert {
     created_at: String,
     /// `created_at` in UTC for file names: `20240115T103000.123456Z`.
     stamp: String,
+    /// `alert_log.details`: a `forecast` alert's `projected_spend`, `daily_mean`, `window_days`,
+    /// `days_left` and `projected_exhausted_on`.
+    details: Option<serde_json::Value>,
 }
 
 /// The listener's position in `alert_log`.
@@ -204,6 +207,26 @@ impl Listener<'_> {
             },
             _ => format!("monthly budget {}", a.month),
         };
+        if a.level == "forecast" {
+            let d = a.details.clone().unwrap_or_default();
+            let figure = |k: &str| d[k].to_string();
+            let runs_out = match d["projected_exhausted_on"].as_str() {
+                Some(day) => format!("; budget runs out {day}"),
+                None => String::new(),
+            };
+            return format!(
+                "{} FORECAST {}: projected {} of {} at month end ({}/day over the last {} days{}; spent {} so far) [alert_id={}]",
+                emoji(&a.level),
+                scope,
+                dollars(&figure("projected_spend"), 2),
+                dollars(&a.budget, 2),
+                dollars(&figure("daily_mean"), 2),
+                d["window_days"],
+                runs_out,
+                dollars(&a.spent, 2),
+                a.id
+            );
+        }
         format!(
             "{} {} {}: spent {} of {} ({}) [alert_id={}]",
             emoji(&a.level),
@@ -228,6 +251,7 @@ impl Listener<'_> {
             "spent": json_decimal(Some(&a.spent)),
             "budget": json_decimal(Some(&a.budget)),
             "utilization": json_decimal(Some(&a.utilization)),
+            "details": a.details,
             "created_at": a.created_at,
         })
     }
@@ -279,7 +303,8 @@ impl Listener<'_> {
                     a.id, a.scope, a.campaign_id, c.name, a.month, a.level, a.spent::text, a.budget::text,
                     a.utilization::text,
                     pg_catalog.to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                    pg_catalog.to_char(a.created_at AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISS.US\"Z\"')
+                    pg_catalog.to_char(a.created_at AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISS.US\"Z\"'),
+                    a.details::text
                FROM (SELECT pg_catalog.pg_current_snapshot() AS snap,
                             (SELECT max(l.id) FROM neon_budget.alert_log l) AS max_id) s
                LEFT JOIN (neon_budget.alert_log a
@@ -314,6 +339,7 @@ impl Listener<'_> {
                 utilization: r.get(11),
                 created_at: r.get(12),
                 stamp: r.get(13),
+                details: r.get::<_, Option<String>>(14).and_then(|t| serde_json::from_str(&t).ok()),
             };
             self.write_alert(&alert)?;
             changed = true;

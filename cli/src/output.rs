@@ -12,6 +12,7 @@ pub fn emoji(level: &str) -> &'static str {
         "warning" => "🟡",
         "critical" => "🟠",
         "exceeded" => "🔴",
+        "forecast" => "📈",
         _ => "❔",
     }
 }
@@ -23,6 +24,7 @@ pub fn meaning(level: &str) -> &'static str {
         "warning" => "yellow alert, normal operation continues",
         "critical" => "orange alert, consider action",
         "exceeded" => "red alert, executions blocked unless the override is enabled",
+        "forecast" => "the month-end projection passes the budget",
         _ => "unknown level",
     }
 }

@@ -9,6 +9,7 @@
 //! `--quiet` prints only the final summary and `--json` prints it as JSON. Needs
 //! `neon_budget_writer`.
 use crate::conn;
+use crate::money::dollars;
 use crate::output::campaign_label;
 use crate::{exit, Failure, Global};
 use postgres::fallible_iterator::FallibleIterator;
@@ -39,11 +40,18 @@ pub struct Args {
     /// Prefix of execution ids (an execution id makes a repeated replay record nothing twice).
     #[arg(long, default_value = "azure-conv")]
     pub execution_prefix: String,
+    /// Date the requests over the current billing month so far instead of now: a request at
+    /// fraction f of the trace's span is recorded with created_at = the month's start (in
+    /// neon_budget.timezone) + f × (now - the month's start), so that the trace stands for the
+    /// month to date and the month-end forecast has complete days to work with.
+    #[arg(long)]
+    pub spread_over_month: bool,
 }
 
 /// One request of the trace.
 struct Request {
     row: usize,
+    /// Time since the trace's first request.
     offset: Duration,
     timestamp: String,
     context_tokens: i64,
@@ -107,6 +115,22 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     conn::require_extension(&mut listener, None)?;
     listener.batch_execute("LISTEN neon_budget_alerts").map_err(|e| conn::db_failure("LISTEN", &e))?;
 
+    // With --spread-over-month: the month's start and how far into the month now is (µs).
+    let spread: Option<(String, i64)> = if args.spread_over_month {
+        let row = listener
+            .query_one(
+                "SELECT (date_trunc('month', now() AT TIME ZONE neon_budget._timezone()) AT TIME ZONE neon_budget._timezone())::text,
+                        (extract(epoch FROM now() - date_trunc('month', now() AT TIME ZONE neon_budget._timezone())
+                                 AT TIME ZONE neon_budget._timezone()) * 1000000)::bigint",
+                &[],
+            )
+            .map_err(|e| conn::db_failure("reading the month's start", &e))?;
+        Some((row.get(0), row.get(1)))
+    } else {
+        None
+    };
+    let trace_span_us = requests.iter().map(|r| r.offset.as_micros()).max().unwrap_or(0).max(1);
+
     let totals = Arc::new(Totals::default());
     let done = Arc::new(AtomicBool::new(false));
     let alerts = Arc::new(AtomicU64::new(0));
@@ -148,6 +172,7 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
         let campaigns = args.campaigns;
         let speed = args.speed;
         let prefix = args.execution_prefix.clone();
+        let spread = spread.clone();
         workers.push(std::thread::spawn(move || -> Result<(), Failure> {
             let check = client
                 .prepare("SELECT can_execute FROM neon_budget.budget_check(campaign_id => $1, agent_type => $2, estimated_tokens => $3)")
@@ -155,7 +180,9 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
             let track = client
                 .prepare(
                     "SELECT (neon_budget.track_cost(agent_type => $1, tokens => $2, campaign_id => $3, task => 'chat completion',
-                             execution_id => $4, metadata => $5::text::jsonb)).id",
+                             execution_id => $4, metadata => $5::text::jsonb,
+                             created_at => COALESCE($6::text::timestamptz OPERATOR(pg_catalog.+) $7::bigint * interval '1 microsecond',
+                                                    pg_catalog.now()))).id",
                 )
                 .map_err(|e| conn::db_failure("preparing track_cost()", &e))?;
             for req in requests.iter().skip(k).step_by(clients) {
@@ -187,8 +214,15 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
                 })
                 .to_string();
                 let execution_id = format!("{prefix}-{}", req.row);
+                // The request's place in the month so far (exact integer microseconds).
+                let (month_start, at_us) = match &spread {
+                    Some((start, month_us)) => {
+                        (Some(start.clone()), Some((req.offset.as_micros() * (*month_us).max(0) as u128 / trace_span_us) as i64))
+                    }
+                    None => (None, None),
+                };
                 client
-                    .query_one(&track, &[agent, &tokens, &campaign, &execution_id, &metadata])
+                    .query_one(&track, &[agent, &tokens, &campaign, &execution_id, &metadata, &month_start, &at_us])
                     .map_err(|e| conn::db_failure(&format!("track_cost() at request {}", req.row), &e))?;
                 totals.admitted.fetch_add(1, Ordering::Relaxed);
                 totals.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
@@ -260,16 +294,24 @@ pub fn describe_alert(payload: &str) -> String {
         Err(_) => return format!("alert (unparsed): {payload}"),
     };
     let level = v["level"].as_str().unwrap_or("?");
-    let emoji = match level {
-        "warning" => "🟡",
-        "critical" => "🟠",
-        "exceeded" => "🔴",
-        _ => "❔",
-    };
+    let emoji = crate::output::emoji(level);
     let scope = match v["campaign_id"].as_str() {
         Some(c) => campaign_label("campaign", c),
         None => "monthly budget".to_string(),
     };
+    if level == "forecast" {
+        let d = &v["details"];
+        return format!(
+            "{emoji} FORECAST {}: {scope} projected {} of {} at month end ({}/day over the last {} days{}; spent {} so far)",
+            v["month"].as_str().unwrap_or("?"),
+            dollars(&d["projected_spend"].to_string(), 2),
+            dollars(&v["budget"].to_string(), 2),
+            dollars(&d["daily_mean"].to_string(), 2),
+            d["window_days"],
+            d["projected_exhausted_on"].as_str().map(|day| format!("; budget runs out {day}")).unwrap_or_default(),
+            dollars(&v["spent"].to_string(), 2)
+        );
+    }
     format!(
         "{emoji} ALERT {} {level}: {scope} spent ${} of ${} ({}%)",
         v["month"].as_str().unwrap_or("?"),

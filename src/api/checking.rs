@@ -12,7 +12,12 @@ use pgrx::AnyNumeric;
 /// spend, percent, 2 decimals), `override_enabled`, `campaign_id`, `campaign_budget` (NULL = no
 /// limit), `campaign_spent`, `estimated_cost` (dollars, from `estimated_tokens` at the agent
 /// type's current rate), `reserved` and `campaign_reserved` (live reservations, dollars, including
-/// those made in transactions still open: they hold their estimates at once).
+/// those made in transactions still open: they hold their estimates at once),
+/// `projected_spend` and `projected_exhausted_on` (the month's month-end forecast in dollars and
+/// the day, `YYYY-MM-DD`, its budget runs out if within the month) and
+/// `campaign_projected_spend` and `campaign_projected_exhausted_on` (the same for the campaign
+/// when it has a budget). Forecasts are [`crate::forecast`]'s trailing-mean projection, NULL
+/// while too few days of the month are complete (`neon_budget.forecast_min_elapsed`).
 ///
 /// `can_execute` is false when the current month's or the campaign's committed spend plus live
 /// reservations has reached its budget, or would pass it with the estimated cost added, unless
@@ -26,8 +31,8 @@ use pgrx::AnyNumeric;
 /// Errors: 22003 for negative `estimated_tokens`; 22023 when `estimated_tokens` is positive and
 /// no `agent_type` is given; 42704 for an agent type with no rate; 22001 for a `campaign_id`
 /// over 200 characters or an `agent_type` over 100 (track_cost's limits).
-#[pg_extern(volatile, parallel_unsafe)]
-fn budget_check(
+#[pg_extern(volatile, parallel_unsafe, name = "budget_check")]
+fn budget_check_v2(
     campaign_id: default!(Option<&str>, "NULL"),
     agent_type: default!(Option<&str>, "NULL"),
     estimated_tokens: default!(Option<i64>, "0"),
@@ -48,6 +53,10 @@ fn budget_check(
         name!(estimated_cost, AnyNumeric),
         name!(reserved, AnyNumeric),
         name!(campaign_reserved, Option<AnyNumeric>),
+        name!(projected_spend, Option<AnyNumeric>),
+        name!(projected_exhausted_on, Option<String>),
+        name!(campaign_projected_spend, Option<AnyNumeric>),
+        name!(campaign_projected_exhausted_on, Option<String>),
     ),
 > {
     crate::pg::schema_version::require_current();
@@ -66,6 +75,7 @@ fn budget_check(
     };
     let c = crate::write::state::check(campaign_id, &estimate);
     let (state, m) = (&c.state, &c.state.month_scope);
+    let (month_forecast, campaign_forecast) = c.forecasts.clone();
     TableIterator::once((
         c.can_execute,
         c.status.to_string(),
@@ -81,5 +91,9 @@ fn budget_check(
         estimate,
         m.reserved.clone(),
         state.campaign_reserved.clone(),
+        month_forecast.as_ref().map(|p| p.projected.clone()),
+        month_forecast.and_then(|p| p.exhausted_on),
+        campaign_forecast.as_ref().map(|p| p.projected.clone()),
+        campaign_forecast.and_then(|p| p.exhausted_on),
     ))
 }

@@ -31,7 +31,7 @@ fn payload_sql(
     budget: AnyNumeric,
     utilization: AnyNumeric,
 ) -> String {
-    crate::alerts::payload(alert_id, scope, campaign_id, month, level, &spent, &budget, &utilization)
+    crate::alerts::payload(alert_id, scope, campaign_id, month, level, &spent, &budget, &utilization, None)
 }
 
 /// `neon_budget._check_alerts(scope text, scope_key text, month text, spent numeric, budget numeric,
@@ -117,14 +117,14 @@ pub extern "C" fn pg_finfo_slot_rows() -> &'static pg_sys::Pg_finfo_record {
     &V1
 }
 
-/// `neon_budget._month_spend_rows()`, `_campaign_spend_rows()`, `_agent_spend_rows()` and
-/// `_day_spend_rows()`, no arguments, each `-> SETOF` the slot table whose row type it returns
+/// `neon_budget._month_spend_rows()`, `_campaign_spend_rows()`, `_agent_spend_rows()`,
+/// `_day_spend_rows()` and `_campaign_agent_day_spend_rows()`, no arguments, each `-> SETOF` the slot table whose row type it returns
 /// (`sql/finalize.sql`): that table's rows visible to the statement's snapshot, read newest
 /// first ([`crate::pg::table_scan::newest_versions`]), so that the views over them (`monthly_budget`,
-/// `campaign_cost`, `agent_cost`, `daily_cost`) stay fast while a long-held snapshot keeps every
+/// `campaign_cost`, `agent_cost`, `daily_cost`, `campaign_agent_daily_cost`) stay fast while a long-held snapshot keeps every
 /// old version of the slot rows. Reads as its caller, without privilege checks on the table (as
 /// the views do); granted to `neon_budget_reader`, like the views. Errors: 42809 when declared
-/// to return the row type of a table other than the four slot tables; 55000 when that table's
+/// to return the row type of a table other than the five slot tables; 55000 when that table's
 /// primary key is not (key columns, slot).
 ///
 /// # Safety
@@ -137,11 +137,11 @@ pub unsafe extern "C-unwind" fn slot_rows(fcinfo: pg_sys::FunctionCallInfo) -> p
     let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
     pg_sys::get_call_result_type(fcinfo, &mut result_type, &mut tupdesc);
     let relid = pg_sys::get_typ_typrelid(result_type);
-    let tables = [c"_month_spend", c"_campaign_spend", c"_agent_spend", c"_day_spend"];
+    let tables = [c"_month_spend", c"_campaign_spend", c"_agent_spend", c"_day_spend", c"_campaign_agent_day_spend"];
     if relid == pg_sys::InvalidOid || !tables.iter().any(|t| oid(t) == relid) {
         crate::error::raise(
             crate::error::Code::ERRCODE_WRONG_OBJECT_TYPE,
-            "neon_budget's slot_rows reads only the slot tables _month_spend, _campaign_spend, _agent_spend and _day_spend",
+            "neon_budget's slot_rows reads only the slot tables _month_spend, _campaign_spend, _agent_spend, _day_spend and _campaign_agent_day_spend",
             "Declare it RETURNS SETOF one of those tables, as sql/finalize.sql does.",
         );
     }

@@ -32,7 +32,7 @@ fn budget_verify(
 }
 
 /// `budget_rebuild(month text) -> bigint`: makes a month's maintained aggregates equal to what
-/// `billing_log` (plus `purged_spend` and `purged_day_spend`) says, and returns how many
+/// `billing_log` (plus `purged_spend`, `purged_day_spend` and `purged_campaign_agent_day_spend`) says, and returns how many
 /// aggregate rows it corrected (0 when `budget_verify(month)` is empty). Writes `audit_log` with
 /// the differences it found.
 ///
@@ -67,7 +67,8 @@ fn anonymize_before(cutoff: Option<TimestampWithTimeZone>) -> i64 {
 
 /// `purge_before(cutoff timestamptz) -> bigint`: deletes every `billing_log` row created before
 /// `cutoff` and returns how many. Monthly, campaign, agent and daily totals do not change: the
-/// purged rows' sums move to `purged_spend` and `purged_day_spend`, and their execution ids'
+/// purged rows' sums move to `purged_spend`, `purged_day_spend` and
+/// `purged_campaign_agent_day_spend`, and their execution ids'
 /// keyed digests to `purged_execution_id` (a retry still records once). Writes `audit_log`.
 ///
 /// Writers never wait for it: it takes no table lock beyond the ROW EXCLUSIVE of any DELETE,

@@ -18,19 +18,27 @@ thread_local! {
 pub use super::invalidation::{generation, grant_generation, log_generation, watch};
 
 thread_local! {
-    static WATCHED_OIDS: RefCell<Cache<(), [pg_sys::Oid; 5]>> = RefCell::new(Cache::new(Follows::Settings, 1));
+    static WATCHED_OIDS: RefCell<Cache<(), [pg_sys::Oid; 6]>> = RefCell::new(Cache::new(Follows::Settings, 1));
 }
 
-/// The OIDs of the relations whose invalidations empty the per-backend caches: the four
-/// aggregate slot tables (`_month_spend`, `_campaign_spend`, `_agent_spend`, `_day_spend`) and
+/// The OIDs of the relations whose invalidations empty the per-backend caches: the five
+/// aggregate slot tables (`_month_spend`, `_campaign_spend`, `_agent_spend`, `_day_spend`,
+/// `_campaign_agent_day_spend`) and
 /// `alert_state` (whose relcache invalidation is the extension's "budget settings changed"
 /// signal). Looked up and registered with [`watch`] on first use, and again after DROP and
 /// CREATE EXTENSION; every cache reader calls it first.
-pub fn watched() -> [pg_sys::Oid; 5] {
+pub fn watched() -> [pg_sys::Oid; 6] {
     if let Some(w) = WATCHED_OIDS.with(|r| r.borrow_mut().get(&()).copied()) {
         return w;
     }
-    let w = [oid(c"_month_spend"), oid(c"_campaign_spend"), oid(c"_agent_spend"), oid(c"_day_spend"), oid(c"alert_state")];
+    let w = [
+        oid(c"_month_spend"),
+        oid(c"_campaign_spend"),
+        oid(c"_agent_spend"),
+        oid(c"_day_spend"),
+        oid(c"_campaign_agent_day_spend"),
+        oid(c"alert_state"),
+    ];
     watch(w, oid(c"_alert_grant_signal"));
     WATCHED_OIDS.with(|c| c.borrow_mut().insert((), w));
     w

@@ -20,7 +20,7 @@ thread_local! {
     /// `billing_log`, whose invalidations only bump the log generation.
     static LOG: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
     /// Relations whose invalidation bumps the generation (None: not known yet, so all do).
-    static WATCHED: Cell<Option<[pg_sys::Oid; 5]>> = const { Cell::new(None) };
+    static WATCHED: Cell<Option<[pg_sys::Oid; 6]>> = const { Cell::new(None) };
 }
 
 /// Called by PostgreSQL for every relcache invalidation this backend processes (`relid` 0 =
@@ -43,7 +43,7 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     // Grants depend on budgets and levels (alert_state's invalidation is the "settings
     // changed" signal), not on the slot tables' statistics or storage (autovacuum sends those
     // all the time, and every backend would then settle again at once).
-    let settings = watched.is_none_or(|w| relid == pg_sys::InvalidOid || relid == w[4]);
+    let settings = watched.is_none_or(|w| relid == pg_sys::InvalidOid || relid == w[ALERT_STATE]);
     if settings {
         GRANT_GENERATION.with(|g| g.set(g.get() + 1));
     }
@@ -73,10 +73,14 @@ pub fn grant_generation() -> u64 {
     GRANT_GENERATION.with(|g| g.get())
 }
 
-/// Restricts the generation bumps to invalidations of these relations (the slot tables and
-/// `alert_state`) or of everything; `signal` (`_alert_grant_signal`) only bumps the grant
+/// Where `alert_state` is among the relations given to [`watch`]: last, after the five slot
+/// tables.
+pub const ALERT_STATE: usize = 5;
+
+/// Restricts the generation bumps to invalidations of these relations (the slot tables, then
+/// `alert_state` at [`ALERT_STATE`]) or of everything; `signal` (`_alert_grant_signal`) only bumps the grant
 /// generation.
-pub fn watch(relids: [pg_sys::Oid; 5], signal: pg_sys::Oid) {
+pub fn watch(relids: [pg_sys::Oid; 6], signal: pg_sys::Oid) {
     WATCHED.with(|w| w.set(Some(relids)));
     SIGNAL.with(|s| s.set(Some(signal)));
 }

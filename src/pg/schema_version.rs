@@ -12,8 +12,11 @@
 //! PostgreSQL calls a symbol with the arguments the old SQL definition declares, and pgrx reads
 //! the new list before the function body runs. So a changed argument list gets a new symbol
 //! (`budget_report` became `budget_report_v3_wrapper` in 0.3.0, `set_agent_rate`
-//! `set_agent_rate_v2_wrapper` in 0.5.0), and the old symbol stays in the library as a shim
-//! that only raises this error ([`budget_report_wrapper`], [`set_agent_rate_wrapper`]).
+//! `set_agent_rate_v2_wrapper` in 0.5.0), and so does a changed result row (`budget_check`
+//! became `budget_check_v2_wrapper` in 0.5.0: a definition with fewer columns would be handed
+//! more values than its row holds), and the old symbol stays in the library as a shim
+//! that only raises this error ([`budget_report_wrapper`], [`set_agent_rate_wrapper`],
+//! [`budget_check_wrapper`]).
 use crate::error::{raise, Code};
 use pgrx::prelude::*;
 use std::cell::Cell;
@@ -102,4 +105,12 @@ stale_symbol!(
     set_agent_rate_wrapper,
     pg_finfo_set_agent_rate_wrapper,
     "set_agent_rate"
+);
+
+stale_symbol!(
+    /// The C symbol that `budget_check(text, text, bigint)` had up to 0.4.0 (0.5.0 added the
+    /// forecast columns to its row: `budget_check_v2_wrapper`).
+    budget_check_wrapper,
+    pg_finfo_budget_check_wrapper,
+    "budget_check"
 );

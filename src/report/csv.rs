@@ -11,6 +11,7 @@ use super::*;
 /// | `agent` (highest cost first) | agent type | `cost`, `tokens`, `executions`, `avg_cost_per_execution`, `successes`, `failures`, `success_rate_percentage` (empty = not reported), `retries` |
 /// | `day` (every day of the month) | `YYYY-MM-DD` | `cost`, `tokens`, `executions` |
 /// | `blocked` (month scope first) | the month `YYYY-MM`, or the campaign id | `scope` (`month`, `campaign`), `decision` (`budget_check`, `budget_reserve`), `reason` (`budget_reached`, `estimate_too_large`), `executions` (executions blocked) |
+/// | `forecast` (month first, then campaigns with a budget; none unless the month is the current one and enough of its days are complete) | the month `YYYY-MM`, or the campaign id | `scope`, `cost` (spent to date), `budget`, `daily_mean`, `window_days`, `days_left`, `projected_spend`, `projected_exhausted_on` (`YYYY-MM-DD`, empty = not within the month), `over_budget` (`true`, `false`) |
 /// | `suggestion` | 1, 2, … | `name` (the suggestion's text) |
 ///
 /// Money is in dollars and percentages in percent, as exact unrounded decimals (`.` as the
@@ -39,6 +40,12 @@ pub const CSV_COLUMNS: &[&str] = &[
     "scope",
     "decision",
     "reason",
+    "daily_mean",
+    "window_days",
+    "days_left",
+    "projected_spend",
+    "projected_exhausted_on",
+    "over_budget",
 ];
 
 /// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
@@ -148,6 +155,25 @@ pub(super) fn render_csv(d: &ReportData) -> String {
                 ("decision", b.decision.clone()),
                 ("reason", b.reason.clone()),
                 ("executions", b.count.to_string()),
+            ],
+        );
+    }
+    for f in &d.forecasts {
+        let p = &f.projection;
+        csv_row(
+            &mut out,
+            &[
+                ("section", "forecast".into()),
+                ("key", csv_text(f.campaign_id.as_deref().unwrap_or(&d.month))),
+                ("scope", if f.campaign_id.is_some() { "campaign" } else { "month" }.into()),
+                ("cost", exact(&p.spent)),
+                ("budget", f.budget.as_ref().map(exact).unwrap_or_default()),
+                ("daily_mean", exact(&p.daily_mean)),
+                ("window_days", p.window_days.to_string()),
+                ("days_left", p.days_left.to_string()),
+                ("projected_spend", exact(&p.projected)),
+                ("projected_exhausted_on", p.exhausted_on.clone().unwrap_or_default()),
+                ("over_budget", p.over_budget.to_string()),
             ],
         );
     }

@@ -12,7 +12,8 @@ fn json_opt(n: Option<&AnyNumeric>) -> serde_json::Value {
 }
 
 /// The JSON report: one object
-/// `{"month", "timezone", "overview", "campaigns", "agents", "suggestions", "daily"}`.
+/// `{"month", "timezone", "overview", "campaigns", "agents", "suggestions", "daily", "blocked",
+/// "forecast"}`.
 ///
 /// - `overview`: `total_budget`, `total_spent`, `remaining` (dollars), `utilization_percentage`
 ///   (percent, unrounded), `total_executions`, `total_tokens`, `alert_threshold` (0..1],
@@ -30,6 +31,12 @@ fn json_opt(n: Option<&AnyNumeric>) -> serde_json::Value {
 /// - `blocked`: executions blocked in the month, `{"scope": "month" | "campaign", "campaign_id"
 ///   (null for the month), "decision": "budget_check" | "budget_reserve", "reason":
 ///   "budget_reached" | "estimate_too_large", "executions_blocked"}`, month scope first.
+///
+/// - `forecast`: month-end forecasts (`crate::forecast`'s method), the month first, then every
+///   campaign with a budget: `{"scope": "month" | "campaign", "campaign_id" (null for the month),
+///   "budget", "spent", "daily_mean", "window_days", "days_left", "projected_spend",
+///   "projected_exhausted_on" ("YYYY-MM-DD" or null), "over_budget"}`; empty unless the month is
+///   the current one and enough of its days are complete.
 ///
 /// Money is in dollars and every figure is an exact JSON number (never a float); the
 /// Markdown report shows the same figures rounded.
@@ -96,6 +103,25 @@ pub(super) fn render_json(d: &ReportData) -> serde_json::Value {
             })
         })
         .collect();
+    let forecast: Vec<_> = d
+        .forecasts
+        .iter()
+        .map(|f| {
+            let p = &f.projection;
+            json!({
+                "scope": if f.campaign_id.is_some() { "campaign" } else { "month" },
+                "campaign_id": f.campaign_id,
+                "budget": json_opt(f.budget.as_ref()),
+                "spent": json_number(&p.spent),
+                "daily_mean": json_number(&p.daily_mean),
+                "window_days": p.window_days,
+                "days_left": p.days_left,
+                "projected_spend": json_number(&p.projected),
+                "projected_exhausted_on": p.exhausted_on,
+                "over_budget": p.over_budget,
+            })
+        })
+        .collect();
     json!({
         "month": d.month,
         "timezone": gucs::timezone(),
@@ -114,5 +140,6 @@ pub(super) fn render_json(d: &ReportData) -> serde_json::Value {
         "suggestions": suggestions(d, plain),
         "daily": daily,
         "blocked": blocked,
+        "forecast": forecast,
     })
 }

@@ -179,6 +179,9 @@ struct ReportData {
     days: Vec<DayLine>,
     /// Executions blocked in the month (`write/blocked.rs`): month scope first, then campaigns.
     blocked: Vec<BlockedLine>,
+    /// Month-end forecasts (`crate::forecast`): the month first, then campaigns with a budget;
+    /// empty unless the month is the current one and enough of its days are complete.
+    forecasts: Vec<crate::forecast::ScopeForecast>,
 }
 
 impl ReportData {
@@ -285,7 +288,20 @@ fn read(month: &str, with_days: bool) -> ReportData {
         agents,
         days,
         blocked,
+        forecasts: crate::forecast::of_month(month),
     }
+}
+
+/// The Markdown line of a forecast: `$1,160.00 at month end ($40.00/day, last 7 days; budget
+/// runs out 2026-11-26)`.
+fn forecast_text(p: &crate::forecast::Projection, has_budget: bool) -> String {
+    let days = if p.window_days == 1 { "last day".to_string() } else { format!("last {} days", p.window_days) };
+    let outcome = match (&p.exhausted_on, has_budget) {
+        (Some(day), _) => format!("; budget runs out {day}"),
+        (None, true) => "; within budget".to_string(),
+        (None, false) => String::new(),
+    };
+    format!("{} at month end ({}/day, {days}{outcome})", dollars(&p.projected, 2), dollars(&p.daily_mean, 2))
 }
 
 /// Spend per calendar day of `month`: every day of the month, in order, with zeros for days
@@ -351,7 +367,15 @@ fn render_markdown(d: &ReportData) -> String {
     let _ = writeln!(md, "- Utilization: {}", percent(&pct_of(spent, budget)));
     let _ = writeln!(md, "- Remaining: {}", dollars(&(budget.clone() - spent.clone()), 2));
     let _ = writeln!(md, "- Total Executions: {}", group_thousands(&d.executions.to_string()));
-    let _ = writeln!(md, "- Status: {}\n", d.status());
+    match d.forecasts.iter().find(|f| f.campaign_id.is_none()) {
+        Some(f) => {
+            let _ = writeln!(md, "- Status: {}", d.status());
+            let _ = writeln!(md, "- Forecast: {}\n", forecast_text(&f.projection, true));
+        }
+        None => {
+            let _ = writeln!(md, "- Status: {}\n", d.status());
+        }
+    }
 
     let _ = writeln!(md, "## {target}Campaign Breakdown\n");
     if d.campaigns.is_empty() {
@@ -363,7 +387,11 @@ fn render_markdown(d: &ReportData) -> String {
         match &c.budget {
             Some(b) => {
                 let _ = writeln!(md, "- Budget: {}", dollars(b, 2));
-                let _ = writeln!(md, "- Utilization: {}\n", percent(&pct_of(&c.cost, b)));
+                let _ = writeln!(md, "- Utilization: {}", percent(&pct_of(&c.cost, b)));
+                if let Some(f) = d.forecasts.iter().find(|f| f.campaign_id.as_deref() == Some(c.campaign_id.as_str())) {
+                    let _ = writeln!(md, "- Forecast: {}", forecast_text(&f.projection, true));
+                }
+                let _ = writeln!(md);
             }
             None => {
                 let _ = writeln!(md, "- Budget: no limit\n");
@@ -534,7 +562,8 @@ mod tests {
         assert_eq!(csv_text("Q1 launch"), "Q1 launch");
         let mut row = String::new();
         csv_row(&mut row, &[("section", "agent".into()), ("retries", "3".into()), ("key", "a,b".into())]);
-        assert_eq!(row, format!("agent,\"a,b\"{}3,,,\r\n", ",".repeat(CSV_COLUMNS.len() - 5)));
+        // retries is the 17th column: 14 empty ones between key and it, every later one empty.
+        assert_eq!(row, format!("agent,\"a,b\"{}3{}\r\n", ",".repeat(15), ",".repeat(CSV_COLUMNS.len() - 17)));
     }
 
     fn sample() -> ReportData {
@@ -575,6 +604,7 @@ mod tests {
                 retry_sum: n("2"),
             }],
             blocked: vec![],
+            forecasts: vec![],
             days: vec![
                 DayLine { date: "2024-01-01".into(), cost: n("0"), tokens: n("0"), executions: 0 },
                 DayLine { date: "2024-01-02".into(), cost: n("247.56"), tokens: n("2230750"), executions: 1247 },
@@ -611,16 +641,16 @@ mod tests {
         let csv = render_csv(&sample());
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(lines[0], CSV_COLUMNS.join(","));
-        assert_eq!(lines[1], "overview,2024-01,,,247.56,1000,752.44,24.756,ok,0.8,2230750,1247,,,,,,,,");
+        assert_eq!(lines[1], "overview,2024-01,,,247.56,1000,752.44,24.756,ok,0.8,2230750,1247,,,,,,,,,,,,,,");
         assert_eq!(
             lines[2],
-            "campaign,q1,\"Marketing, \"\"Q1\"\"\",CONTENT_GENERATION,189.23,200,10.77,94.615,warning,,2230750,156,,,,,,,,"
+            "campaign,q1,\"Marketing, \"\"Q1\"\"\",CONTENT_GENERATION,189.23,200,10.77,94.615,warning,,2230750,156,,,,,,,,,,,,,,"
         );
-        assert_eq!(lines[3], "campaign,free,free,,1.5,,,,,,10,1,,,,,,,,");
+        assert_eq!(lines[3], "campaign,free,free,,1.5,,,,,,10,1,,,,,,,,,,,,,,");
         assert!(lines[4].starts_with("agent,CONTENT,,,89.23,,,,,,2230750,156,0.5719871794"), "{}", lines[4]);
-        assert!(lines[4].ends_with(",3,1,75,2,,,"), "{}", lines[4]);
-        assert_eq!(lines[5], "day,2024-01-01,,,0,,,,,,0,0,,,,,,,,");
-        assert_eq!(lines[6], "day,2024-01-02,,,247.56,,,,,,2230750,1247,,,,,,,,");
+        assert!(lines[4].ends_with(",3,1,75,2,,,,,,,,,"), "{}", lines[4]);
+        assert_eq!(lines[5], "day,2024-01-01,,,0,,,,,,0,0,,,,,,,,,,,,,,");
+        assert_eq!(lines[6], "day,2024-01-02,,,247.56,,,,,,2230750,1247,,,,,,,,,,,,,,");
         assert!(lines[7].starts_with("suggestion,1,\"Campaign Marketing"), "{}", lines[7]);
         assert_eq!(*lines.last().unwrap(), "");
         // Every row has the header's number of fields (quoted commas aside).
@@ -663,10 +693,60 @@ mod tests {
         assert_eq!(
             blocked,
             vec![
-                "blocked,2024-01,,,,,,,,,,1234,,,,,,month,budget_reserve,budget_reached",
-                "blocked,q_1*,,,,,,,,,,2,,,,,,campaign,budget_check,estimate_too_large"
+                "blocked,2024-01,,,,,,,,,,1234,,,,,,month,budget_reserve,budget_reached,,,,,,",
+                "blocked,q_1*,,,,,,,,,,2,,,,,,campaign,budget_check,estimate_too_large,,,,,,"
             ]
         );
+    }
+
+    /// Forecasts in every format, on crate::forecast's hand-computed series (November 2026,
+    /// today the 11th, 280 dollars over the last 7 days, 400 spent: 1,160 at month end, a
+    /// 1,000-dollar budget runs out on the 26th) for the month and a campaign within its budget.
+    #[pg_test]
+    fn forecasts_in_every_format() {
+        use crate::forecast::{project, Calendar, ScopeForecast};
+        let cal = Calendar::at("2026-11", "2026-11-11").unwrap();
+        let w = cal.window(7, 6).unwrap();
+        let mut d = sample();
+        d.month = "2026-11".into();
+        d.forecasts = vec![
+            ScopeForecast {
+                campaign_id: None,
+                budget: Some(n("1000")),
+                projection: project(&cal, &w, &n("400"), &n("280"), Some(&n("1000"))),
+            },
+            ScopeForecast {
+                campaign_id: Some("q1".into()),
+                budget: Some(n("2000")),
+                projection: project(&cal, &w, &n("400"), &n("280"), Some(&n("2000"))),
+            },
+        ];
+        let md = render_markdown(&d);
+        assert!(
+            md.contains("- Status: ok\n- Forecast: $1,160.00 at month end ($40.00/day, last 7 days; budget runs out 2026-11-26)\n\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- Utilization: 94.6%\n- Forecast: $1,160.00 at month end ($40.00/day, last 7 days; within budget)\n\n"),
+            "{md}"
+        );
+        let v = render_json(&d);
+        assert_eq!(
+            v["forecast"].to_string(),
+            r#"[{"budget":1000,"campaign_id":null,"daily_mean":40,"days_left":19,"over_budget":true,"projected_exhausted_on":"2026-11-26","projected_spend":1160,"scope":"month","spent":400,"window_days":7},{"budget":2000,"campaign_id":"q1","daily_mean":40,"days_left":19,"over_budget":false,"projected_exhausted_on":null,"projected_spend":1160,"scope":"campaign","spent":400,"window_days":7}]"#
+        );
+        let csv = render_csv(&d);
+        let rows: Vec<&str> = csv.split("\r\n").filter(|l| l.starts_with("forecast,")).collect();
+        assert_eq!(
+            rows,
+            vec![
+                "forecast,2026-11,,,400,1000,,,,,,,,,,,,month,,,40,7,19,1160,2026-11-26,true",
+                "forecast,q1,,,400,2000,,,,,,,,,,,,campaign,,,40,7,19,1160,,false"
+            ]
+        );
+        // Without forecasts (another month), no line, key or row.
+        assert!(!render_markdown(&sample()).contains("Forecast"));
+        assert_eq!(render_json(&sample())["forecast"].to_string(), "[]");
     }
 
     #[pg_test]

@@ -142,6 +142,8 @@ pub(crate) fn apply_one(r: &OneRow) {
             scope_cache::forget("campaign", cid, &r.billing_month);
         }
     }
+    // The month-end forecast alerts too (crate::forecast), when a projection passes a budget.
+    due.extend(state.forecast_alerts(r.campaign_id.as_deref(), &state.forecasts(r.campaign_id.as_deref())));
     // Step 6. Grants, after the read (never before: a grant must be measured against the
     // spend the read saw, including this row).
     // Grants: a scope still covered keeps its grant; the others settle (write/alert_grants.rs). A
@@ -224,14 +226,15 @@ fn row_sums(r: &OneRow) -> Vec<Delta> {
         .collect()
 }
 
-/// The value of key column `column` (one of `ROW_KEYS`) for row `r`; None for a row without
-/// a campaign.
+/// The value of key column `column` (one of `ROW_KEYS`) for row `r`: None for `campaign_id`
+/// of a row without a campaign, whose `campaign_key` is `''`.
 fn key_value<'r>(r: &'r OneRow, column: &str) -> Option<&'r str> {
     match column {
         "billing_month" => Some(&r.billing_month),
         "billing_day" => Some(&r.billing_day),
         "campaign_id" => r.campaign_id.as_deref(),
         "agent_type" => Some(&r.agent_type),
+        "campaign_key" => Some(r.campaign_id.as_deref().unwrap_or("")),
         other => crate::error::raise(
             crate::error::Code::ERRCODE_INTERNAL_ERROR,
             format!("no value for the aggregate key \"{other}\""),

@@ -6,7 +6,8 @@
 //! once and reused after a backend exits, so a key has at most `max_connections` slot rows.
 //!
 //! The write fast path of the aggregates: a backend updates its OWN slot rows
-//! of `_month_spend`, `_campaign_spend`, `_agent_spend` and `_day_spend` with PostgreSQL's heap API instead of
+//! of `_month_spend`, `_campaign_spend`, `_agent_spend`, `_day_spend` and `_campaign_agent_day_spend`
+//! with PostgreSQL's heap API instead of
 //! an SQL upsert, the way PostgreSQL updates its own catalogs (`CatalogTupleUpdate`: a normal
 //! MVCC update, WAL-logged, HOT when it can be, index entries when it cannot). This removes the
 //! executor start-up, planning checks and index searches of three `INSERT ... ON CONFLICT DO
@@ -36,7 +37,7 @@ pub fn current() -> i32 {
     crate::pg::compat::backend_id()
 }
 
-/// The four aggregate tables, in the order of [`Rels`] and of
+/// The five aggregate tables, in the order of [`Rels`] and of
 /// `neon_budget_common::aggregates::AGGREGATES`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Table {
@@ -44,18 +45,20 @@ pub enum Table {
     Campaign = 1,
     Agent = 2,
     Day = 3,
+    /// `_campaign_agent_day_spend`: per campaign ('' = none), agent type and day.
+    CampaignAgentDay = 4,
 }
 
 impl Table {
     /// Every table, in `AGGREGATES` order.
-    pub const ALL: [Table; 4] = [Table::Month, Table::Campaign, Table::Agent, Table::Day];
+    pub const ALL: [Table; 5] = [Table::Month, Table::Campaign, Table::Agent, Table::Day, Table::CampaignAgentDay];
 }
 
 /// OIDs of the slot tables and of `alert_state` (whose relcache invalidation is the extension's
 /// "budget settings changed" signal, see `write/scope_cache.rs`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Rels {
-    pub slot_tables: [pg_sys::Oid; 4],
+    pub slot_tables: [pg_sys::Oid; 5],
     pub alert_state: pg_sys::Oid,
 }
 
@@ -134,7 +137,7 @@ thread_local! {
 /// invalidations are the ones that empty the backend's caches (`pg/backend_cache.rs`).
 pub fn rels() -> Rels {
     let w = backend_cache::watched();
-    Rels { slot_tables: [w[0], w[1], w[2], w[3]], alert_state: w[4] }
+    Rels { slot_tables: [w[0], w[1], w[2], w[3], w[4]], alert_state: w[crate::pg::invalidation::ALERT_STATE] }
 }
 
 /// Forgets the TIDs of this backend's slot rows (after it rewrote them with SQL).
@@ -312,8 +315,8 @@ unsafe fn update(rel: pg_sys::Relation, f: Fetched, deltas: &[Delta]) -> pg_sys:
 }
 
 /// Inserts the index entries of a new (non-HOT) version `tup` of one of this backend's slot
-/// rows of `rel` into all its indexes (the slot tables have only their primary key: plain
-/// columns, no predicate).
+/// rows of `rel` into all its indexes (the slot tables have only plain-column indexes without a
+/// predicate: their primary keys, and `_campaign_agent_day_spend`'s index by agent type).
 unsafe fn insert_index_entries(rel: pg_sys::Relation, tup: pg_sys::HeapTuple) {
     let indstate = pg_sys::CatalogOpenIndexes(rel);
     let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
@@ -331,7 +334,7 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, tup: pg_sys::HeapTuple) {
             raise(
                 Code::ERRCODE_FEATURE_NOT_SUPPORTED,
                 "an expression or partial index on a neon_budget aggregate table is not supported",
-                "Drop the index you added to the _month_spend, _campaign_spend or _agent_spend table.",
+                "Drop the index you added to the neon_budget aggregate table (_month_spend, _campaign_spend, _agent_spend, _day_spend or _campaign_agent_day_spend).",
             );
         }
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];

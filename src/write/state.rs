@@ -3,6 +3,7 @@
 //! from `billing_log`). The write path reads it for alerts; `budget_check` and
 //! `budget_reserve` for their decisions.
 use crate::alerts;
+use crate::forecast::{self, Projection};
 use crate::gucs;
 use crate::money;
 use crate::month;
@@ -274,6 +275,34 @@ impl State {
         due
     }
 
+    /// The month-end forecasts (`crate::forecast`) of the month and of `campaign_id` when it has
+    /// a budget; None where there is none (another month, too few complete days).
+    pub fn forecasts(&self, campaign_id: Option<&str>) -> (Option<Projection>, Option<Projection>) {
+        let m = &self.month_scope;
+        let month = forecast::of_scope("month", "", &self.month, &m.spent, Some(&m.budget));
+        let campaign = match (self.campaign_scope(), campaign_id) {
+            (Some(c), Some(id)) => forecast::of_scope("campaign", id, &self.month, &c.spent, Some(&c.budget)),
+            _ => None,
+        };
+        (month, campaign)
+    }
+
+    /// The `forecast` alerts due (month first): a projection from [`State::forecasts`] that
+    /// passes its budget in a scope that has not sent one this month.
+    pub fn forecast_alerts(&self, campaign_id: Option<&str>, forecasts: &(Option<Projection>, Option<Projection>)) -> Vec<alerts::Due> {
+        let mut due = Vec::new();
+        let sent = |levels: &[String]| levels.iter().any(|l| l == alerts::FORECAST);
+        if let Some(p) = forecasts.0.as_ref().filter(|p| p.over_budget && !sent(&self.month_levels_sent)) {
+            due.push(alerts::forecast_due("month", "", &self.month, p, &self.month_scope.budget));
+        }
+        if let (Some(p), Some(id), Some(c)) = (forecasts.1.as_ref(), campaign_id, self.campaign_scope()) {
+            if p.over_budget && !sent(&self.campaign_levels_sent) {
+                due.push(alerts::forecast_due("campaign", id, &self.month, p, &c.budget));
+            }
+        }
+        due
+    }
+
     /// Leaves out of the live reservations one of `estimate` dollars that this transaction has
     /// just written and that [`State::read`] counted (in the campaign's too when `in_campaign`):
     /// [`State::blocks`] then decides it as if it were not written yet.
@@ -332,6 +361,8 @@ fn worse(a: &'static str, b: &'static str) -> &'static str {
 /// month and of `campaign_id`, whether an execution of `estimate` may run, and the status.
 pub struct Check {
     pub state: State,
+    /// Month-end forecasts of the month and of the campaign ([`State::forecasts`]).
+    pub forecasts: (Option<Projection>, Option<Projection>),
     pub can_execute: bool,
     pub status: &'static str,
     pub remaining: AnyNumeric,
@@ -339,14 +370,17 @@ pub struct Check {
 }
 
 /// `budget_check`'s decision for an execution of `estimate` dollars in `campaign_id`, sending
-/// any level that committed spend reached but no write sent.
+/// any level that committed spend reached but no write sent, and the `forecast` alert of a
+/// scope whose month-end projection passes its budget (once per scope and month).
 pub fn check(campaign_id: Option<&str>, estimate: &AnyNumeric) -> Check {
     let state = State::read(&month::current_month(), campaign_id);
     // A level that concurrent writers reached together (each saw only its own spend) is sent
     // here, by the next budget_check, when this transaction may write (not on a standby, not in
     // a READ ONLY transaction).
     let reached = state.reached();
-    let missed = state.missed_alerts(campaign_id, &reached);
+    let mut missed = state.missed_alerts(campaign_id, &reached);
+    let forecasts = state.forecasts(campaign_id);
+    missed.extend(state.forecast_alerts(campaign_id, &forecasts));
     if !missed.is_empty() && crate::error::may_write() {
         // budget_check runs as its caller; sending is done as the extension's owner.
         crate::pg::owner::as_owner(|| {
@@ -372,5 +406,5 @@ pub fn check(campaign_id: Option<&str>, estimate: &AnyNumeric) -> Check {
     let remaining = m.budget.clone() - m.spent.clone() - m.reserved.clone();
     let utilization = money::round(m.spent.clone() / m.budget.clone() * AnyNumeric::from(100), 2);
 
-    Check { can_execute, status, remaining, utilization, state }
+    Check { can_execute, status, remaining, utilization, state, forecasts }
 }

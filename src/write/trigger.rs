@@ -153,7 +153,8 @@ fn _billing_log_changed<'a>(
             owner::as_owner(|| {
                 spi(Spi::run(
                     "DELETE FROM neon_budget._month_spend; DELETE FROM neon_budget._campaign_spend;
-                     DELETE FROM neon_budget._agent_spend; DELETE FROM neon_budget._day_spend",
+                     DELETE FROM neon_budget._agent_spend; DELETE FROM neon_budget._day_spend;
+                     DELETE FROM neon_budget._campaign_agent_day_spend",
                 ))
             });
             return Ok(None);
@@ -201,6 +202,7 @@ fn _billing_log_changed<'a>(
                                 level: row.get::<String>(4)?.unwrap_or_default(),
                                 spent: row.get(5)?.unwrap_or_default(),
                                 budget: row.get(6)?.unwrap_or_default(),
+                                details: None,
                             })
                         })
                         .collect::<Result<Vec<_>, pgrx::spi::Error>>()

@@ -12,6 +12,7 @@ CREATE FUNCTION public.nb_test_reset() RETURNS void LANGUAGE sql AS $$
   DELETE FROM neon_budget.monthly_budget_setting;
   DELETE FROM neon_budget.purged_spend;
   DELETE FROM neon_budget.purged_day_spend;
+  DELETE FROM neon_budget.purged_campaign_agent_day_spend;
   DELETE FROM neon_budget.purged_execution_id;
 $$;
 

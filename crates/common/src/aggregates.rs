@@ -51,11 +51,13 @@ pub const SUMS: [Sum; 10] = [
 
 /// The keys a `billing_log` row is aggregated by, with their value for row `r` (SQL), in the
 /// order of the single-row upsert's parameters ([`single_row_upsert_sql`]).
-pub const ROW_KEYS: [(&str, &str); 4] = [
+pub const ROW_KEYS: [(&str, &str); 5] = [
     ("billing_month", "r.billing_month"),
     ("billing_day", "neon_budget._billing_day(r.created_at)"),
     ("campaign_id", "r.campaign_id"),
     ("agent_type", "r.agent_type"),
+    // The campaign or '' for none, for the aggregate that keeps rows without a campaign too.
+    ("campaign_key", "COALESCE(r.campaign_id, '')"),
 ];
 
 /// The key that may be NULL in a log row: rows without it are left out of the aggregates it
@@ -69,8 +71,7 @@ pub struct Aggregate {
     pub name: &'static str,
     /// The table of per-slot rows.
     pub table: &'static str,
-    /// Key columns (from [`ROW_KEYS`]), without `slot`; always ends with or is `billing_month`
-    /// or has it.
+    /// Key columns (from [`ROW_KEYS`]), without `slot`; always has `billing_month`.
     pub keys: &'static [&'static str],
     /// How many of [`SUMS`] it keeps.
     pub sums: usize,
@@ -86,7 +87,7 @@ pub struct Aggregate {
 }
 
 /// The maintained aggregates.
-pub const AGGREGATES: [Aggregate; 4] = [
+pub const AGGREGATES: [Aggregate; 5] = [
     Aggregate {
         name: "monthly_budget",
         table: "_month_spend",
@@ -142,6 +143,18 @@ pub const AGGREGATES: [Aggregate; 4] = [
         view: ("daily_cost", &["month", "day"], &["total_cost", "total_tokens", "executions"]),
         view_filter: "",
     },
+    // Per campaign ('' = none), agent type and day: the daily series that forecasts and cost
+    // anomalies read (campaign_daily_cost and agent_daily_cost sum it).
+    Aggregate {
+        name: "campaign_agent_daily_cost",
+        table: "_campaign_agent_day_spend",
+        keys: &["campaign_key", "agent_type", "billing_month", "billing_day"],
+        sums: 3,
+        other_columns: &[],
+        purged: ("purged_campaign_agent_day_spend", ""),
+        view: ("campaign_agent_daily_cost", &["campaign_id", "agent_type", "month", "day"], &["total_cost", "total_tokens", "executions"]),
+        view_filter: "",
+    },
 ];
 
 /// A table of purged sums: its keys with their value for a deleted row `r`, and how many of
@@ -154,13 +167,23 @@ pub struct PurgedTable {
 }
 
 /// Where `purge_before` keeps the sums of the rows it deletes.
-pub const PURGED: [PurgedTable; 2] = [
+pub const PURGED: [PurgedTable; 3] = [
     PurgedTable {
         table: "purged_spend",
         keys: &[("billing_month", "r.billing_month"), ("campaign_id", "COALESCE(r.campaign_id, '')"), ("agent_type", "r.agent_type")],
         sums: 10,
     },
     PurgedTable { table: "purged_day_spend", keys: &[("billing_month", "r.billing_month"), ("billing_day", ROW_KEYS[1].1)], sums: 3 },
+    PurgedTable {
+        table: "purged_campaign_agent_day_spend",
+        keys: &[
+            ("billing_month", "r.billing_month"),
+            ("billing_day", ROW_KEYS[1].1),
+            ("campaign_key", ROW_KEYS[4].1),
+            ("agent_type", "r.agent_type"),
+        ],
+        sums: 3,
+    },
 ];
 
 impl Aggregate {
@@ -169,9 +192,32 @@ impl Aggregate {
         &SUMS[..self.sums]
     }
 
-    /// Its key other than `billing_month` (None for the month aggregate).
-    pub fn key(&self) -> Option<&'static str> {
-        self.keys.iter().copied().find(|k| *k != "billing_month")
+    /// Its keys other than `billing_month`, in declaration order (none for the month
+    /// aggregate).
+    pub fn other_keys(&self) -> Vec<&'static str> {
+        self.keys.iter().copied().filter(|k| *k != "billing_month").collect()
+    }
+
+    /// `budget_verify`'s `key` of a row, as SQL over `exprs` (one per [`Self::other_keys`]):
+    /// `''` without other keys, the key itself with one, else the text form of the array of
+    /// them (`{camp,AGENT,2026-11-03}`), which [`Self::key_part`] reads back.
+    pub fn key_text(&self, exprs: &[String]) -> String {
+        match exprs {
+            [] => "''".to_string(),
+            [one] => one.clone(),
+            many => format!("ARRAY[{}]::text", many.join(", ")),
+        }
+    }
+
+    /// SQL for key column `column` (not `billing_month`) read back from `budget_verify`'s
+    /// `key` text `key` (see [`Self::key_text`]).
+    pub fn key_part(&self, key: &str, column: &str) -> String {
+        let others = self.other_keys();
+        if others.len() == 1 {
+            return key.to_string();
+        }
+        let i = others.iter().position(|k| *k == column).expect("a key of the aggregate") + 1;
+        format!("({key}::text[])[{i}]")
     }
 }
 
@@ -208,12 +254,13 @@ pub fn bulk_apply_ctes(src: &str) -> String {
         "d AS MATERIALIZED (
     SELECT {keys}, {sums}
       FROM ({src}) r
-     GROUP BY 1, 2, 3, 4),
+     GROUP BY {groups}),
 dz AS MATERIALIZED (
     SELECT * FROM d WHERE ({d_cols}) OPERATOR(pg_catalog.<>) ({zeros}))",
         keys = keys.join(", "),
         sums = sums.join(", "),
         d_cols = d_cols.join(", "),
+        groups = (1..=ROW_KEYS.len()).map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
     );
     for (i, a) in AGGREGATES.iter().enumerate() {
         let dz_keys: Vec<String> = a.keys.iter().map(|k| format!("dz.{k}")).collect();
@@ -274,12 +321,10 @@ pub fn compare_sql() -> String {
     let mut ctes = Vec::new();
     let mut pairs = Vec::new();
     for (i, a) in AGGREGATES.iter().enumerate() {
-        let key_expr = a.key().map_or("''".to_string(), |k| row_key(k).to_string());
-        let purged_key = a.key().unwrap_or("''");
-        let not_null = match a.key() {
-            Some(NULLABLE_KEY) => format!(" AND r.{NULLABLE_KEY} IS NOT NULL"),
-            _ => String::new(),
-        };
+        let others = a.other_keys();
+        let key_expr = a.key_text(&others.iter().map(|k| row_key(k).to_string()).collect::<Vec<_>>());
+        let purged_key = a.key_text(&others.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+        let not_null = if a.keys.contains(&NULLABLE_KEY) { format!(" AND r.{NULLABLE_KEY} IS NOT NULL") } else { String::new() };
         let purged_filter = if a.purged.1.is_empty() { String::new() } else { format!(" AND {}", a.purged.1) };
         let log_sums: Vec<String> = a.sums().iter().map(|s| format!("sum({})::numeric AS {}", s.per_row, s.column)).collect();
         let purged_sums: Vec<String> = a.sums().iter().map(|s| format!("sum({})::numeric", s.column)).collect();
@@ -301,7 +346,7 @@ got{i} AS (
             log_sums = log_sums.join(", "),
             purged_sums = purged_sums.join(", "),
             purged = a.purged.0,
-            got_key = a.key().unwrap_or("''"),
+            got_key = purged_key,
             got = got.join(", "),
             table = a.table,
         ));
@@ -343,7 +388,8 @@ pub fn correction_sql() -> String {
         .to_string()];
     let mut counts = Vec::new();
     for (i, a) in AGGREGATES.iter().enumerate() {
-        let key_values: Vec<&str> = a.keys.iter().map(|k| if *k == "billing_month" { "d.month" } else { "d.key" }).collect();
+        let key_values: Vec<String> =
+            a.keys.iter().map(|k| if *k == "billing_month" { "d.month".to_string() } else { a.key_part("d.key", k) }).collect();
         let deltas: Vec<String> = a
             .sums()
             .iter()
@@ -456,11 +502,16 @@ mod tests {
             }
             assert!(compare.contains(&format!("'{}'::text AS aggregate", a.name)));
         }
-        // $1 slot, $2..$5 keys, $6..$15 sums.
-        assert!(single.contains("$15") && !single.contains("$16"));
+        // $1 slot, $2..$6 keys, $7..$16 sums.
+        assert!(single.contains("$16") && !single.contains("$17"));
         assert!(single.contains("WHERE $4 IS NOT NULL"), "{single}");
         let purge = purge_ctes();
         assert!(purge.contains("neon_budget.purged_spend") && purge.contains("neon_budget.purged_day_spend"));
+        assert!(purge.contains("neon_budget.purged_campaign_agent_day_spend"));
+        // A key of several columns round-trips through budget_verify's text key.
+        let a = AGGREGATES.iter().find(|a| a.table == "_campaign_agent_day_spend").unwrap();
+        assert_eq!(a.key_part("d.key", "agent_type"), "(d.key::text[])[2]");
+        assert!(compare.contains("ARRAY[COALESCE(r.campaign_id, ''), r.agent_type, neon_budget._billing_day(r.created_at)]::text"));
         assert_eq!(oracle_sql().len(), AGGREGATES.len());
     }
 }

@@ -104,6 +104,20 @@ fn a_write_past_the_unallocated_headroom_revokes_grants() {
     assert_oracle(&mut a);
 }
 
+/// A budget lowered by the grant holder itself drops its grant: its own settings change is a
+/// revocation too (`alert_state`'s place among the watched relations, pg/invalidation.rs).
+#[test]
+fn a_budget_lowered_by_the_grant_holder_drops_its_grant() {
+    let (_db, mut l, mut a, _b) = setup("grants_own_change");
+    a.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 1000)").unwrap();
+    track(&mut a, "1"); // warning at 800: grant 1 + 399.5
+    a.batch_execute("SELECT neon_budget.set_monthly_budget('2024-09', 100)").unwrap(); // warning at 80
+    assert_eq!(raw_alerts_received(&mut l, WAIT), Vec::<String>::new());
+    track(&mut a, "79"); // 80: within the old grant, past the new level
+    assert_eq!(alert_levels(&raw_alerts_received(&mut l, WAIT)), vec!["month:warning:80"]);
+    assert_oracle(&mut a);
+}
+
 /// Campaign scopes take their own grants, below the campaign's levels.
 #[test]
 fn campaign_grants_follow_the_campaign_budget() {

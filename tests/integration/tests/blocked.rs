@@ -86,15 +86,15 @@ fn refusals_are_counted_per_scope_and_reason() {
     );
     let month = current_month(c);
     let csv = text(c, "SELECT neon_budget.budget_report(format => 'csv')").unwrap();
-    assert!(csv.starts_with("section,key,name,type,cost,budget,remaining,utilization_percentage,status,alert_threshold,tokens,executions,avg_cost_per_execution,successes,failures,success_rate_percentage,retries,scope,decision,reason\r\n"));
+    assert!(csv.starts_with("section,key,name,type,cost,budget,remaining,utilization_percentage,status,alert_threshold,tokens,executions,avg_cost_per_execution,successes,failures,success_rate_percentage,retries,scope,decision,reason,daily_mean,window_days,days_left,projected_spend,projected_exhausted_on,over_budget\r\n"));
     let rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("blocked,")).collect();
     assert_eq!(
         rows,
         vec![
-            format!("blocked,{month},,,,,,,,,,2,,,,,,month,budget_check,budget_reached"),
-            format!("blocked,{month},,,,,,,,,,1,,,,,,month,budget_reserve,budget_reached"),
-            "blocked,c1,,,,,,,,,,3,,,,,,campaign,budget_check,estimate_too_large".to_string(),
-            "blocked,c1,,,,,,,,,,1,,,,,,campaign,budget_reserve,estimate_too_large".to_string(),
+            format!("blocked,{month},,,,,,,,,,2,,,,,,month,budget_check,budget_reached,,,,,,"),
+            format!("blocked,{month},,,,,,,,,,1,,,,,,month,budget_reserve,budget_reached,,,,,,"),
+            "blocked,c1,,,,,,,,,,3,,,,,,campaign,budget_check,estimate_too_large,,,,,,".to_string(),
+            "blocked,c1,,,,,,,,,,1,,,,,,campaign,budget_reserve,estimate_too_large,,,,,,".to_string(),
         ]
     );
     let md = text(c, "SELECT neon_budget.budget_report()").unwrap();

@@ -143,7 +143,8 @@ fn run(seed: u64, steps: usize) {
             conns[i].batch_execute(&s).unwrap();
             entry = format!("c{i}: {s}");
         } else if op < 93 {
-            let s = "TRUNCATE neon_budget.billing_log; DELETE FROM neon_budget.purged_spend; DELETE FROM neon_budget.purged_day_spend"
+            let s = "TRUNCATE neon_budget.billing_log; DELETE FROM neon_budget.purged_spend; DELETE FROM neon_budget.purged_day_spend;
+                     DELETE FROM neon_budget.purged_campaign_agent_day_spend"
                 .to_string();
             conns[i].batch_execute(&s).unwrap();
             entry = format!("c{i}: {s}");
