@@ -4,7 +4,8 @@
 # (copied into BENCHMARKS.md by hand). Run as root on Debian 12:  bash bench/run.sh
 # Knobs: BENCH_SECONDS (per pgbench run, default 10), BENCH_REPS (interleaved repetitions,
 # default 3), BENCH_CLIENTS (default "1 4 16 64"), BENCH_BIG_ROWS (default 10000000),
-# BENCH_COPY_ROWS (default 1000000), BENCH_SNAPSHOT_SECONDS (default "5 60").
+# BENCH_COPY_ROWS (default 1000000), BENCH_SNAPSHOT_SECONDS (default "5 60"), BENCH_ONLY=budget_check
+# (only budget_check's latency at 10^4 and BENCH_BIG_ROWS rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -51,6 +52,8 @@ echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores, $(free -g | awk '/
 echo
 } > "$RES"
 
+# BENCH_ONLY=budget_check: only the budget_check latency section below (10^4 against $BIG rows).
+if [ "${BENCH_ONLY:-}" != budget_check ]; then
 for sync in on off; do
   psql -d postgres -c "ALTER SYSTEM SET synchronous_commit = $sync" -c "SELECT pg_reload_conf()" >/dev/null
   declare -A T=() L=() P=()
@@ -81,6 +84,7 @@ psql -d postgres -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_rel
 read -r mix _ _ < <(bench "mix90/10" 16 "$SECS" -f bench/track_cost.sql@9 -f bench/budget_check.sql@1)
 oracle "mix"
 { echo "## 90/10 mix of track_cost and budget_check, 16 clients"; echo; echo "$mix transactions/s"; echo; } >> "$RES"
+fi
 
 # budget_check latency against SELECT 1, with 10^4 rows in billing_log (database bench) and
 # with $BIG rows (database bench_big); the four are measured interleaved, so that the 10^4 and
@@ -126,6 +130,7 @@ echo "budget_check at $BIG rows / at 10^4 rows: median $(awk -v a=$bcm_big -v b=
 echo
 } >> "$RES"
 q "TRUNCATE neon_budget.billing_log; TRUNCATE bench_plain.billing_log" >/dev/null
+if [ "${BENCH_ONLY:-}" = budget_check ]; then cat "$RES"; exit 0; fi
 
 # 100-row batch INSERTs at 16 clients
 read -r pb _ _ < <(bench "batch100/plain" 16 "$SECS" -f bench/plain_batch.sql)
