@@ -14,7 +14,8 @@ WT=${NEON_BUDGET_V010_DIR:-/tmp/neon_budget_v010}
 current=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 echo "-- building 0.1.0 from $V010_COMMIT in $WT"
-if [ ! -d "$WT/.git" ] && [ ! -f "$WT/.git" ]; then
+# A worktree left by another clone that is gone (its .git file points nowhere) is made anew.
+if ! git -C "$WT" rev-parse --git-dir >/dev/null 2>&1; then
   rm -rf "$WT"; git worktree prune
   git worktree add --detach "$WT" "$V010_COMMIT" >/dev/null
 fi
@@ -37,6 +38,10 @@ SELECT neon_budget.track_cost('CONTENT', 1000 * g, campaign_id => 'c' || (g % 2 
                               created_at => ('2024-01-' || lpad((g % 28 + 1)::text, 2, '0') || ' 10:00+00')::timestamptz)
   FROM generate_series(1, 40) g;
 SELECT neon_budget.budget_reserve('SEO', 1000, 'c1', ttl => '1 hour');
+-- A DBA's own grants on functions that an upgrade re-creates (budget_check and set_agent_rate in 0.5.0).
+DROP ROLE IF EXISTS nb_upg_app;
+CREATE ROLE nb_upg_app;
+GRANT EXECUTE ON FUNCTION neon_budget.budget_check(text, text, bigint), neon_budget.set_agent_rate(text, numeric) TO nb_upg_app;
 CREATE TABLE public.before AS
   SELECT (SELECT string_agg(to_jsonb(b)::text, ';' ORDER BY id) FROM neon_budget.billing_log b) AS log,
          (SELECT string_agg(m::text, ';' ORDER BY month) FROM neon_budget.monthly_budget m) AS months,
@@ -93,6 +98,9 @@ SELECT (SELECT string_agg((to_jsonb(b) - 'cost_per_1k_tokens')::text, ';' ORDER 
    AND pg_catalog.replace(pg_catalog.split_part(neon_budget.budget_report('2024-01'), '## 💡', 1), '\', '')
        = pg_catalog.replace(pg_catalog.split_part(report, '## 💡', 1), '\', '')
    AND NOT EXISTS (SELECT FROM neon_budget.budget_verify())
+   -- Grants to other roles survive the functions' re-creation.
+   AND pg_catalog.has_function_privilege('nb_upg_app', 'neon_budget.budget_check(text, text, bigint)', 'EXECUTE')
+   AND pg_catalog.has_function_privilege('nb_upg_app', 'neon_budget.set_agent_rate(text, numeric, timestamptz)', 'EXECUTE')
    -- The views' slot readers return every slot row whole, also rows written before a column
    -- was added with a default (alert_cap, 0.2.0), which such rows do not hold.
    AND (SELECT count(*) FROM neon_budget._month_spend_rows() WHERE alert_cap IS NOT NULL) = (SELECT count(*) FROM neon_budget._month_spend)

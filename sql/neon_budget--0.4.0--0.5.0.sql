@@ -99,6 +99,13 @@ COMMENT ON COLUMN neon_budget.billing_log.cost_per_1k_tokens IS
 COMMENT ON TABLE neon_budget.agent_rate IS
   'Rate history: dollars per 1,000 tokens per agent type. The rate in force at an instant is the row with the latest effective_from at or before it; rows are priced at the rate in force at their created_at. Change it with neon_budget.set_agent_rate().';
 
+-- EXECUTE granted on set_agent_rate to other roles (a DBA's GRANT to an application role) survives its
+-- re-creation: the grantees are noted here (a transaction-local setting) and granted again below.
+SELECT pg_catalog.set_config('neon_budget_upgrade.grantees', COALESCE((
+    SELECT pg_catalog.array_agg(DISTINCT r.rolname)::text
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a, pg_catalog.pg_roles r
+     WHERE p.oid = 'neon_budget.set_agent_rate(text, numeric)'::pg_catalog.regprocedure
+       AND a.privilege_type = 'EXECUTE' AND r.oid = a.grantee), '{}'), true);
 DROP FUNCTION neon_budget.set_agent_rate(text, numeric);
 CREATE  FUNCTION neon_budget."set_agent_rate"(
 	"agent_type" TEXT, /* Option < & str > */
@@ -108,6 +115,15 @@ CREATE  FUNCTION neon_budget."set_agent_rate"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_agent_rate_v2_wrapper';
+DO $regrant$
+DECLARE
+    g name;
+BEGIN
+    FOREACH g IN ARRAY pg_catalog.current_setting('neon_budget_upgrade.grantees')::name[] LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION neon_budget.set_agent_rate(text, numeric, timestamptz) TO %I', g);
+    END LOOP;
+END
+$regrant$;
 CREATE  FUNCTION neon_budget."reprice_billing_log"(
 	"agent_type" TEXT, /* Option < & str > */
 	"since" timestamp with time zone DEFAULT '-infinity', /* Option < TimestampWithTimeZone > */
@@ -281,6 +297,13 @@ $$Deletes billing_log rows created before the cutoff; returns the rows deleted. 
 -- projected spend and the day their budget runs out (a new C symbol, src/pg/schema_version.rs:
 -- the old one is a shim), budget_forecast lists them, and the report shows them.
 -- ---------------------------------------------------------------------------------------------
+-- EXECUTE granted on budget_check to other roles (a DBA's GRANT to an application role) survives its
+-- re-creation: the grantees are noted here (a transaction-local setting) and granted again below.
+SELECT pg_catalog.set_config('neon_budget_upgrade.grantees', COALESCE((
+    SELECT pg_catalog.array_agg(DISTINCT r.rolname)::text
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a, pg_catalog.pg_roles r
+     WHERE p.oid = 'neon_budget.budget_check(text, text, bigint)'::pg_catalog.regprocedure
+       AND a.privilege_type = 'EXECUTE' AND r.oid = a.grantee), '{}'), true);
 DROP FUNCTION neon_budget.budget_check(text, text, bigint);
 CREATE  FUNCTION neon_budget."budget_check"(
 	"campaign_id" TEXT DEFAULT NULL, /* Option < & str > */
@@ -309,6 +332,15 @@ CREATE  FUNCTION neon_budget."budget_check"(
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'budget_check_v2_wrapper';
+DO $regrant$
+DECLARE
+    g name;
+BEGIN
+    FOREACH g IN ARRAY pg_catalog.current_setting('neon_budget_upgrade.grantees')::name[] LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION neon_budget.budget_check(text, text, bigint) TO %I', g);
+    END LOOP;
+END
+$regrant$;
 CREATE  FUNCTION neon_budget."budget_forecast"(
 	"month" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TABLE (

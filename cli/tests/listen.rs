@@ -228,6 +228,32 @@ fn a_campaign_id_starting_with_campaign_is_not_labelled_campaign_twice() {
     );
 }
 
+/// A `forecast` alert (issue #13) is written with its projection from `alert_log.details`, on
+/// standard output and in the month's log, with no alert file (only critical and exceeded get
+/// one).
+#[test]
+fn a_forecast_alert_is_written_with_its_projection() {
+    let mut db = TestDb::new("listen_forecast");
+    db.sql(
+        r#"INSERT INTO neon_budget.alert_log (scope, campaign_id, month, level, spent, budget, utilization, details)
+           VALUES ('month', NULL, '2026-11', 'forecast', 400, 1000, 40,
+                   '{"projected_spend": 1160, "daily_mean": 40, "window_days": 7, "days_left": 19,
+                     "projected_exhausted_on": "2026-11-26"}')"#,
+    );
+    let id = alert_ids(&mut db, "month")[0];
+    let out = db.cmd().args(["listen", "--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = format!(
+        "📈 FORECAST monthly budget 2026-11: projected $1,160.00 of $1,000.00 at month end ($40.00/day over the last 7 days; \
+         budget runs out 2026-11-26; spent $400.00 so far) [alert_id={id}]"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{line}\n"));
+    let logged = lines(&db.log_dir().join("budget-alerts.log"));
+    assert_eq!(logged.len(), 1);
+    assert!(logged[0].ends_with(&format!(" {line}")), "{logged:?}");
+    assert!(alert_files(&db.log_dir()).is_empty());
+}
+
 /// A cluster of this test's own (`scripts/cluster.sh`), stopped when dropped.
 struct OwnCluster {
     dir: String,

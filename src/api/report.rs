@@ -9,18 +9,19 @@ use pgrx::prelude::*;
 /// `neon_budget.timezone`), as the seed's "Report Contents": monthly overview (budget, spent,
 /// utilization, remaining, executions), campaign breakdown (name, type, cost, budget,
 /// utilization), agent usage (cost, tokens, executions, average cost per execution, success rate)
-/// and cost optimization suggestions drawn from the data. Money is in dollars.
+/// and cost optimization suggestions drawn from the data, plus executions blocked and, for the
+/// current month, month-end forecasts ([`crate::forecast`]). Money is in dollars.
 ///
 /// `format` (NULL = `md`):
 /// - `md`: the Markdown report, figures rounded for reading; user-supplied names are escaped so
-///   they cannot break the Markdown. Reads only the maintained aggregates.
+///   they cannot break the Markdown.
 /// - `json`: one JSON object with the same figures exact (see [`crate::report::render_json`]) plus the spend of
 ///   each day of the month.
-/// - `csv`: a flat table with a header, one row per overview, campaign, agent, day and
-///   suggestion (columns: `crate::report::csv::CSV_COLUMNS`).
+/// - `csv`: a flat table with a header, one row per overview, campaign, agent, day, blocked,
+///   forecast and suggestion line (columns: `crate::report::csv::CSV_COLUMNS`).
 ///
-/// The daily spend of `json` and `csv` is one query on `billing_log` by its `billing_month`
-/// index, grouped by day in `neon_budget.timezone`.
+/// Every format reads only the maintained aggregates (the daily spend from the per-day
+/// aggregate), never `billing_log`.
 ///
 /// Errors: 22007 for a malformed month; 22023 for an unknown format.
 #[pg_extern(stable, parallel_restricted, name = "budget_report")]
