@@ -2,7 +2,8 @@
 # The neon_budget demo: replays a real LLM workload (the Azure LLM inference trace 2023, 19,366
 # requests, demo/data/) through budget_check() and track_cost() from several concurrent
 # connections against a throwaway PostgreSQL cluster, prints every NOTIFY alert as it arrives,
-# then the Markdown budget_report() and the final budget_check().
+# injects one costly execution (a cost anomaly), then the Markdown budget_report() and the
+# final budget_check().
 # Installs what is missing first (scripts/setup.sh). Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,12 @@ target/release/neon-budget replay "$TRACE" --clients "$CLIENTS" --campaigns 4 --
   --database-url "host=$DIR port=$PORT user=postgres dbname=neon_budget_demo"
 
 echo
+echo "== an injected spike: one DESIGN execution with 50 x the tokens of a typical request (71,250 tokens)"
+psql -d neon_budget_demo -c "SELECT id, agent_type, tokens, cost FROM neon_budget.track_cost('DESIGN', 71250, campaign_id => 'campaign-1', execution_id => 'demo-spike')"
+echo "== the cost anomaly it raised (sent once, by the write: NOTIFY, alert_log, audit_log)"
+psql -d neon_budget_demo -c "SELECT id, scope, details->>'scope_key' AS agent_type, details->>'day' AS day, spent AS cost, details->>'typical_cost' AS typical_cost, details->>'ratio' AS times_typical, details->>'executions_in_baseline' AS executions FROM neon_budget.alert_log WHERE level = 'anomaly'"
+
+echo
 echo "== budget_report()"
 psql -d neon_budget_demo -At -c "SELECT neon_budget.budget_report()"
 echo "== budget_forecast(): month-end projections (spend to date + the last 7 complete days' mean x the days left)"
@@ -53,3 +60,5 @@ echo "== budget_check() now (the month's budget is spent: executions are blocked
 psql -d neon_budget_demo -x -c "SELECT * FROM neon_budget.budget_check()"
 echo "== alerts logged"
 psql -d neon_budget_demo -c "SELECT id, scope, campaign_id, month, level, spent, budget, utilization FROM neon_budget.alert_log ORDER BY id"
+echo "== cost anomalies in the audit trail"
+psql -d neon_budget_demo -c "SELECT id, action, target, actor FROM neon_budget.audit_log WHERE action = 'cost_anomaly' ORDER BY id"

@@ -67,6 +67,12 @@ $$Clears task and metadata of billing_log rows created before the cutoff and rep
 COMMENT ON FUNCTION purge_before(timestamptz) IS
 $$Deletes billing_log rows created before the cutoff; returns the rows deleted. Monthly, campaign, agent and daily totals do not change (the purged sums move to purged_spend, purged_day_spend and purged_campaign_agent_day_spend, the execution ids' keyed digests to purged_execution_id). Works in batches of 1024 pages, then one pass over the whole table for rows updated meanwhile; takes no lock that writers wait for (only a write to a row being purged waits for its commit); retention calls take turns. Writes audit_log. Admin only. Errors: 22004 NULL.$$;
 
+COMMENT ON FUNCTION detect_anomalies(date, date) IS
+$$Scores every complete day from first_day to last_day (NULL: yesterday, in neon_budget.timezone) of every agent type and campaign against its own 14-day baseline and sends each cost anomaly not sent yet (an anomaly alert in alert_log and NOTIFY neon_budget_alerts, an audit_log entry cost_anomaly; once per scope and day); notes the days as scanned so the automatic daily scan does not score them again. For history loaded or corrected after its days were scanned.
+A day is an anomaly when its spend exceeds the baseline median by at least neon_budget.anomaly_threshold (default 6) x 1.4826 x the baseline's median absolute deviation, by at least neon_budget.anomaly_min_increase (default 1) x the median, and by at least neon_budget.anomaly_min_dollars (default 10) dollars; a scope needs 7 days of spend in its baseline.
+Returns one row per anomaly: scope (agent_type, campaign), scope_key, day (YYYY-MM-DD), spent, baseline_median, baseline_mad, excess (dollars), score (NULL when the deviation is 0), alert_id (NULL while another transaction sends it). Admin only.
+Errors: 22004 NULL first_day; 22023 last_day not before today, first_day after last_day, or more than 366 days; 25006 read-only transaction.$$;
+
 COMMENT ON SCHEMA neon_budget IS
 $$neon_budget: track and cap what AI agents spend (billing log, budgets, alerts, reports); see the README.
 Errors any function may raise: 42501 a role without the privilege; 25006 a writing function on a standby or in a READ ONLY transaction; 55000 this database's neon_budget objects are older than the installed library (run ALTER EXTENSION neon_budget UPDATE).$$;

@@ -373,13 +373,55 @@ format (default 'md'): 'md' the Markdown report (figures rounded); 'json' one ob
 Errors: 22007 malformed month; 22023 unknown format.$$;
 
 -- The forecast alert (sent once per scope and month when the projection first passes the budget)
--- is kept in alert_log with its figures in details.
+-- is kept in alert_log with its figures in details; so is a cost anomaly (src/anomaly/), which
+-- has no budget and scopes of its own, once per scope and day.
 ALTER TABLE neon_budget.alert_log
     DROP CONSTRAINT alert_log_level_check,
-    ADD CONSTRAINT alert_log_level_check CHECK (level IN ('warning', 'critical', 'exceeded', 'forecast')),
+    DROP CONSTRAINT alert_log_scope_check,
+    ADD CONSTRAINT alert_log_level_check CHECK (level IN ('warning', 'critical', 'exceeded', 'forecast', 'anomaly')),
+    ADD CONSTRAINT alert_log_scope_check CHECK (scope IN ('month', 'campaign', 'agent_type', 'execution')),
+    ALTER COLUMN budget DROP NOT NULL,
+    ALTER COLUMN utilization DROP NOT NULL,
+    ADD CONSTRAINT alert_log_budget_check CHECK (CASE WHEN level = 'anomaly' THEN scope IN ('campaign', 'agent_type', 'execution')
+                                                      ELSE scope IN ('month', 'campaign') AND budget IS NOT NULL AND utilization IS NOT NULL END),
     ADD COLUMN details jsonb;
+CREATE UNIQUE INDEX alert_log_anomaly_once ON neon_budget.alert_log (scope, (details ->> 'scope_key'), (details ->> 'day'))
+    WHERE level = 'anomaly';
 COMMENT ON TABLE neon_budget.alert_log IS
-  'Every budget alert raised: scope (month or campaign), level (warning, critical, exceeded; forecast: the month-end projection passes the budget), spend and budget in dollars, utilization in percent, details (forecast: projected_spend, daily_mean, window_days, days_left, projected_exhausted_on).';
+  'Every alert raised: scope (month, campaign; for anomalies also agent_type and execution), level (warning, critical, exceeded; forecast: the month-end projection passes the budget; anomaly: a cost anomaly), spend and budget in dollars, utilization in percent (budget and utilization NULL for an anomaly), details (forecast: projected_spend, daily_mean, window_days, days_left, projected_exhausted_on; anomaly: kind, scope_key, day and the figures that triggered it).';
+COMMENT ON TABLE neon_budget.audit_log IS
+  'Every budget, campaign, rate and override change: who (session_user), when, old and new values; and every cost anomaly (action cost_anomaly, new_value its figures and alert_id).';
+
+-- Cost anomalies: the days already scored (src/anomaly/days.rs) and detect_anomalies().
+CREATE TABLE neon_budget._anomaly_scan (
+    billing_day text        PRIMARY KEY,
+    scanned_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE neon_budget._anomaly_scan IS
+  'Days (YYYY-MM-DD in neon_budget.timezone) already scored for cost anomalies, by the automatic daily scan or detect_anomalies().';
+SELECT pg_catalog.pg_extension_config_dump('neon_budget._anomaly_scan', '');
+CREATE  FUNCTION neon_budget."detect_anomalies"(
+	"first_day" date, /* Option < pgrx :: datum :: Date > */
+	"last_day" date DEFAULT NULL /* Option < pgrx :: datum :: Date > */
+) RETURNS TABLE (
+	"scope" TEXT,  /* String */
+	"scope_key" TEXT,  /* String */
+	"day" TEXT,  /* String */
+	"spent" NUMERIC,  /* AnyNumeric */
+	"baseline_median" NUMERIC,  /* AnyNumeric */
+	"baseline_mad" NUMERIC,  /* AnyNumeric */
+	"excess" NUMERIC,  /* AnyNumeric */
+	"score" NUMERIC,  /* Option < AnyNumeric > */
+	"alert_id" bigint  /* Option < i64 > */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'detect_anomalies_wrapper';
+COMMENT ON FUNCTION neon_budget.detect_anomalies(date, date) IS
+$$Scores every complete day from first_day to last_day (NULL: yesterday, in neon_budget.timezone) of every agent type and campaign against its own 14-day baseline and sends each cost anomaly not sent yet (an anomaly alert in alert_log and NOTIFY neon_budget_alerts, an audit_log entry cost_anomaly; once per scope and day); notes the days as scanned so the automatic daily scan does not score them again. For history loaded or corrected after its days were scanned.
+A day is an anomaly when its spend exceeds the baseline median by at least neon_budget.anomaly_threshold (default 6) x 1.4826 x the baseline's median absolute deviation, by at least neon_budget.anomaly_min_increase (default 1) x the median, and by at least neon_budget.anomaly_min_dollars (default 10) dollars; a scope needs 7 days of spend in its baseline.
+Returns one row per anomaly: scope (agent_type, campaign), scope_key, day (YYYY-MM-DD), spent, baseline_median, baseline_mad, excess (dollars), score (NULL when the deviation is 0), alert_id (NULL while another transaction sends it). Admin only.
+Errors: 22004 NULL first_day; 22023 last_day not before today, first_day after last_day, or more than 366 days; 25006 read-only transaction.$$;
 
 -- BEGIN sql/roles_and_grants.sql
 -- neon_budget: roles and privileges, in one idempotent file.
@@ -443,7 +485,7 @@ BEGIN
                              'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
                              '_purged_spend_restored', '_purged_day_spend_restored',
-                             '_purged_campaign_agent_day_spend_restored')
+                             '_purged_campaign_agent_day_spend_restored', 'detect_anomalies')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp', f);
     END LOOP;
@@ -486,7 +528,8 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
-                             'set_budget_override', 'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before')
+                             'set_budget_override', 'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
+                             'detect_anomalies')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_admin', f);
     END LOOP;

@@ -59,7 +59,7 @@ BEGIN
                              'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
                              '_purged_spend_restored', '_purged_day_spend_restored',
-                             '_purged_campaign_agent_day_spend_restored')
+                             '_purged_campaign_agent_day_spend_restored', 'detect_anomalies')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, neon_budget, pg_temp', f);
     END LOOP;
@@ -102,7 +102,8 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
-                             'set_budget_override', 'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before')
+                             'set_budget_override', 'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
+                             'detect_anomalies')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_admin', f);
     END LOOP;

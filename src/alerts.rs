@@ -89,8 +89,9 @@ fn json_number(n: &AnyNumeric) -> serde_json::Value {
 
 /// The JSON payload of an alert: `{"alert_id", "scope", "campaign_id", "month", "level",
 /// "spent", "budget", "utilization"}`, money in dollars and utilization in percent, as exact
-/// JSON numbers, plus `"details"` when the alert has them (a `forecast` alert: see
-/// [`forecast_due`]). It never carries `task` or `metadata`. A campaign id too long for PostgreSQL's
+/// JSON numbers (budget and utilization null for an `anomaly`, which has no budget), plus
+/// `"details"` when the alert has them (a `forecast` alert: see [`forecast_due`]; an `anomaly`:
+/// src/anomaly/send.rs). It never carries `task` or `metadata`. A campaign id too long for PostgreSQL's
 /// 8000-byte NOTIFY limit is cut (on a character boundary) and `"campaign_id_truncated": true`
 /// is added; amounts too long for the limit (thousands of digits) are sent as null with
 /// `"figures_in_alert_log": true`. `alert_id` finds the whole row in `alert_log`.
@@ -102,19 +103,22 @@ pub fn payload(
     month: &str,
     level: &str,
     spent: &AnyNumeric,
-    budget: &AnyNumeric,
-    utilization: &AnyNumeric,
+    budget: Option<&AnyNumeric>,
+    utilization: Option<&AnyNumeric>,
     details: Option<&serde_json::Value>,
 ) -> String {
     let build = |campaign: Option<&str>, truncated: bool, no_figures: bool| {
-        let figure = |n: &AnyNumeric| if no_figures { serde_json::Value::Null } else { json_number(n) };
+        let figure = |n: Option<&AnyNumeric>| match n {
+            Some(n) if !no_figures => json_number(n),
+            _ => serde_json::Value::Null,
+        };
         let mut obj = serde_json::json!({
             "alert_id": alert_id,
             "scope": scope,
             "campaign_id": campaign,
             "month": month,
             "level": level,
-            "spent": figure(spent),
+            "spent": figure(Some(spent)),
             "budget": figure(budget),
             "utilization": figure(utilization),
         });
@@ -274,7 +278,7 @@ pub fn claim_and_send(client: &mut SpiClient<'_>, d: &Due) {
         )
         .and_then(|t| t.first().get_one()))
     .expect("INSERT ... RETURNING id returns the id");
-    let body = payload(id, &d.scope, campaign_id, &d.month, &d.level, &d.spent, &d.budget, &utilization, d.details.as_ref());
+    let body = payload(id, &d.scope, campaign_id, &d.month, &d.level, &d.spent, Some(&d.budget), Some(&utilization), d.details.as_ref());
     spi(client.update("SELECT pg_catalog.pg_notify($1, $2)", None, &[CHANNEL.into(), body.into()]));
 }
 
@@ -335,14 +339,14 @@ mod tests {
 
     #[pg_test]
     fn payload_is_json_and_bounded() {
-        let p = payload(7, "campaign", Some("c-1"), "2024-01", "warning", &num("160.5"), &num("200"), &num("80.25"), None);
+        let p = payload(7, "campaign", Some("c-1"), "2024-01", "warning", &num("160.5"), Some(&num("200")), Some(&num("80.25")), None);
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         assert_eq!(v["spent"].to_string(), "160.5");
         assert_eq!(v["campaign_id"], "c-1");
         assert_eq!(v["alert_id"], 7);
 
         let long = "\"ü".repeat(5000);
-        let p = payload(8, "campaign", Some(&long), "2024-01", "exceeded", &num("1"), &num("1"), &num("100"), None);
+        let p = payload(8, "campaign", Some(&long), "2024-01", "exceeded", &num("1"), Some(&num("1")), Some(&num("100")), None);
         assert!(p.len() < 8000, "payload is {} bytes", p.len());
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         assert_eq!(v["campaign_id_truncated"], true);

@@ -35,6 +35,25 @@ static FORECAST_WINDOW_DAYS: GucSetting<i32> = GucSetting::<i32>::new(7);
 /// be complete before it is forecast (src/forecast.rs); a share, not money.
 static FORECAST_MIN_ELAPSED: GucSetting<f64> = GucSetting::<f64>::new(0.2);
 
+/// `neon_budget.anomaly_detection` (default on): cost anomalies are looked for and alerted on
+/// (src/anomaly/).
+static ANOMALY_DETECTION: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// `neon_budget.anomaly_threshold` (default `6`): the robust score a day's spend must reach over
+/// its baseline, `(x - median) / (1.4826 × MAD)` (src/anomaly/mod.rs). An exact decimal > 0.
+static ANOMALY_THRESHOLD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"6"));
+/// `neon_budget.anomaly_min_increase` (default `1`): how far above its baseline median a day's
+/// spend must be, as a fraction of that median (1: at least double). An exact decimal >= 0.
+static ANOMALY_MIN_INCREASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"1"));
+/// `neon_budget.anomaly_min_dollars` (default `10`, dollars): how many dollars above its
+/// baseline median a day's spend must be, so that small noise never alerts. >= 0.
+static ANOMALY_MIN_DOLLARS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"10"));
+/// `neon_budget.anomaly_execution_factor` (default `20`): how many times its agent type's mean
+/// cost per execution one execution must cost to be an anomaly. An exact decimal > 0.
+static ANOMALY_EXECUTION_FACTOR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"20"));
+/// `neon_budget.anomaly_execution_min_dollars` (default `1`, dollars): the least cost of an
+/// execution anomaly; cheaper executions are never looked at (and cost nothing to check). >= 0.
+static ANOMALY_EXECUTION_MIN_DOLLARS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"1"));
+
 /// Registers the GUCs; called once from `_PG_init`.
 pub fn init() {
     GucRegistry::define_bool_guc(
@@ -107,6 +126,99 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"neon_budget.anomaly_detection",
+        c"Looks for cost anomalies and alerts on them.",
+        c"Days far above their own 14-day baseline, per agent type and campaign, and single executions far above their agent type's mean.",
+        &ANOMALY_DETECTION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    for (name, short, long, setting) in [
+        (
+            c"neon_budget.anomaly_threshold",
+            c"Robust score a day's spend must reach over its 14-day baseline to be a cost anomaly.",
+            c"Score = (spend - median) / (1.4826 x MAD of the baseline days); an exact decimal greater than zero, e.g. '6'.",
+            &ANOMALY_THRESHOLD,
+        ),
+        (
+            c"neon_budget.anomaly_min_increase",
+            c"How far above its baseline median a day's spend must be to be a cost anomaly, as a fraction of the median.",
+            c"An exact decimal, at least zero: '1' means at least double the median.",
+            &ANOMALY_MIN_INCREASE,
+        ),
+        (
+            c"neon_budget.anomaly_min_dollars",
+            c"Dollars above its baseline median a day's spend must be to be a cost anomaly.",
+            c"An exact decimal, at least zero, e.g. '10': small noise never alerts.",
+            &ANOMALY_MIN_DOLLARS,
+        ),
+        (
+            c"neon_budget.anomaly_execution_factor",
+            c"How many times its agent type's mean cost one execution must cost to be a cost anomaly.",
+            c"An exact decimal greater than zero, e.g. '20'.",
+            &ANOMALY_EXECUTION_FACTOR,
+        ),
+        (
+            c"neon_budget.anomaly_execution_min_dollars",
+            c"Least cost in dollars of an execution anomaly.",
+            c"An exact decimal, at least zero, e.g. '1'; cheaper executions are not looked at.",
+            &ANOMALY_EXECUTION_MIN_DOLLARS,
+        ),
+    ] {
+        GucRegistry::define_string_guc(name, short, long, setting, GucContext::Suset, GucFlags::default());
+    }
+}
+
+/// `neon_budget.anomaly_detection`.
+pub fn anomaly_detection() -> bool {
+    ANOMALY_DETECTION.get()
+}
+
+/// `neon_budget.anomaly_execution_min_dollars` as set (text), to know when a parsed copy is
+/// stale.
+pub fn anomaly_execution_min_dollars_text() -> Option<CString> {
+    ANOMALY_EXECUTION_MIN_DOLLARS.get()
+}
+
+/// The sensitivity of cost anomaly detection (src/anomaly/), from the `neon_budget.anomaly_*`
+/// GUCs, each an exact decimal.
+#[derive(Debug, Clone)]
+pub struct AnomalySettings {
+    /// `neon_budget.anomaly_threshold`: robust score, > 0.
+    pub threshold: AnyNumeric,
+    /// `neon_budget.anomaly_min_increase`: fraction of the baseline median, >= 0.
+    pub min_increase: AnyNumeric,
+    /// `neon_budget.anomaly_min_dollars`: dollars, >= 0.
+    pub min_dollars: AnyNumeric,
+    /// `neon_budget.anomaly_execution_factor`: times the mean, > 0.
+    pub execution_factor: AnyNumeric,
+    /// `neon_budget.anomaly_execution_min_dollars`: dollars, >= 0.
+    pub execution_min_dollars: AnyNumeric,
+}
+
+/// The `neon_budget.anomaly_*` settings; raises 22023 naming the first one that is not an
+/// exact decimal in its range.
+pub fn anomaly_settings() -> AnomalySettings {
+    let zero = AnyNumeric::from(0);
+    let get = |setting: &GucSetting<Option<CString>>, name: &str, default: &str, positive: bool| {
+        let text = string_setting(setting, default);
+        match parse_decimal(&text) {
+            Some(n) if n > zero || (!positive && n == zero) => n,
+            _ => raise(
+                Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("neon_budget.{name} must be a decimal {} zero, not \"{text}\"", if positive { "greater than" } else { "at least" }),
+                format!("SET neon_budget.{name} = '{default}' (as a superuser)."),
+            ),
+        }
+    };
+    AnomalySettings {
+        threshold: get(&ANOMALY_THRESHOLD, "anomaly_threshold", "6", true),
+        min_increase: get(&ANOMALY_MIN_INCREASE, "anomaly_min_increase", "1", false),
+        min_dollars: get(&ANOMALY_MIN_DOLLARS, "anomaly_min_dollars", "10", false),
+        execution_factor: get(&ANOMALY_EXECUTION_FACTOR, "anomaly_execution_factor", "20", true),
+        execution_min_dollars: get(&ANOMALY_EXECUTION_MIN_DOLLARS, "anomaly_execution_min_dollars", "1", false),
+    }
 }
 
 /// `neon_budget.forecast_window_days`.

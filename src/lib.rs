@@ -27,6 +27,7 @@ use pgrx::prelude::*;
 
 // Layers, top to bottom; a module uses only the ones below it (no circles).
 mod alerts;
+mod anomaly;
 mod api;
 mod error;
 mod execution_ids;
@@ -87,7 +88,8 @@ extension_sql_file!(
         api::admin::clear_campaign_budget,
         api::admin::set_agent_rate_v2,
         api::admin::reprice_billing_log,
-        api::admin::set_budget_override
+        api::admin::set_budget_override,
+        api::anomalies::detect_anomalies
     ]
 );
 

@@ -1,8 +1,9 @@
 //! `neon-budget listen`: the seed's "Alert Channels". Every budget alert is written once:
 //!
 //! - a line with the level's emoji on standard output (one JSON object per line with `--json`);
-//! - a line appended to `LOG_DIR/budget-alerts.log` (month-wide alerts) or
-//!   `LOG_DIR/campaign-alerts.log` (campaign alerts);
+//! - a line appended to `LOG_DIR/budget-alerts.log` (month-wide alerts, and cost anomalies of an
+//!   agent type or an execution) or `LOG_DIR/campaign-alerts.log` (campaign alerts, cost
+//!   anomalies of a campaign included);
 //! - for critical and exceeded alerts, `LOG_DIR/alert-{timestamp}-{alert_id}.json`, where
 //!   `{timestamp}` is the alert's time in UTC (`20240115T103000.123456Z`); the alert id follows
 //!   because one execution can raise several alerts in the same instant.
@@ -27,7 +28,7 @@
 //! is never retried: it ends the listener with exit code 6.
 use crate::conn;
 use crate::money::{dollars, percent};
-use crate::output::{campaign_label, emoji, ensure_dir, paint, use_color, write_atomic};
+use crate::output::{anomaly_figures, anomaly_subject, campaign_label, emoji, ensure_dir, one_line, paint, use_color, write_atomic};
 use crate::{exit, Failure, Global};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
@@ -73,20 +74,32 @@ pub struct Args {
 /// One row of `alert_log`, money as exact decimal text (dollars), utilization in percent.
 struct Alert {
     id: i64,
+    /// `month` or `campaign`; for a cost anomaly `campaign`, `agent_type` or `execution`.
     scope: String,
     campaign_id: Option<String>,
     campaign_name: Option<String>,
+    /// `YYYY-MM`.
     month: String,
+    /// `warning`, `critical`, `exceeded`, `forecast` or `anomaly`.
     level: String,
+    /// Dollars: spend of the month to date; for an anomaly, the day's spend (scopes `campaign`,
+    /// `agent_type`) or the execution's cost (scope `execution`).
     spent: String,
-    budget: String,
-    utilization: String,
+    /// Dollars; `None` for an anomaly (it has no budget).
+    budget: Option<String>,
+    /// Percent of the budget; `None` for an anomaly.
+    utilization: Option<String>,
     /// `created_at` in UTC, ISO 8601 with microseconds.
     created_at: String,
     /// `created_at` in UTC for file names: `20240115T103000.123456Z`.
     stamp: String,
     /// `alert_log.details`: a `forecast` alert's `projected_spend`, `daily_mean`, `window_days`,
-    /// `days_left` and `projected_exhausted_on`.
+    /// `days_left` and `projected_exhausted_on`; an `anomaly` alert's `kind` (`day` or
+    /// `execution`), `scope_key` (campaign id or agent type), `day` (`YYYY-MM-DD`) and figures:
+    /// for a day `spent`, `baseline_median`, `baseline_mad`, `excess` (dollars), `score` (null
+    /// for a flat baseline), `threshold`, `min_increase`, `min_dollars`, `baseline_days`; for an
+    /// execution `agent_type`, `billing_log_id`, `execution_id`, `campaign_id`, `cost`,
+    /// `typical_cost` (dollars), `ratio`, `factor`, `min_dollars`, `executions_in_baseline`.
     details: Option<serde_json::Value>,
 }
 
@@ -144,11 +157,6 @@ enum SessionEnd {
     Lost(String),
 }
 
-/// One line of user text (campaign ids and names may hold line breaks).
-fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
 /// The ids of `[alert_id=N]` marks in `text`.
 fn marked_ids(text: &str) -> impl Iterator<Item = i64> + '_ {
     text.split("[alert_id=").skip(1).filter_map(|rest| rest.split(']').next()?.parse().ok())
@@ -197,7 +205,21 @@ impl Listener<'_> {
         }
     }
 
-    fn describe(&self, a: &Alert) -> String {
+    /// The line of an alert (without its time): level, scope, figures and `[alert_id=N]`.
+    /// Money in dollars; a budget or utilization that is missing prints as `-`.
+    fn describe(a: &Alert) -> String {
+        if a.level == "anomaly" {
+            let d = a.details.clone().unwrap_or_default();
+            return format!(
+                "{} ANOMALY {} {}: {} [alert_id={}]",
+                emoji(&a.level),
+                anomaly_subject(&a.scope, a.campaign_id.as_deref(), a.campaign_name.as_deref(), &d),
+                d["day"].as_str().unwrap_or(&a.month),
+                anomaly_figures(&a.scope, &a.spent, &d),
+                a.id
+            );
+        }
+        let budget = a.budget.as_deref().map(|b| dollars(b, 2)).unwrap_or_else(|| "-".to_string());
         let scope = match (&a.campaign_id, a.scope.as_str()) {
             (Some(id), "campaign") => match &a.campaign_name {
                 Some(name) if name != id => {
@@ -219,7 +241,7 @@ impl Listener<'_> {
                 emoji(&a.level),
                 scope,
                 dollars(&figure("projected_spend"), 2),
-                dollars(&a.budget, 2),
+                budget,
                 dollars(&figure("daily_mean"), 2),
                 d["window_days"],
                 runs_out,
@@ -233,12 +255,14 @@ impl Listener<'_> {
             a.level.to_uppercase(),
             scope,
             dollars(&a.spent, 2),
-            dollars(&a.budget, 2),
-            percent(&a.utilization),
+            budget,
+            a.utilization.as_deref().map(percent).unwrap_or_else(|| "-".to_string()),
             a.id
         )
     }
 
+    /// The alert as one JSON object, money as exact JSON numbers (dollars); `budget` and
+    /// `utilization` are null for an anomaly.
     fn alert_json(a: &Alert) -> serde_json::Value {
         use crate::output::json_decimal;
         serde_json::json!({
@@ -249,8 +273,8 @@ impl Listener<'_> {
             "month": a.month,
             "level": a.level,
             "spent": json_decimal(Some(&a.spent)),
-            "budget": json_decimal(Some(&a.budget)),
-            "utilization": json_decimal(Some(&a.utilization)),
+            "budget": json_decimal(a.budget.as_deref()),
+            "utilization": json_decimal(a.utilization.as_deref()),
             "details": a.details,
             "created_at": a.created_at,
         })
@@ -269,7 +293,7 @@ impl Listener<'_> {
             alert_file = Some(path);
         }
         let log = dir.join(if a.scope == "campaign" { CAMPAIGN_LOG } else { BUDGET_LOG });
-        let line = format!("{} {}\n", a.created_at, self.describe(a));
+        let line = format!("{} {}\n", a.created_at, Self::describe(a));
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -287,7 +311,7 @@ impl Listener<'_> {
             v["alert_file"] = alert_file.map(|p| p.display().to_string()).into();
             println!("{v}");
         } else if !self.g.quiet {
-            println!("{}", paint(&self.describe(a), &a.level, self.color));
+            println!("{}", paint(&Self::describe(a), &a.level, self.color));
         }
         self.state.written.insert(a.id);
         self.written_now += 1;
@@ -560,6 +584,89 @@ mod tests {
         assert_eq!(State::from_json(&s.to_json("db")), Some(s));
         assert_eq!(State::from_json("{}"), None);
         assert_eq!(State::from_json("not json"), None);
+    }
+
+    /// An alert of `alert_log` with these figures (dollars; utilization in percent) and
+    /// details, as `poll` reads it.
+    fn alert(scope: &str, campaign: Option<(&str, &str)>, level: &str, figures: [Option<&str>; 3], details: Option<&str>) -> Alert {
+        Alert {
+            id: 7,
+            scope: scope.to_string(),
+            campaign_id: campaign.map(|c| c.0.to_string()),
+            campaign_name: campaign.map(|c| c.1.to_string()),
+            month: "2025-03".to_string(),
+            level: level.to_string(),
+            spent: figures[0].unwrap().to_string(),
+            budget: figures[1].map(str::to_string),
+            utilization: figures[2].map(str::to_string),
+            created_at: "2025-03-22T00:05:00.000000Z".to_string(),
+            stamp: "20250322T000500.000000Z".to_string(),
+            details: details.map(|d| serde_json::from_str(d).unwrap()),
+        }
+    }
+
+    /// The details of the campaign day anomaly of the examples (dollars, day `YYYY-MM-DD`).
+    const CAMPAIGN_DAY: &str = r#"{"kind":"day","scope_key":"campaign-2","day":"2025-03-21","spent":73.7285,"baseline_median":10.2966,
+        "baseline_mad":2.230795,"excess":63.4319,"score":19.18,"threshold":6,"min_increase":1,"min_dollars":10,"baseline_days":14}"#;
+
+    #[test]
+    fn anomaly_lines() {
+        let a = alert("campaign", Some(("campaign-2", "Ad Optimization")), "anomaly", [Some("73.7285"), None, None], Some(CAMPAIGN_DAY));
+        assert_eq!(
+            Listener::describe(&a),
+            "🔎 ANOMALY campaign-2 \"Ad Optimization\" 2025-03-21: spent $73.73 in the day, baseline median $10.30 over 14 days \
+             (score 19.18) [alert_id=7]"
+        );
+        let a = alert("campaign", Some(("campaign-2", "campaign-2")), "anomaly", [Some("73.7285"), None, None], Some(CAMPAIGN_DAY));
+        assert_eq!(
+            Listener::describe(&a),
+            "🔎 ANOMALY campaign-2 2025-03-21: spent $73.73 in the day, baseline median $10.30 over 14 days (score 19.18) [alert_id=7]"
+        );
+        let flat = CAMPAIGN_DAY.replace(r#""score":19.18"#, r#""score":null"#);
+        let a = alert("campaign", Some(("campaign-2", "Ad Optimization")), "anomaly", [Some("73.7285"), None, None], Some(&flat));
+        assert!(Listener::describe(&a).ends_with("over 14 days (flat baseline) [alert_id=7]"), "{}", Listener::describe(&a));
+
+        let seo = r#"{"kind":"day","scope_key":"SEO","day":"2025-03-21","spent":33.12,"baseline_median":5.01,"baseline_mad":0.4602,
+            "excess":28.11,"score":41.2,"threshold":6,"min_increase":1,"min_dollars":10,"baseline_days":14}"#;
+        let a = alert("agent_type", None, "anomaly", [Some("33.12"), None, None], Some(seo));
+        assert_eq!(
+            Listener::describe(&a),
+            "🔎 ANOMALY agent type SEO 2025-03-21: spent $33.12 in the day, baseline median $5.01 over 14 days (score 41.2) [alert_id=7]"
+        );
+
+        let execution = r#"{"kind":"execution","scope_key":"CONTENT","day":"2025-03-21","agent_type":"CONTENT","billing_log_id":123,
+            "execution_id":"abc","campaign_id":"campaign-1","cost":2.75,"typical_cost":0.054912,"ratio":50.08,"factor":20,
+            "min_dollars":1,"executions_in_baseline":3228}"#;
+        let a = alert("execution", None, "anomaly", [Some("2.75"), None, None], Some(execution));
+        assert_eq!(
+            Listener::describe(&a),
+            "🔎 ANOMALY execution of agent type CONTENT 2025-03-21: cost $2.75, 50.08× its typical $0.0549 \
+             (execution_id abc, billing_log id 123) [alert_id=7]"
+        );
+        let v = Listener::alert_json(&a);
+        assert!(v["budget"].is_null() && v["utilization"].is_null(), "{v}");
+        assert_eq!(v["spent"].to_string(), "2.75");
+        assert_eq!(v["details"]["typical_cost"].to_string(), "0.054912");
+    }
+
+    #[test]
+    fn a_missing_budget_prints_a_dash() {
+        let a = alert("month", None, "warning", [Some("96"), Some("100"), Some("96.00")], None);
+        assert_eq!(Listener::describe(&a), "🟡 WARNING monthly budget 2025-03: spent $96.00 of $100.00 (96.0%) [alert_id=7]");
+        let a = alert("month", None, "warning", [Some("96"), None, None], None);
+        assert_eq!(Listener::describe(&a), "🟡 WARNING monthly budget 2025-03: spent $96.00 of - (-) [alert_id=7]");
+        let a = alert(
+            "month",
+            None,
+            "forecast",
+            [Some("400"), None, None],
+            Some(r#"{"projected_spend":1160,"daily_mean":40,"window_days":7}"#),
+        );
+        assert_eq!(
+            Listener::describe(&a),
+            "📈 FORECAST monthly budget 2025-03: projected $1,160.00 of - at month end ($40.00/day over the last 7 days; spent $400.00 \
+             so far) [alert_id=7]"
+        );
     }
 
     #[test]

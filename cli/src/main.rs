@@ -210,9 +210,11 @@ pub enum Command {
     /// charts) to LOG_DIR/cost-report-YYYY-MM.EXT, or to --out. Role: neon_budget_reader.
     #[command(after_help = REPORT_AFTER_HELP)]
     Report(report::Args),
-    /// Listen for budget alerts (LISTEN neon_budget_alerts) and write each one once: a line on
-    /// standard output, a line in LOG_DIR/budget-alerts.log (month) or campaign-alerts.log
-    /// (campaign), and LOG_DIR/alert-TIMESTAMP-ID.json for critical and exceeded alerts. Catches
+    /// Listen for budget alerts (LISTEN neon_budget_alerts; levels warning, critical, exceeded,
+    /// forecast, and anomaly for a cost anomaly of a campaign, an agent type or an execution) and
+    /// write each one once: a line on standard output, a line in LOG_DIR/budget-alerts.log
+    /// (month; anomalies of an agent type or an execution) or campaign-alerts.log (campaign),
+    /// and LOG_DIR/alert-TIMESTAMP-ID.json for critical and exceeded alerts. Catches
     /// up from alert_log on start and after every reconnect. Stops on SIGINT or SIGTERM. Role:
     /// neon_budget_reader.
     #[command(after_help = LISTEN_AFTER_HELP)]

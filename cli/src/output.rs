@@ -1,11 +1,12 @@
-//! Output helpers: the emoji and color of each budget level, JSON numbers from decimal text, and
-//! files written whole or not at all.
+//! Output helpers: the emoji and color of each budget level, the lines of cost anomalies, JSON
+//! numbers from decimal text, and files written whole or not at all.
+use crate::money::dollars;
 use crate::{ColorChoice, Failure, Global};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 /// The emoji of a level, as in the seed's console output: ✅ ok, 🟡 warning, 🟠 critical,
-/// 🔴 exceeded.
+/// 🔴 exceeded; 📈 forecast and 🔎 anomaly (a cost anomaly).
 pub fn emoji(level: &str) -> &'static str {
     match level {
         "ok" => "✅",
@@ -13,6 +14,7 @@ pub fn emoji(level: &str) -> &'static str {
         "critical" => "🟠",
         "exceeded" => "🔴",
         "forecast" => "📈",
+        "anomaly" => "🔎",
         _ => "❔",
     }
 }
@@ -25,7 +27,83 @@ pub fn meaning(level: &str) -> &'static str {
         "critical" => "orange alert, consider action",
         "exceeded" => "red alert, executions blocked unless the override is enabled",
         "forecast" => "the month-end projection passes the budget",
+        "anomaly" => "spend far above its own baseline (cost anomaly)",
         _ => "unknown level",
+    }
+}
+
+/// One line of user text (campaign ids and names, agent types and execution ids may hold line
+/// breaks): every control character becomes a space.
+pub fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// The text of a JSON number (its exact digits, as serde_json's `arbitrary_precision` keeps
+/// them) or string; `None` for `null`, a missing key or anything else.
+pub fn json_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// What a cost anomaly (level `anomaly`) is about, from its `scope`, `campaign_id` and
+/// `details`: the campaign (`campaign-2`, or `campaign-2 "Ad Optimization"` when
+/// `campaign_name` is given and differs from the id), `agent type SEO`, or
+/// `execution of agent type CONTENT`. The campaign id falls back to `details.scope_key`, the
+/// execution's agent type to `details.scope_key` when `details.agent_type` is missing.
+pub fn anomaly_subject(scope: &str, campaign_id: Option<&str>, campaign_name: Option<&str>, details: &serde_json::Value) -> String {
+    let key = json_text(&details["scope_key"]).unwrap_or_else(|| "?".to_string());
+    match scope {
+        "campaign" => {
+            let id = campaign_id.map(str::to_string).unwrap_or(key);
+            let label = campaign_label("campaign", &one_line(&id));
+            match campaign_name {
+                Some(name) if name != id => format!("{label} \"{}\"", one_line(name)),
+                _ => label,
+            }
+        }
+        "agent_type" => format!("agent type {}", one_line(&key)),
+        "execution" => format!("execution of agent type {}", one_line(&json_text(&details["agent_type"]).unwrap_or(key))),
+        other => format!("{} {}", one_line(other), one_line(&key)),
+    }
+}
+
+/// The figures of a cost anomaly, after its subject and day. `spent` is `alert_log.spent` as
+/// exact decimal text (dollars): the day's spend, or the execution's cost for scope
+/// `execution`. A day anomaly (scopes `campaign`, `agent_type`):
+/// `spent $73.73 in the day, baseline median $10.30 over 14 days (score 19.18)`, with
+/// `(flat baseline)` when `details.score` is null (the baseline's deviation is 0). An execution
+/// anomaly: `cost $2.75, 50.08× its typical $0.0549 (execution_id abc, billing_log id 123)`,
+/// without `execution_id abc, ` when it is null; the typical cost has 4 decimals (a cent would
+/// hide it). A missing figure prints as `-`.
+pub fn anomaly_figures(scope: &str, spent: &str, details: &serde_json::Value) -> String {
+    let figure = |k: &str| json_text(&details[k]).unwrap_or_else(|| "-".to_string());
+    let money = |k: &str, places: usize| json_text(&details[k]).map(|t| dollars(&t, places)).unwrap_or_else(|| "-".to_string());
+    if scope == "execution" {
+        let execution = match json_text(&details["execution_id"]) {
+            Some(e) => format!("execution_id {}, ", one_line(&e)),
+            None => String::new(),
+        };
+        format!(
+            "cost {}, {}× its typical {} ({execution}billing_log id {})",
+            dollars(spent, 2),
+            figure("ratio"),
+            money("typical_cost", 4),
+            figure("billing_log_id")
+        )
+    } else {
+        let score = match json_text(&details["score"]) {
+            Some(s) => format!("score {s}"),
+            None => "flat baseline".to_string(),
+        };
+        format!(
+            "spent {} in the day, baseline median {} over {} days ({score})",
+            dollars(spent, 2),
+            money("baseline_median", 2),
+            figure("baseline_days")
+        )
     }
 }
 

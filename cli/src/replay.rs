@@ -10,7 +10,7 @@
 //! `neon_budget_writer`.
 use crate::conn;
 use crate::money::dollars;
-use crate::output::campaign_label;
+use crate::output::{anomaly_figures, anomaly_subject, campaign_label, json_text};
 use crate::{exit, Failure, Global};
 use postgres::fallible_iterator::FallibleIterator;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -287,7 +287,10 @@ pub fn run(g: &Global, args: Args) -> Result<i32, Failure> {
     Ok(exit::OK)
 }
 
-/// One line for an alert payload, with the seed's emoji per level.
+/// One line for an alert payload, with the seed's emoji per level. Money in dollars; a cost
+/// anomaly (level `anomaly`) reads `🔎 ANOMALY 2025-03-21: campaign-2 spent $73.73 in the day,
+/// baseline median $10.30 over 14 days (score 19.18)` (the day is `YYYY-MM-DD`; see
+/// [`crate::output::anomaly_figures`]). A figure that is null or missing prints as `-`.
 pub fn describe_alert(payload: &str) -> String {
     let v: serde_json::Value = match serde_json::from_str(payload) {
         Ok(v) => v,
@@ -295,6 +298,17 @@ pub fn describe_alert(payload: &str) -> String {
     };
     let level = v["level"].as_str().unwrap_or("?");
     let emoji = crate::output::emoji(level);
+    let month = v["month"].as_str().unwrap_or("?");
+    if level == "anomaly" {
+        let d = &v["details"];
+        let scope = v["scope"].as_str().unwrap_or("?");
+        return format!(
+            "{emoji} ANOMALY {}: {} {}",
+            d["day"].as_str().unwrap_or(month),
+            anomaly_subject(scope, v["campaign_id"].as_str(), None, d),
+            anomaly_figures(scope, &json_text(&v["spent"]).unwrap_or_else(|| "-".to_string()), d)
+        );
+    }
     let scope = match v["campaign_id"].as_str() {
         Some(c) => campaign_label("campaign", c),
         None => "monthly budget".to_string(),
@@ -302,21 +316,121 @@ pub fn describe_alert(payload: &str) -> String {
     if level == "forecast" {
         let d = &v["details"];
         return format!(
-            "{emoji} FORECAST {}: {scope} projected {} of {} at month end ({}/day over the last {} days{}; spent {} so far)",
-            v["month"].as_str().unwrap_or("?"),
+            "{emoji} FORECAST {month}: {scope} projected {} of {} at month end ({}/day over the last {} days{}; spent {} so far)",
             dollars(&d["projected_spend"].to_string(), 2),
-            dollars(&v["budget"].to_string(), 2),
+            json_text(&v["budget"]).map(|b| dollars(&b, 2)).unwrap_or_else(|| "-".to_string()),
             dollars(&d["daily_mean"].to_string(), 2),
             d["window_days"],
             d["projected_exhausted_on"].as_str().map(|day| format!("; budget runs out {day}")).unwrap_or_default(),
             dollars(&v["spent"].to_string(), 2)
         );
     }
+    // The payload's own digits; `-` for a figure that is null or missing.
+    let raw = |k: &str, before: &str, after: &str| match &v[k] {
+        serde_json::Value::Null => "-".to_string(),
+        x => format!("{before}{x}{after}"),
+    };
     format!(
-        "{emoji} ALERT {} {level}: {scope} spent ${} of ${} ({}%)",
-        v["month"].as_str().unwrap_or("?"),
-        v["spent"],
-        v["budget"],
-        v["utilization"]
+        "{emoji} ALERT {month} {level}: {scope} spent {} of {} ({})",
+        raw("spent", "$", ""),
+        raw("budget", "$", ""),
+        raw("utilization", "", "%")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_alert;
+
+    /// The details of the campaign day anomaly of the examples (dollars, day `YYYY-MM-DD`).
+    const CAMPAIGN_DAY: &str = r#"{"kind":"day","scope_key":"campaign-2","day":"2025-03-21","spent":73.7285,"baseline_median":10.2966,
+        "baseline_mad":2.230795,"excess":63.4319,"score":19.18,"threshold":6,"min_increase":1,"min_dollars":10,"baseline_days":14}"#;
+
+    /// A NOTIFY payload of level `anomaly` with these scope, campaign id, spend (dollars) and
+    /// details.
+    fn anomaly(scope: &str, campaign_id: &str, spent: &str, details: &str) -> String {
+        format!(
+            r#"{{"alert_id":7,"scope":"{scope}","campaign_id":{campaign_id},"month":"2025-03","level":"anomaly","spent":{spent},"budget":null,"utilization":null,"details":{details}}}"#
+        )
+    }
+
+    #[test]
+    fn a_campaign_day_anomaly() {
+        assert_eq!(
+            describe_alert(&anomaly("campaign", r#""campaign-2""#, "73.7285", CAMPAIGN_DAY)),
+            "🔎 ANOMALY 2025-03-21: campaign-2 spent $73.73 in the day, baseline median $10.30 over 14 days (score 19.18)"
+        );
+        // A campaign id that does not start with "campaign" is labelled.
+        let details = CAMPAIGN_DAY.replace("campaign-2", "c1");
+        assert_eq!(
+            describe_alert(&anomaly("campaign", r#""c1""#, "73.7285", &details)),
+            "🔎 ANOMALY 2025-03-21: campaign c1 spent $73.73 in the day, baseline median $10.30 over 14 days (score 19.18)"
+        );
+    }
+
+    #[test]
+    fn an_agent_type_day_anomaly() {
+        let details = r#"{"kind":"day","scope_key":"SEO","day":"2025-03-21","spent":33.12,"baseline_median":5.01,"baseline_mad":0.4602,
+            "excess":28.11,"score":41.2,"threshold":6,"min_increase":1,"min_dollars":10,"baseline_days":14}"#;
+        assert_eq!(
+            describe_alert(&anomaly("agent_type", "null", "33.12", details)),
+            "🔎 ANOMALY 2025-03-21: agent type SEO spent $33.12 in the day, baseline median $5.01 over 14 days (score 41.2)"
+        );
+    }
+
+    #[test]
+    fn a_day_anomaly_over_a_flat_baseline() {
+        let details = CAMPAIGN_DAY.replace(r#""score":19.18"#, r#""score":null"#);
+        assert_eq!(
+            describe_alert(&anomaly("campaign", r#""campaign-2""#, "73.7285", &details)),
+            "🔎 ANOMALY 2025-03-21: campaign-2 spent $73.73 in the day, baseline median $10.30 over 14 days (flat baseline)"
+        );
+    }
+
+    #[test]
+    fn an_execution_anomaly() {
+        let details = r#"{"kind":"execution","scope_key":"CONTENT","day":"2025-03-21","agent_type":"CONTENT","billing_log_id":123,
+            "execution_id":"abc","campaign_id":"campaign-1","cost":2.75,"typical_cost":0.054912,"ratio":50.08,"factor":20,
+            "min_dollars":1,"executions_in_baseline":3228}"#;
+        assert_eq!(
+            describe_alert(&anomaly("execution", "null", "2.75", details)),
+            "🔎 ANOMALY 2025-03-21: execution of agent type CONTENT cost $2.75, 50.08× its typical $0.0549 \
+             (execution_id abc, billing_log id 123)"
+        );
+        // Without an execution id.
+        let details = details.replace(r#""execution_id":"abc""#, r#""execution_id":null"#);
+        assert_eq!(
+            describe_alert(&anomaly("execution", "null", "2.75", &details)),
+            "🔎 ANOMALY 2025-03-21: execution of agent type CONTENT cost $2.75, 50.08× its typical $0.0549 (billing_log id 123)"
+        );
+    }
+
+    #[test]
+    fn an_unknown_level_with_a_null_budget_does_not_panic() {
+        let payload = r#"{"alert_id":9,"scope":"month","campaign_id":null,"month":"2025-03","level":"surge","spent":12.5,
+            "budget":null,"utilization":null,"details":null}"#;
+        assert_eq!(describe_alert(payload), "❔ ALERT 2025-03 surge: monthly budget spent $12.5 of - (-)");
+        // A forecast without a budget prints `-` for it.
+        let payload = r#"{"alert_id":10,"scope":"month","campaign_id":null,"month":"2025-03","level":"forecast","spent":400,
+            "budget":null,"utilization":null,"details":{"projected_spend":1160,"daily_mean":40,"window_days":7}}"#;
+        assert_eq!(
+            describe_alert(payload),
+            "📈 FORECAST 2025-03: monthly budget projected $1,160.00 of - at month end ($40.00/day over the last 7 days; spent $400.00 so far)"
+        );
+    }
+
+    #[test]
+    fn budget_alerts_are_unchanged() {
+        let payload = r#"{"alert_id":3,"scope":"campaign","campaign_id":"c1","month":"2025-03","level":"warning","spent":45,
+            "budget":50,"utilization":90.0}"#;
+        assert_eq!(describe_alert(payload), "🟡 ALERT 2025-03 warning: campaign c1 spent $45 of $50 (90.0%)");
+        let payload = r#"{"alert_id":4,"scope":"month","campaign_id":null,"month":"2026-11","level":"forecast","spent":400,
+            "budget":1000,"utilization":40,"details":{"projected_spend":1160,"daily_mean":40,"window_days":7,
+            "projected_exhausted_on":"2026-11-26"}}"#;
+        assert_eq!(
+            describe_alert(payload),
+            "📈 FORECAST 2026-11: monthly budget projected $1,160.00 of $1,000.00 at month end ($40.00/day over the last 7 days; \
+             budget runs out 2026-11-26; spent $400.00 so far)"
+        );
+    }
 }

@@ -254,6 +254,87 @@ fn a_forecast_alert_is_written_with_its_projection() {
     assert!(alert_files(&db.log_dir()).is_empty());
 }
 
+/// Cost anomalies (level `anomaly`: budget and utilization NULL, figures in `alert_log.details`)
+/// are written with their figures: a campaign's day (with the campaign's name) in
+/// campaign-alerts.log, an agent type's day and an execution in budget-alerts.log, with no alert
+/// file; `--json` prints budget and utilization as null.
+#[test]
+fn anomaly_alerts_are_written_with_their_figures() {
+    let mut db = TestDb::new("listen_anomaly");
+    db.sql("SELECT neon_budget.set_campaign('campaign-2', 'Ad Optimization', NULL, 1000)");
+    db.sql(
+        r#"INSERT INTO neon_budget.alert_log (scope, campaign_id, month, level, spent, budget, utilization, details)
+           VALUES ('campaign', 'campaign-2', '2025-03', 'anomaly', 73.7285, NULL, NULL,
+                   '{"kind": "day", "scope_key": "campaign-2", "day": "2025-03-21", "spent": 73.7285, "baseline_median": 10.2966,
+                     "baseline_mad": 2.230795, "excess": 63.4319, "score": 19.18, "threshold": 6, "min_increase": 1,
+                     "min_dollars": 10, "baseline_days": 14}'),
+                  ('agent_type', NULL, '2025-03', 'anomaly', 33.12, NULL, NULL,
+                   '{"kind": "day", "scope_key": "SEO", "day": "2025-03-21", "spent": 33.12, "baseline_median": 5.01,
+                     "baseline_mad": 0.4602, "excess": 28.11, "score": 41.2, "threshold": 6, "min_increase": 1,
+                     "min_dollars": 10, "baseline_days": 14}'),
+                  ('execution', NULL, '2025-03', 'anomaly', 2.75, NULL, NULL,
+                   '{"kind": "execution", "scope_key": "CONTENT", "day": "2025-03-21", "agent_type": "CONTENT",
+                     "billing_log_id": 123, "execution_id": "abc", "campaign_id": "campaign-1", "cost": 2.75,
+                     "typical_cost": 0.054912, "ratio": 50.08, "factor": 20, "min_dollars": 1, "executions_in_baseline": 3228}')"#,
+    );
+    let mut id_of = |scope: &str| {
+        let ids = alert_ids(&mut db, scope);
+        assert_eq!(ids.len(), 1, "{scope}: {ids:?}");
+        ids[0]
+    };
+    let (campaign, agent_type, execution) = (id_of("campaign"), id_of("agent_type"), id_of("execution"));
+    let campaign_line = format!(
+        "🔎 ANOMALY campaign-2 \"Ad Optimization\" 2025-03-21: spent $73.73 in the day, baseline median $10.30 over 14 days \
+         (score 19.18) [alert_id={campaign}]"
+    );
+    let agent_type_line = format!(
+        "🔎 ANOMALY agent type SEO 2025-03-21: spent $33.12 in the day, baseline median $5.01 over 14 days (score 41.2) \
+         [alert_id={agent_type}]"
+    );
+    let execution_line = format!(
+        "🔎 ANOMALY execution of agent type CONTENT 2025-03-21: cost $2.75, 50.08× its typical $0.0549 \
+         (execution_id abc, billing_log id 123) [alert_id={execution}]"
+    );
+
+    let out = db.cmd().args(["listen", "--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Standard output in alert_log id order.
+    let mut expected = [(campaign, &campaign_line), (agent_type, &agent_type_line), (execution, &execution_line)];
+    expected.sort();
+    let stdout: String = expected.iter().map(|(_, line)| format!("{line}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), stdout);
+    let logged = lines(&db.log_dir().join("campaign-alerts.log"));
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].ends_with(&format!(" {campaign_line}")), "{logged:?}");
+    let mut budget_lines = [(agent_type, &agent_type_line), (execution, &execution_line)];
+    budget_lines.sort();
+    let logged = lines(&db.log_dir().join("budget-alerts.log"));
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    for (logged, (_, line)) in logged.iter().zip(budget_lines) {
+        assert!(logged.ends_with(&format!(" {line}")), "{logged:?}");
+    }
+    assert!(alert_files(&db.log_dir()).is_empty());
+
+    // --json, in a log directory of its own (so with a state of its own): exact figures, no budget.
+    let out = db.cmd().args(["--json", "--log-dir", "json-logs", "listen", "--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let printed: Vec<serde_json::Value> = text.lines().map(|x| serde_json::from_str(x).unwrap()).collect();
+    assert_eq!(printed.len(), 3, "{text}");
+    for v in &printed {
+        assert_eq!(v["level"], "anomaly", "{v}");
+        assert!(v["budget"].is_null() && v["utilization"].is_null(), "{v}");
+        assert_eq!(v["details"]["day"], "2025-03-21", "{v}");
+    }
+    let by_id = |id: i64| printed.iter().find(|v| v["alert_id"].as_i64() == Some(id)).unwrap();
+    assert_eq!(by_id(campaign)["campaign_name"], "Ad Optimization");
+    assert_eq!(by_id(campaign)["spent"].to_string(), "73.7285");
+    assert!(by_id(campaign)["log_file"].as_str().unwrap().ends_with("campaign-alerts.log"));
+    assert_eq!(by_id(execution)["details"]["typical_cost"].to_string(), "0.054912");
+    assert!(by_id(execution)["campaign_id"].is_null());
+    assert!(by_id(agent_type)["log_file"].as_str().unwrap().ends_with("budget-alerts.log"));
+}
+
 /// A cluster of this test's own (`scripts/cluster.sh`), stopped when dropped.
 struct OwnCluster {
     dir: String,

@@ -31,7 +31,7 @@ fn payload_sql(
     budget: AnyNumeric,
     utilization: AnyNumeric,
 ) -> String {
-    crate::alerts::payload(alert_id, scope, campaign_id, month, level, &spent, &budget, &utilization, None)
+    crate::alerts::payload(alert_id, scope, campaign_id, month, level, &spent, Some(&budget), Some(&utilization), None)
 }
 
 /// `neon_budget._check_alerts(scope text, scope_key text, month text, spent numeric, budget numeric,

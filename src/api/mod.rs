@@ -10,9 +10,11 @@
 //! | [`reservations`] | `budget_reserve`, `budget_release` |
 //! | [`admin`] | `set_monthly_budget`, `set_campaign`, `clear_campaign_budget`, `set_agent_rate`, `reprice_billing_log`, `set_budget_override` |
 //! | [`maintenance`] | `budget_verify`, `budget_rebuild`, `anonymize_before`, `purge_before` |
-//! | [`report`] | `budget_report` |
+//! | [`report`] | `budget_report`, `budget_forecast` |
+//! | [`anomalies`] | `detect_anomalies` |
 //! | [`internal`] | the `_`-prefixed helpers the extension's own SQL calls |
 pub mod admin;
+pub mod anomalies;
 pub mod checking;
 pub mod internal;
 pub mod maintenance;

@@ -8,11 +8,12 @@
 //! | class | protects | how it is taken |
 //! |---|---|---|
 //! | `0x4e420001` reservations | deciding reservations of a month (`budget_reserve`): SHARE while deciding alongside others, EXCLUSIVE to decide alone near the cap; FNV-1a; released as soon as the decision is written | waits (respects `lock_timeout`) |
-//! | `0x4e420002` alert claim | claiming the levels of one scope and month (`alerts::claim_and_send`) | tried once, never waits |
+//! | `0x4e420002` alert claim | claiming the levels of one scope and month (`alerts::claim_and_send`), or a cost anomaly of one scope and day (`anomaly::send`) | tried once, never waits |
 //! | `0x4e420003` grant settlement | settling one scope's alert grants (`write/alert_grants.rs`) | tried for up to 20 ms, never queued |
 //! | `0x4e420004` rebuild | `budget_rebuild` of one month | waits |
 //! | `0x4e420005` agent rate | rate changes and re-pricing of one agent type (`set_agent_rate`, `reprice_billing_log`) | waits |
 //! | `0x4e420006` retention | `purge_before` and `anonymize_before` of the database (they take turns) | waits |
+//! | `0x4e420007` anomaly scan | scoring the complete days of the database for cost anomalies (`anomaly::days`) | tried once, never waits |
 use crate::error::{spi, spi_opt};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -27,6 +28,7 @@ pub enum Class {
     Rebuild = 0x4e42_0004,
     AgentRate = 0x4e42_0005,
     Retention = 0x4e42_0006,
+    AnomalyScan = 0x4e42_0007,
 }
 
 /// Takes the lock of `class` and `key` until the transaction ends, waiting for it like any

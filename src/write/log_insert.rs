@@ -167,6 +167,8 @@ pub fn insert(mut row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, Str
             quality_score: row.quality_score,
             retry_count: row.retry_count,
             execution_time_ms: row.execution_time_ms,
+            id,
+            execution_id: row.execution_id.map(str::to_string),
         });
         crate::write::path_stats::count(crate::write::path_stats::HEAP, "track_cost", 1);
         Ok(datum)

@@ -51,6 +51,9 @@ pub struct OneRow {
     pub quality_score: Option<f64>,
     pub retry_count: Option<i32>,
     pub execution_time_ms: Option<i64>,
+    /// `billing_log.id` (for the figures of a cost anomaly).
+    pub id: Option<i64>,
+    pub execution_id: Option<String>,
 }
 
 /// Applies one inserted row to this backend's slot rows (heap-API fast path, else SQL) and,
@@ -92,6 +95,18 @@ pub(crate) fn apply_one(r: &OneRow) {
         alert_grants::revoke();
         return;
     }
+    // Step 3b. Cost anomalies (crate::anomaly): this execution against its agent type's mean
+    // (one comparison when it is cheap), and the first write of a day scores the days before.
+    crate::anomaly::execution::check(&crate::anomaly::execution::Execution {
+        agent_type: &r.agent_type,
+        billing_month: &r.billing_month,
+        billing_day: &r.billing_day,
+        cost: &r.cost,
+        campaign_id: r.campaign_id.as_deref(),
+        id: r.id,
+        execution_id: r.execution_id.as_deref(),
+    });
+    crate::anomaly::days::scan_if_new_day();
     // Step 4. Skip the read when no level can be due. Invariant: a write skips the read only
     // when it cannot reach an unsent level: it adds no cost to a month that has its settings
     // row, or every scope it raises has nothing left to send (scope_cache.rs), or this

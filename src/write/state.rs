@@ -373,6 +373,9 @@ pub struct Check {
 /// any level that committed spend reached but no write sent, and the `forecast` alert of a
 /// scope whose month-end projection passes its budget (once per scope and month).
 pub fn check(campaign_id: Option<&str>, estimate: &AnyNumeric) -> Check {
+    // The first check of a day scores the complete days before it for cost anomalies, when no
+    // write did (crate::anomaly::days; not in a transaction that may not write).
+    crate::anomaly::days::scan_if_new_day();
     let state = State::read(&month::current_month(), campaign_id);
     // A level that concurrent writers reached together (each saw only its own spend) is sent
     // here, by the next budget_check, when this transaction may write (not on a standby, not in

@@ -123,6 +123,8 @@ unsafe fn read_single_row(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestores
             quality_score: val!(f64, "quality_score"),
             retry_count: val!(i32, "retry_count"),
             execution_time_ms: val!(i64, "execution_time_ms"),
+            id: val!(i64, "id"),
+            execution_id: val!(String, "execution_id"),
         })
     } else {
         None
@@ -185,7 +187,7 @@ fn _billing_log_changed<'a>(
     if which != 1 {
         alert_grants::revoke();
     }
-    owner::as_owner(|| {
+    let dearest: Vec<Dearest> = owner::as_owner(|| {
         Spi::connect_mut(|client| {
             // Makes the transition tables visible to the statements below under their names.
             crate::pg::spi::register_trigger_data(trigger);
@@ -212,7 +214,63 @@ fn _billing_log_changed<'a>(
                     alerts::claim_and_send(client, d);
                 }
             }
+            // The dearest new execution of each agent type and day, for the anomaly check below.
+            if which == 0 && !restoring && crate::gucs::anomaly_detection() {
+                let min = crate::gucs::anomaly_settings().execution_min_dollars;
+                let plan = plans::plan(client, DEAREST_SQL, &[oid::NUMERIC]);
+                spi(client.select(&*plan, None, &[min.into()]).and_then(|table| {
+                    table
+                        .map(|row| {
+                            Ok(Dearest {
+                                agent_type: row.get(1)?.unwrap_or_default(),
+                                billing_month: row.get(2)?.unwrap_or_default(),
+                                billing_day: row.get(3)?.unwrap_or_default(),
+                                cost: row.get(4)?.unwrap_or_default(),
+                                campaign_id: row.get(5)?,
+                                id: row.get(6)?,
+                                execution_id: row.get(7)?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+                }))
+            } else {
+                Vec::new()
+            }
         })
     });
+    if !crate::restore::restoring() {
+        for d in &dearest {
+            crate::anomaly::execution::check(&crate::anomaly::execution::Execution {
+                agent_type: &d.agent_type,
+                billing_month: &d.billing_month,
+                billing_day: &d.billing_day,
+                cost: &d.cost,
+                campaign_id: d.campaign_id.as_deref(),
+                id: d.id,
+                execution_id: d.execution_id.as_deref(),
+            });
+        }
+        crate::anomaly::days::scan_if_new_day();
+    }
     Ok(None)
+}
+
+/// The new rows' dearest execution per agent type and day (in `neon_budget.timezone`) costing
+/// at least `$1` dollars: what a multi-row INSERT or COPY gives the execution anomaly check.
+const DEAREST_SQL: &str = "
+SELECT DISTINCT ON (n.agent_type, d.day) n.agent_type, n.billing_month, d.day, n.cost, n.campaign_id, n.id, n.execution_id
+  FROM new_rows n
+ CROSS JOIN LATERAL (SELECT pg_catalog.to_char(n.created_at AT TIME ZONE neon_budget._timezone(), 'YYYY-MM-DD') AS day) d
+ WHERE n.cost OPERATOR(pg_catalog.>=) $1
+ ORDER BY n.agent_type, d.day, n.cost DESC";
+
+/// A row of [`DEAREST_SQL`].
+struct Dearest {
+    agent_type: String,
+    billing_month: String,
+    billing_day: String,
+    cost: AnyNumeric,
+    campaign_id: Option<String>,
+    id: Option<i64>,
+    execution_id: Option<String>,
 }
