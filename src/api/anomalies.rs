@@ -14,7 +14,9 @@ const MAX_DAYS: i64 = 366;
 /// `anomaly` alert: `alert_log`, `NOTIFY neon_budget_alerts`; and an `audit_log` entry
 /// `cost_anomaly`, once per scope and day) and notes the days as scanned, so that the automatic
 /// scan of the first write of a day does not score them again. For history loaded or
-/// corrected after its days were scanned, or after `neon_budget.anomaly_*` changes.
+/// corrected after its days were scanned, or after `neon_budget.anomaly_*` changes. Calls take
+/// turns (an advisory lock until commit); writers never wait for one: their automatic scan
+/// leaves the days to a later call meanwhile.
 ///
 /// Returns one row per anomaly, by day, scope and key: `scope` (`agent_type`, `campaign`),
 /// `scope_key` (agent type or campaign id), `day` (`YYYY-MM-DD`), `spent` (the day's dollars),
@@ -76,6 +78,8 @@ fn detect_anomalies(
             "Call it once per year of days.",
         );
     }
+    // Takes turns with other calls and with the automatic scan (which skips while this holds it).
+    crate::pg::locks::wait_xact(crate::pg::locks::Class::AnomalyScan, "days");
     let rows: Vec<_> = days::send_range(first, last)
         .into_iter()
         .map(|(f, id)| {

@@ -13,7 +13,7 @@
 //! | `0x4e420004` rebuild | `budget_rebuild` of one month | waits |
 //! | `0x4e420005` agent rate | rate changes and re-pricing of one agent type (`set_agent_rate`, `reprice_billing_log`) | waits |
 //! | `0x4e420006` retention | `purge_before` and `anonymize_before` of the database (they take turns) | waits |
-//! | `0x4e420007` anomaly scan | scoring the complete days of the database for cost anomalies (`anomaly::days`) | tried once, never waits |
+//! | `0x4e420007` anomaly scan | scoring the complete days of the database for cost anomalies (`anomaly::days`) | the automatic scan tries once and never waits; `detect_anomalies` waits |
 use crate::error::{spi, spi_opt};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;

@@ -14,6 +14,7 @@ CREATE FUNCTION public.nb_test_reset() RETURNS void LANGUAGE sql AS $$
   DELETE FROM neon_budget.purged_day_spend;
   DELETE FROM neon_budget.purged_campaign_agent_day_spend;
   DELETE FROM neon_budget.purged_execution_id;
+  DELETE FROM neon_budget._anomaly_scan;
 $$;
 
 -- The aggregate oracle: true when every maintained aggregate equals a fresh GROUP BY over
