@@ -6,6 +6,7 @@
 use crate::error::{raise, Code};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::AnyNumeric;
+use pgrx::{pg_guard, pg_sys};
 use std::ffi::CString;
 
 /// `neon_budget.enabled` (default on): when off, `budget_check` always allows and `track_cost`
@@ -134,40 +135,92 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    for (name, short, long, setting) in [
+    for (name, short, long, setting, positive) in [
         (
             c"neon_budget.anomaly_threshold",
             c"Robust score a day's spend must reach over its 14-day baseline to be a cost anomaly.",
             c"Score = (spend - median) / (1.4826 x MAD of the baseline days); an exact decimal greater than zero, e.g. '6'.",
             &ANOMALY_THRESHOLD,
+            true,
         ),
         (
             c"neon_budget.anomaly_min_increase",
             c"How far above its baseline median a day's spend must be to be a cost anomaly, as a fraction of the median.",
             c"An exact decimal, at least zero: '1' means at least double the median.",
             &ANOMALY_MIN_INCREASE,
+            false,
         ),
         (
             c"neon_budget.anomaly_min_dollars",
             c"Dollars above its baseline median a day's spend must be to be a cost anomaly.",
             c"An exact decimal, at least zero, e.g. '10': small noise never alerts.",
             &ANOMALY_MIN_DOLLARS,
+            false,
         ),
         (
             c"neon_budget.anomaly_execution_factor",
             c"How many times its agent type's mean cost one execution must cost to be a cost anomaly.",
             c"An exact decimal greater than zero, e.g. '20'.",
             &ANOMALY_EXECUTION_FACTOR,
+            true,
         ),
         (
             c"neon_budget.anomaly_execution_min_dollars",
             c"Least cost in dollars of an execution anomaly.",
             c"An exact decimal, at least zero, e.g. '1'; cheaper executions are not looked at.",
             &ANOMALY_EXECUTION_MIN_DOLLARS,
+            false,
         ),
     ] {
-        GucRegistry::define_string_guc(name, short, long, setting, GucContext::Suset, GucFlags::default());
+        // A value that is not a decimal in range is refused when set (SQLSTATE 22023), so that
+        // a typo never makes writes fail later.
+        let check: pg_sys::GucStringCheckHook = Some(if positive { check_positive_decimal } else { check_decimal });
+        unsafe {
+            GucRegistry::define_string_guc_with_hooks(name, short, long, setting, GucContext::Suset, GucFlags::default(), check, None, None)
+        };
     }
+}
+
+/// Whether `text` is a plain decimal (digits, at most one point), and, with `positive`, not zero.
+fn decimal_text_ok(text: &str, positive: bool) -> bool {
+    let t = text.trim();
+    let shape = !t.is_empty()
+        && t.chars().filter(|c| *c == '.').count() <= 1
+        && t.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && t.chars().any(|c| c.is_ascii_digit());
+    shape && (!positive || t.chars().any(|c| ('1'..='9').contains(&c)))
+}
+
+/// Check hook of a GUC that must be a plain decimal: refuses another value when it is set.
+unsafe fn check_decimal_value(newval: *mut *mut std::ffi::c_char, positive: bool) -> bool {
+    let value = unsafe { newval.as_ref().filter(|p| !p.is_null()).map(|p| std::ffi::CStr::from_ptr(*p).to_string_lossy().into_owned()) };
+    match value {
+        None => true,
+        Some(v) if decimal_text_ok(&v, positive) => true,
+        Some(_) => {
+            let hint = if positive { c"Use a decimal greater than zero, e.g. '6'." } else { c"Use a decimal of zero or more, e.g. '10'." };
+            unsafe { pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(hint.as_ptr()) };
+            false
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_positive_decimal(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    unsafe { check_decimal_value(newval, true) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_decimal(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    unsafe { check_decimal_value(newval, false) }
 }
 
 /// `neon_budget.anomaly_detection`.

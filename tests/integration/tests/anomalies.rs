@@ -251,6 +251,12 @@ fn detect_anomalies_refuses_bad_ranges_and_other_roles() {
         "22023",
     );
     db.client.batch_execute("RESET neon_budget.anomaly_threshold").unwrap();
+    // A setting out of its range is refused when set, never later by a write.
+    for bad in ["anomaly_threshold = '0'", "anomaly_min_dollars = '-1'", "anomaly_execution_factor = '1e3'", "anomaly_min_increase = ''"] {
+        assert_eq!(sqlstate(db.client.batch_execute(&format!("SET neon_budget.{bad}"))), "22023", "{bad}");
+    }
+    db.client.batch_execute("SET neon_budget.anomaly_min_increase = '0'; SET neon_budget.anomaly_execution_min_dollars = '0.5'").unwrap();
+    db.client.batch_execute("RESET neon_budget.anomaly_min_increase; RESET neon_budget.anomaly_execution_min_dollars").unwrap();
     db.client.batch_execute("BEGIN READ ONLY").unwrap();
     assert_eq!(sqlstate(db.client.batch_execute("SELECT * FROM neon_budget.detect_anomalies('2025-03-01', '2025-03-02')")), "25006");
     db.client.batch_execute("ROLLBACK").unwrap();
