@@ -71,7 +71,7 @@ COMMENT ON FUNCTION detect_anomalies(date, date) IS
 $$Scores every complete day from first_day to last_day (NULL: yesterday, in neon_budget.timezone) of every agent type and campaign against its own 14-day baseline and sends each cost anomaly not sent yet (an anomaly alert in alert_log and NOTIFY neon_budget_alerts, an audit_log entry cost_anomaly; once per scope and day); notes the days as scanned so the automatic daily scan does not score them again. For history loaded or corrected after its days were scanned. Calls take turns; writers never wait for one.
 A day is an anomaly when its spend exceeds the baseline median by at least neon_budget.anomaly_threshold (default 6) x 1.4826 x the baseline's median absolute deviation, by at least neon_budget.anomaly_min_increase (default 1) x the median, and by at least neon_budget.anomaly_min_dollars (default 10) dollars; a scope needs 7 days of spend in its baseline.
 Returns one row per anomaly: scope (agent_type, campaign), scope_key, day (YYYY-MM-DD), spent, baseline_median, baseline_mad, excess (dollars), score (NULL when the deviation is 0), alert_id (NULL while another transaction sends it). Admin only.
-Errors: 22004 NULL first_day; 22023 last_day not before today, first_day after last_day, or more than 366 days; 25006 read-only transaction.$$;
+Errors: 22004 NULL first_day; 22023 last_day not before today, first_day after last_day, more than 366 days, or a date outside the years 1 to 9999; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction; 25006 read-only transaction.$$;
 
 COMMENT ON SCHEMA neon_budget IS
 $$neon_budget: track and cap what AI agents spend (billing log, budgets, alerts, reports); see the README.

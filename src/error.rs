@@ -57,6 +57,26 @@ pub fn may_write() -> bool {
     unsafe { !pgrx::pg_sys::RecoveryInProgress() && !pgrx::pg_sys::XactReadOnly }
 }
 
+/// Whether `max_prepared_transactions` is above 0 (a server start setting: read once).
+pub fn prepared_transactions_allowed() -> bool {
+    thread_local! {
+        static ALLOWED: std::cell::OnceCell<bool> = const { std::cell::OnceCell::new() };
+    }
+    ALLOWED.with(|a| {
+        *a.get_or_init(|| unsafe {
+            let value = pgrx::pg_sys::GetConfigOption(c"max_prepared_transactions".as_ptr(), false, false);
+            !value.is_null() && std::ffi::CStr::from_ptr(value).to_str().ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(1) > 0
+        })
+    })
+}
+
+/// Whether this transaction could become a prepared transaction: `max_prepared_transactions`
+/// above 0 and a transaction block (`PREPARE TRANSACTION` refuses one that sent a NOTIFY, and a
+/// prepared transaction holds its locks for an unknown time).
+pub fn in_preparable_block() -> bool {
+    prepared_transactions_allowed() && unsafe { pgrx::pg_sys::IsTransactionBlock() }
+}
+
 /// Raises 25006 (read_only_sql_transaction) when this transaction cannot write: on a standby
 /// (recovery) or in a READ ONLY transaction. Called first by every function that writes, so the
 /// caller gets the standard read-only error instead of an internal one.

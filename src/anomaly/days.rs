@@ -5,12 +5,13 @@
 //! - [`send_range`] also sends each anomaly found (once per scope and day) and notes the days as
 //!   scanned in `_anomaly_scan`: `detect_anomalies(first_day, last_day)` calls it.
 //! - [`scan_if_new_day`] is called by every write and `budget_check`: the first call of a new
-//!   day (in `neon_budget.timezone`) in a backend looks at `_anomaly_scan`, and when the days
-//!   since the last scanned one (at most 7 back, up to yesterday) are not scanned, claims and
-//!   scans them, once per database (an advisory lock tried once, then the claim rows). It
-//!   steps aside, to be done by a later call, in a transaction that may not write and under
-//!   REPEATABLE READ or SERIALIZABLE (its claims must see the latest commits); a rollback
-//!   undoes the claim and the alerts, and the next call of any backend claims again.
+//!   day (in `neon_budget.timezone`) in a backend looks at `_anomaly_scan`, and when one of the
+//!   last 7 complete days is not scanned, claims and scans from the earliest such day to
+//!   yesterday, once per database (an advisory lock tried once, then the claim rows). It steps
+//!   aside, to be done by a later call, in a transaction that may not write, under REPEATABLE
+//!   READ or SERIALIZABLE (its claims must see the latest commits), and in a transaction block
+//!   that could be prepared; a rollback undoes the claim and the alerts, and the next call of
+//!   any backend claims again.
 use super::send::{self, Anomaly};
 use super::{score_day, DayVerdict, Settings, BASELINE_DAYS};
 use crate::error::spi;
@@ -52,6 +53,7 @@ impl Finding {
             scope_key: self.scope_key.clone(),
             day: self.day.clone(),
             spent: self.spent.clone(),
+            of_this_transaction: false,
             details: serde_json::json!({
                 "spent": send::number(&self.spent),
                 "baseline_median": send::number(&v.median),
@@ -176,9 +178,15 @@ thread_local! {
 /// The automatic scan (see the module docs): cheap (a string comparison) except on the first
 /// call of a day in a backend.
 pub fn scan_if_new_day() {
-    if !gucs::anomaly_detection() || !crate::error::may_write() || unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+    if !gucs::anomaly_detection()
+        || !crate::error::may_write()
+        || unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32
+        || crate::error::in_preparable_block()
+    {
         return;
     }
+    // Anomalies this backend could not send before (send.rs).
+    send::retry_deferred();
     let today = crate::month::day_of(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
     if SCANNED_FOR.with(|s| s.borrow().as_deref() == Some(today.as_str())) {
         return;
@@ -188,26 +196,29 @@ pub fn scan_if_new_day() {
     // Some(range) to scan; None when another transaction is scanning (look again later).
     let todo: Option<Option<(NaiveDate, NaiveDate)>> = owner::as_owner(|| {
         Spi::connect_mut(|client| {
-            let last_scanned = |client: &mut SpiClient<'_>| -> Option<NaiveDate> {
+            let floor = yesterday - Days::new(AUTO_SCAN_DAYS - 1);
+            // The earliest of the last 7 complete days not scored yet.
+            let first_missing = |client: &mut SpiClient<'_>| -> Option<NaiveDate> {
                 let t: Option<String> = spi(client
-                    .select("SELECT max(billing_day) FROM neon_budget._anomaly_scan", None, &[])
+                    .select(
+                        "SELECT pg_catalog.min(pg_catalog.to_char(d, 'YYYY-MM-DD'))
+                           FROM pg_catalog.generate_series($1::date, $2::date, '1 day') AS d
+                          WHERE NOT EXISTS (SELECT 1 FROM neon_budget._anomaly_scan s
+                                             WHERE s.billing_day OPERATOR(pg_catalog.=) pg_catalog.to_char(d, 'YYYY-MM-DD'))",
+                        None,
+                        &[day_text(floor).into(), day_text(yesterday).into()],
+                    )
                     .and_then(|t| t.first().get_one()));
                 t.as_deref().and_then(parse_day)
             };
-            if last_scanned(client).is_some_and(|d| d >= yesterday) {
+            if first_missing(client).is_none() {
                 return Some(None);
             }
             if !locks::try_xact(client, Class::AnomalyScan, "days") {
                 return None;
             }
-            // Read again under the lock: a scan may have committed since.
-            let last = last_scanned(client);
-            if last.is_some_and(|d| d >= yesterday) {
-                return Some(None);
-            }
-            let floor = yesterday - Days::new(AUTO_SCAN_DAYS - 1);
-            let first = last.and_then(|d| d.succ_opt()).map_or(yesterday, |d| d.max(floor));
-            Some(Some((first, yesterday)))
+            // Again under the lock: a scan may have committed since.
+            Some(first_missing(client).map(|first| (first, yesterday)))
         })
     });
     let Some(range) = todo else { return };

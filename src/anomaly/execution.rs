@@ -3,8 +3,10 @@
 //!
 //! An execution cheaper than `neon_budget.anomaly_execution_min_dollars` costs one numeric
 //! comparison. A dearer one needs its agent type's mean over its billing month and the month
-//! before, read from `_agent_spend` (sum of cost and of executions over the slots) and cached
-//! per backend for [`CACHE_USES`] looks or [`CACHE_SECONDS`] seconds. Like the day scan, it
+//! before, read from `_agent_spend` (sum of cost and of executions over the slots). The mean
+//! last read is cached per backend for [`CACHE_USES`] looks or [`CACHE_SECONDS`] seconds, but
+//! only to screen out executions under half the threshold; an anomaly is always decided on the
+//! mean read at its write. Like the day scan, it
 //! steps aside in a transaction under REPEATABLE READ or SERIALIZABLE (the once-per-day claim
 //! must see the latest commits): such an execution is not looked at.
 use super::execution_flagged;
@@ -88,6 +90,7 @@ pub fn check(e: &Execution<'_>) {
     {
         return;
     }
+    let s = gucs::anomaly_settings();
     let key = (e.agent_type.to_string(), e.billing_month.to_string());
     let cached = MEANS.with(|m| {
         let mut m = m.borrow_mut();
@@ -97,23 +100,25 @@ pub fn check(e: &Execution<'_>) {
             (c.sum.clone(), c.executions)
         })
     });
-    let (sum, executions) = match cached {
-        Some(v) => v,
-        None => {
-            let (sum, executions) = read_mean(e.agent_type, e.billing_month);
-            // The read includes this execution: the baseline is without it.
-            let (sum, executions) = (sum - e.cost.clone(), executions - 1);
-            MEANS.with(|m| {
-                let mut m = m.borrow_mut();
-                if m.len() >= CACHE_ENTRIES {
-                    m.clear();
-                }
-                m.insert(key, Mean { sum: sum.clone(), executions, read_at: Instant::now(), uses: 1 });
-            });
-            (sum, executions)
+    // The cached mean only screens: an execution under half of the factor's threshold by it is
+    // no anomaly (the mean would have to halve meanwhile); any other is decided on the mean
+    // read now, so a mean that moved since it was cached never raises a false alert.
+    if let Some((sum, executions)) = &cached {
+        let half = s.execution_factor.clone() * sum.clone();
+        if *executions >= super::MIN_EXECUTIONS && e.cost.clone() * AnyNumeric::from(*executions) * AnyNumeric::from(2) < half {
+            return;
         }
-    };
-    let s = gucs::anomaly_settings();
+    }
+    let (sum, executions) = read_mean(e.agent_type, e.billing_month);
+    // The read includes this execution: the baseline is without it.
+    let (sum, executions) = (sum - e.cost.clone(), executions - 1);
+    MEANS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= CACHE_ENTRIES {
+            m.clear();
+        }
+        m.insert(key, Mean { sum: sum.clone(), executions, read_at: Instant::now(), uses: 1 });
+    });
     if !execution_flagged(e.cost, &sum, executions, &s) {
         return;
     }
@@ -123,6 +128,7 @@ pub fn check(e: &Execution<'_>) {
         scope_key: e.agent_type.to_string(),
         day: e.billing_day.to_string(),
         spent: e.cost.clone(),
+        of_this_transaction: true,
         details: serde_json::json!({
             "agent_type": e.agent_type,
             "billing_log_id": e.id,

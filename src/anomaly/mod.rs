@@ -53,7 +53,8 @@ pub fn median(values: &[AnyNumeric]) -> AnyNumeric {
     if n % 2 == 1 {
         v[n / 2].clone()
     } else {
-        (v[n / 2 - 1].clone() + v[n / 2].clone()) / AnyNumeric::from(2)
+        // × 0.5, not / 2: a product of numerics is exact, a quotient is rounded.
+        (v[n / 2 - 1].clone() + v[n / 2].clone()) * AnyNumeric::try_from("0.5").expect("constant")
     }
 }
 
@@ -169,6 +170,14 @@ mod tests {
     }
 
     /// Mean 0.1 over 100 executions (sum 10): 20 × 0.1 = 2 dollars is the least anomaly.
+    /// An even count's median is exact at any precision (× 0.5, never a rounded / 2).
+    #[pg_test]
+    fn medians_are_exact() {
+        let fine = days(&["7.000000000000000000000000000000007", "8.000000000000000000000000000000008"]);
+        assert_eq!(median(&fine).to_string(), "7.5000000000000000000000000000000075");
+        assert_eq!(median(&days(&["3", "1", "2"])), n("2"));
+    }
+
     #[pg_test]
     fn single_executions() {
         let s = settings("6", "10", "1");

@@ -1,9 +1,18 @@
 //! Sending a cost anomaly: once per scope and day, an `alert_log` row of level `anomaly`, an
 //! `audit_log` entry `cost_anomaly`, and `NOTIFY neon_budget_alerts`, all in the caller's
 //! transaction (a rollback sends nothing).
+//!
+//! An anomaly that cannot be sent now is **deferred** in backend memory and sent by a later
+//! call of this backend ([`retry_deferred`], at its next write or `budget_check` that may
+//! send): when another transaction holds the claim of the same scope and day (it may roll
+//! back), and inside a transaction block that could become a prepared transaction
+//! (`PREPARE TRANSACTION` refuses a transaction that sent a NOTIFY). An execution's anomaly
+//! is sent only once the transaction that recorded the execution has committed
+//! (`pg_xact_status`), and dropped when it rolled back. At most [`MAX_DEFERRED`] wait.
 use crate::alerts;
 use crate::error::{spi, spi_opt};
 use crate::pg::locks::{self, Class};
+use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::AnyNumeric;
 
@@ -22,6 +31,71 @@ pub struct Anomaly {
     /// The figures that triggered it (`alert_log.details`); `kind`, `scope_key` and `day` are
     /// added by [`send`].
     pub details: serde_json::Value,
+    /// Whether it describes a write of the current transaction (an execution): deferred, it is
+    /// sent only if that transaction commits.
+    pub of_this_transaction: bool,
+}
+
+/// Most anomalies a backend keeps deferred (the oldest is dropped beyond).
+pub const MAX_DEFERRED: usize = 256;
+
+/// An anomaly waiting to be sent, with the transaction (`xid8` text) it depends on.
+struct Deferred {
+    anomaly: Anomaly,
+    xid: Option<String>,
+}
+
+thread_local! {
+    static DEFERRED: std::cell::RefCell<Vec<Deferred>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Keeps `a` to be sent by a later call ([`retry_deferred`]).
+pub fn defer(client: &mut SpiClient<'_>, a: &Anomaly) {
+    let xid: Option<String> = if a.of_this_transaction {
+        spi_opt(client.select("SELECT pg_catalog.pg_current_xact_id_if_assigned()::text", None, &[]).and_then(|t| t.first().get_one()))
+    } else {
+        None
+    };
+    DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.len() >= MAX_DEFERRED {
+            d.remove(0);
+        }
+        d.push(Deferred { anomaly: a.clone(), xid });
+    });
+}
+
+/// Sends the deferred anomalies whose transaction committed, drops those whose transaction
+/// rolled back, and keeps the others. Cheap when none wait. Call only where [`send`] may run.
+pub fn retry_deferred() {
+    if DEFERRED.with(|d| d.borrow().is_empty()) {
+        return;
+    }
+    let waiting: Vec<Deferred> = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    crate::pg::owner::as_owner(|| {
+        Spi::connect_mut(|client| {
+            for w in waiting {
+                let status: Option<String> = match &w.xid {
+                    None => Some("committed".to_string()),
+                    Some(xid) => spi_opt(
+                        client
+                            .select("SELECT pg_catalog.pg_xact_status($1::text::pg_catalog.xid8)", None, &[xid.as_str().into()])
+                            .and_then(|t| t.first().get_one()),
+                    ),
+                };
+                match status.as_deref() {
+                    Some("committed") => {
+                        // Sent, or found sent, or deferred again (another claimant now).
+                        let a = Anomaly { of_this_transaction: false, ..w.anomaly };
+                        send(client, &a);
+                    }
+                    Some("in progress") => DEFERRED.with(|d| d.borrow_mut().push(w)),
+                    // Rolled back (or too old to know): the execution was never recorded.
+                    _ => {}
+                }
+            }
+        })
+    });
 }
 
 impl Anomaly {
@@ -35,13 +109,19 @@ impl Anomaly {
     }
 }
 
-/// Sends `a` unless it was sent already (or another transaction is sending it now): returns
-/// the new `alert_log.id`, or None. Runs in the caller's SPI connection, as the extension's
-/// owner. Once per scope and day: the unique index `alert_log_anomaly_once` on (scope,
-/// `details->>'scope_key'`, `details->>'day'`) of level `anomaly` rows decides, after a
-/// transaction-level advisory lock tried once (so concurrent senders never wait on each other).
+/// Sends `a` unless it was sent already: returns the new `alert_log.id`, or None. Runs in the
+/// caller's SPI connection, as the extension's owner. Once per scope and day: the unique index
+/// `alert_log_anomaly_once` on (scope, `details->>'scope_key'`, `details->>'day'`) of level
+/// `anomaly` rows decides, after a transaction-level advisory lock tried once, so concurrent
+/// senders never wait on each other: when another transaction holds it, `a` is deferred
+/// ([`defer`]), as it is in a transaction block that could be prepared.
 pub fn send(client: &mut SpiClient<'_>, a: &Anomaly) -> Option<i64> {
+    if crate::error::in_preparable_block() {
+        defer(client, a);
+        return None;
+    }
     if !locks::try_xact(client, Class::AlertClaim, &format!("anomaly:{}:{}:{}", a.scope, a.scope_key, a.day)) {
+        defer(client, a);
         return None;
     }
     let details = a.full_details();

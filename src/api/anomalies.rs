@@ -26,7 +26,8 @@ const MAX_DAYS: i64 = 366;
 /// sending it). The rules and settings are in the README ("Cost anomalies").
 ///
 /// Errors: 22004 for a NULL first_day; 22023 for a last_day of today or later (only complete
-/// days are scored), a first_day after last_day, or more than 366 days; 25006 in a read-only
+/// days are scored), a first_day after last_day, more than 366 days, or a date outside the years
+/// 1 to 9999; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction; 25006 in a read-only
 /// transaction.
 #[pg_extern(volatile, parallel_unsafe)]
 fn detect_anomalies(
@@ -48,14 +49,30 @@ fn detect_anomalies(
 > {
     crate::error::require_writable("detect_anomalies()");
     crate::pg::schema_version::require_current();
+    // Its claims (the scanned days, once-per-day alerts) must see the latest commits.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        raise(
+            Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "detect_anomalies() cannot run in a REPEATABLE READ or SERIALIZABLE transaction",
+            "Call it in a READ COMMITTED transaction (the default), e.g. on its own.",
+        );
+    }
     let first = crate::validation::required("first_day", first_day);
-    let as_day =
-        |d: pgrx::datum::Date| d.is_finite().then(|| chrono::NaiveDate::from_ymd_opt(d.year(), d.month().into(), d.day().into())).flatten();
+    // Years 1 to 9999: the days billing months have (YYYY-MM).
+    let as_day = |d: pgrx::datum::Date| {
+        (d.is_finite() && (1..=9999).contains(&d.year()))
+            .then(|| chrono::NaiveDate::from_ymd_opt(d.year(), d.month().into(), d.day().into()))
+            .flatten()
+    };
     let today =
         days::parse_day(&crate::month::day_of(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() })).expect("day_of gives YYYY-MM-DD");
     let yesterday = today.pred_opt().expect("a day before today");
     let (Some(first), Some(last)) = (as_day(first), last_day.map_or(Some(yesterday), as_day)) else {
-        raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, "first_day and last_day must be finite dates", "Pass dates such as '2026-11-01'.")
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            "first_day and last_day must be dates of the years 1 to 9999",
+            "Pass dates such as '2026-11-01'.",
+        )
     };
     if last >= today {
         raise(

@@ -98,7 +98,7 @@ pub fn count(decision: Decision, scopes: &[(&'static str, &str, &'static str)], 
 /// same slot wait for it.
 fn can_write() -> bool {
     crate::error::may_write()
-        && unsafe { !pg_sys::IsInParallelMode() && (!prepared_transactions_allowed() || !pg_sys::IsTransactionBlock()) }
+        && unsafe { !pg_sys::IsInParallelMode() && (!crate::error::prepared_transactions_allowed() || !pg_sys::IsTransactionBlock()) }
 }
 
 /// Writes the pending counts in the current transaction, as the extension's owner, when there
@@ -146,19 +146,6 @@ pub fn flush() {
             ],
         ))
     });
-}
-
-/// Whether `max_prepared_transactions` is above 0 (a server start setting: read once).
-fn prepared_transactions_allowed() -> bool {
-    thread_local! {
-        static ALLOWED: std::cell::OnceCell<bool> = const { std::cell::OnceCell::new() };
-    }
-    ALLOWED.with(|a| {
-        *a.get_or_init(|| unsafe {
-            let value = pg_sys::GetConfigOption(c"max_prepared_transactions".as_ptr(), false, false);
-            !value.is_null() && std::ffi::CStr::from_ptr(value).to_str().ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(1) > 0
-        })
-    })
 }
 
 /// Registers (once per backend) the transaction callbacks and the exit callback.

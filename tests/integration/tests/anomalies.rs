@@ -2,6 +2,7 @@
 //! and campaign, and single executions far above their agent type's mean, on the real trace
 //! and on hand-made series. Expected figures were computed independently (Python `decimal`
 //! over the same CSV and mapping, the rules of src/anomaly/mod.rs).
+use neon_budget_integration::cluster::Cluster;
 use neon_budget_integration::*;
 use std::io::Write;
 use std::time::Duration;
@@ -168,7 +169,11 @@ fn the_first_write_of_a_day_scores_yesterday_once() {
         ),
         vec![format!("agent_type CONTENT {yesterday} 200 20"), format!("campaign c-auto {yesterday} 200 20")]
     );
-    assert_eq!(column(&mut db.client, "SELECT billing_day FROM neon_budget._anomaly_scan"), vec![yesterday.clone()]);
+    // The first scan of a database scores the last 7 complete days.
+    assert_eq!(
+        column(&mut db.client, "SELECT billing_day FROM neon_budget._anomaly_scan ORDER BY 1"),
+        column(&mut db.client, "SELECT to_char(now() - k * interval '1 day', 'YYYY-MM-DD') FROM generate_series(7, 1, -1) k")
+    );
     // Another session's write and check find the day scanned: nothing more.
     let mut other = db.connect();
     track_cost(&mut other, "'CONTENT', 1000, campaign_id => 'c-auto'");
@@ -257,6 +262,11 @@ fn detect_anomalies_refuses_bad_ranges_and_other_roles() {
     }
     db.client.batch_execute("SET neon_budget.anomaly_min_increase = '0'; SET neon_budget.anomaly_execution_min_dollars = '0.5'").unwrap();
     db.client.batch_execute("RESET neon_budget.anomaly_min_increase; RESET neon_budget.anomaly_execution_min_dollars").unwrap();
+    rejects(&mut db.client, "SELECT * FROM neon_budget.detect_anomalies('0001-01-01 BC', '0001-01-01 BC')", "22023");
+    rejects(&mut db.client, "SELECT * FROM neon_budget.detect_anomalies('5874897-12-31')", "22023");
+    db.client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
+    assert_eq!(sqlstate(db.client.batch_execute("SELECT * FROM neon_budget.detect_anomalies('2025-03-01', '2025-03-02')")), "0A000");
+    db.client.batch_execute("ROLLBACK").unwrap();
     db.client.batch_execute("BEGIN READ ONLY").unwrap();
     assert_eq!(sqlstate(db.client.batch_execute("SELECT * FROM neon_budget.detect_anomalies('2025-03-01', '2025-03-02')")), "25006");
     db.client.batch_execute("ROLLBACK").unwrap();
@@ -267,4 +277,98 @@ fn detect_anomalies_refuses_bad_ranges_and_other_roles() {
     assert_eq!(sqlstate(writer.batch_execute("SET neon_budget.anomaly_threshold = '100'")), "42501");
     let mut admin = login_role(&mut db, "nb_anomaly_admin", Some("neon_budget_admin"));
     assert_eq!(int(&mut admin, "SELECT count(*) FROM neon_budget.detect_anomalies('2025-03-01', '2025-03-02')"), 0);
+}
+
+/// The mean is read at the write that may be an anomaly, never taken from a stale copy: after
+/// 100 executions of $0.10 and 200 of $1.50 in one session, $2.50 is 2.4 × the mean, no anomaly.
+#[test]
+fn an_execution_is_judged_on_the_mean_of_its_time() {
+    let mut db = TestDb::new("anomaly_fresh_mean");
+    let mut l = listener(&db);
+    db.client
+        .batch_execute(
+            "SELECT count(*) FROM (SELECT neon_budget.track_cost('DESIGN', 10, cost => 0.1) FROM generate_series(1, 100)) s;
+             SELECT count(*) FROM (SELECT neon_budget.track_cost('DESIGN', 10, cost => 1.5) FROM generate_series(1, 200)) s;
+             SELECT neon_budget.track_cost('DESIGN', 10, cost => 2.5);",
+        )
+        .unwrap();
+    assert!(alerts_received(&mut l, Duration::from_millis(300)).is_empty());
+    // $31 is 29.86 × the mean of the 301 before it ($312.50 / 301): one.
+    track_cost(&mut db.client, "'DESIGN', 10, cost => 31");
+    let sent = alerts_received(&mut l, Duration::from_millis(500));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0]["details"]["executions_in_baseline"].as_i64(), sent[0]["details"]["ratio"].to_string()),
+        (Some(301), "29.86".into())
+    );
+}
+
+/// An anomaly another transaction was claiming when it was found is not lost when that one
+/// rolls back: the finder sends it at its next call, once its own execution has committed;
+/// and one whose execution rolled back is never sent.
+#[test]
+fn a_claim_that_rolls_back_does_not_lose_an_anomaly() {
+    let mut db = TestDb::new("anomaly_deferred");
+    db.client
+        .batch_execute("SELECT count(*) FROM (SELECT neon_budget.track_cost('DESIGN', 10, cost => 0.1) FROM generate_series(1, 100)) s")
+        .unwrap();
+    let mut a = db.connect();
+    let mut b = db.connect();
+    a.batch_execute("BEGIN; SELECT neon_budget.track_cost('DESIGN', 10, cost => 5, execution_id => 'A')").unwrap();
+    b.batch_execute("SELECT neon_budget.track_cost('DESIGN', 10, cost => 5, execution_id => 'B')").unwrap();
+    a.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(anomaly_count(&mut db.client), 0);
+    // B's next call (any write or check) sends it.
+    b.batch_execute("SELECT * FROM neon_budget.budget_check()").unwrap();
+    assert_eq!(
+        text(&mut db.client, "SELECT details->>'execution_id' FROM neon_budget.alert_log WHERE level = 'anomaly'").as_deref(),
+        Some("B")
+    );
+    // Deferred in a transaction that then rolls back: never sent.
+    let day = "created_at => now() + interval '1 day'";
+    db.client.batch_execute("SET neon_budget.max_clock_skew = -1").unwrap();
+    a.batch_execute("SET neon_budget.max_clock_skew = -1").unwrap();
+    b.batch_execute("SET neon_budget.max_clock_skew = -1").unwrap();
+    a.batch_execute(&format!("BEGIN; SELECT neon_budget.track_cost('DESIGN', 10, cost => 6, execution_id => 'A2', {day})")).unwrap();
+    b.batch_execute(&format!("BEGIN; SELECT neon_budget.track_cost('DESIGN', 10, cost => 6, execution_id => 'B2', {day}); ROLLBACK"))
+        .unwrap();
+    a.batch_execute("ROLLBACK").unwrap();
+    b.batch_execute("SELECT * FROM neon_budget.budget_check()").unwrap();
+    assert_eq!(anomaly_count(&mut db.client), 1);
+}
+
+/// With prepared transactions allowed, an anomaly found in a transaction block is sent by a
+/// later call outside one (PREPARE TRANSACTION refuses a transaction that sent a NOTIFY), and
+/// the daily scan waits for such a call too.
+#[test]
+fn prepared_transactions_are_never_refused_for_an_anomaly() {
+    let cluster = Cluster::create("/tmp/nb_anomaly_2pc", 5478);
+    let mut admin = cluster.connect("postgres");
+    admin.batch_execute("ALTER SYSTEM SET max_prepared_transactions = 4").unwrap();
+    drop(admin);
+    cluster.stop();
+    cluster.start();
+    let mut c = cluster.connect("postgres");
+    c.batch_execute("CREATE EXTENSION neon_budget").unwrap();
+    // Yesterday is a day anomaly (not scanned yet), and DESIGN has a mean of $0.10.
+    c.batch_execute(
+        "SET neon_budget.anomaly_detection = off;
+         INSERT INTO neon_budget.billing_log (agent_type, campaign_id, tokens, cost, created_at)
+         SELECT 'CONTENT', 'c-2pc', 0, CASE WHEN k = 1 THEN 200 ELSE 20 END, now() - k * interval '1 day' FROM generate_series(1, 15) k;
+         INSERT INTO neon_budget.billing_log (agent_type, tokens, cost) SELECT 'DESIGN', 10, 0.1 FROM generate_series(1, 100);",
+    )
+    .unwrap();
+    let mut s = cluster.connect("postgres");
+    s.batch_execute("BEGIN; SELECT neon_budget.track_cost('DESIGN', 10, cost => 5); PREPARE TRANSACTION 'p1'").unwrap();
+    assert_eq!(anomaly_count(&mut c), 0);
+    assert_eq!(int(&mut c, "SELECT count(*) FROM neon_budget._anomaly_scan"), 0);
+    c.batch_execute("COMMIT PREPARED 'p1'").unwrap();
+    // The next call of that session outside a transaction block scans and sends.
+    s.batch_execute("SELECT * FROM neon_budget.budget_check()").unwrap();
+    assert_eq!(
+        column(&mut c, "SELECT scope || ' ' || (details->>'scope_key') FROM neon_budget.alert_log WHERE level = 'anomaly' ORDER BY scope"),
+        vec!["agent_type CONTENT", "campaign c-2pc", "execution DESIGN"]
+    );
+    drop((c, s));
+    cluster.stop();
 }
