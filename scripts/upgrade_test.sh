@@ -42,6 +42,7 @@ SELECT neon_budget.budget_reserve('SEO', 1000, 'c1', ttl => '1 hour');
 DROP ROLE IF EXISTS nb_upg_app;
 CREATE ROLE nb_upg_app;
 GRANT EXECUTE ON FUNCTION neon_budget.budget_check(text, text, bigint), neon_budget.set_agent_rate(text, numeric) TO nb_upg_app;
+GRANT EXECUTE ON FUNCTION neon_budget.track_cost TO nb_upg_app;
 CREATE TABLE public.before AS
   SELECT (SELECT string_agg(to_jsonb(b)::text, ';' ORDER BY id) FROM neon_budget.billing_log b) AS log,
          (SELECT string_agg(m::text, ';' ORDER BY month) FROM neon_budget.monthly_budget m) AS months,
@@ -82,9 +83,12 @@ v=$(psql -d upg_data -At -c "SELECT extversion FROM pg_extension WHERE extname =
 echo "-- old data intact after the upgrade"
 ok=$(psql -d upg_data -At <<'SQL'
 -- 0.5.0 added billing_log.cost_per_1k_tokens (the rate a row was priced at): rows recorded
--- before carry none (NULL: never re-priced), every other column is as it was.
-SELECT (SELECT string_agg((to_jsonb(b) - 'cost_per_1k_tokens')::text, ';' ORDER BY id) FROM neon_budget.billing_log b) = log
-   AND NOT EXISTS (SELECT FROM neon_budget.billing_log WHERE cost_per_1k_tokens IS NOT NULL)
+-- before carry none (NULL: never re-priced), every other column is as it was; so do the model
+-- and token-part columns of 0.5.0.
+SELECT (SELECT string_agg((to_jsonb(b) - 'cost_per_1k_tokens' - 'model' - 'input_tokens' - 'output_tokens' - 'cached_tokens'
+                           - 'model_price_from')::text, ';' ORDER BY id) FROM neon_budget.billing_log b) = log
+   AND NOT EXISTS (SELECT FROM neon_budget.billing_log WHERE cost_per_1k_tokens IS NOT NULL OR model IS NOT NULL
+                      OR input_tokens IS NOT NULL OR model_price_from IS NOT NULL)
    AND (SELECT string_agg(m::text, ';' ORDER BY month) FROM neon_budget.monthly_budget m) = months
    -- 0.5.0 added alert_log.details (a forecast alert's figures): NULL for the alerts before.
    AND (SELECT string_agg((to_jsonb(a) - 'details')::text, ';' ORDER BY id) FROM neon_budget.alert_log a) IS NOT DISTINCT FROM alerts
@@ -101,6 +105,7 @@ SELECT (SELECT string_agg((to_jsonb(b) - 'cost_per_1k_tokens')::text, ';' ORDER 
    -- Grants to other roles survive the functions' re-creation.
    AND pg_catalog.has_function_privilege('nb_upg_app', 'neon_budget.budget_check(text, text, bigint)', 'EXECUTE')
    AND pg_catalog.has_function_privilege('nb_upg_app', 'neon_budget.set_agent_rate(text, numeric, timestamptz)', 'EXECUTE')
+   AND pg_catalog.has_function_privilege('nb_upg_app', 'neon_budget.track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint, text, bigint, bigint, bigint)', 'EXECUTE')
    -- The views' slot readers return every slot row whole, also rows written before a column
    -- was added with a default (alert_cap, 0.2.0), which such rows do not hold.
    AND (SELECT count(*) FROM neon_budget._month_spend_rows() WHERE alert_cap IS NOT NULL) = (SELECT count(*) FROM neon_budget._month_spend)

@@ -38,6 +38,21 @@ INSERT INTO agent_rate (agent_type, cost_per_1k_tokens, effective_from, set_by) 
     ('PATTERN_MINER',    0.04, '-infinity', 'neon_budget'),
     ('SEGMENT_ANALYZER', 0.05, '-infinity', 'neon_budget');
 
+-- Model prices (src/model_prices.rs): dollars per 1,000,000 input, output and cached-input
+-- tokens per model, as a history like agent_rate. A row naming a model with a price in force at
+-- its created_at costs the exact sum of its three parts; other rows keep the agent rate.
+CREATE TABLE model_price (
+    model                text        NOT NULL CHECK (model <> ''),
+    input_per_1m         numeric     NOT NULL CHECK (input_per_1m >= 0 AND input_per_1m < 'Infinity'),
+    output_per_1m        numeric     NOT NULL CHECK (output_per_1m >= 0 AND output_per_1m < 'Infinity'),
+    cached_input_per_1m  numeric     NOT NULL CHECK (cached_input_per_1m >= 0 AND cached_input_per_1m < 'Infinity'),
+    effective_from       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by               text        NOT NULL DEFAULT session_user,
+    PRIMARY KEY (model, effective_from)
+);
+COMMENT ON TABLE model_price IS
+  'Model price history: dollars per 1,000,000 input, output and cached-input tokens per model. The price in force at an instant is the row with the latest effective_from at or before it; a billing_log row naming the model is priced at the one in force at its created_at. Change it with neon_budget.set_model_price().';
+
 CREATE TABLE campaign (
     campaign_id     text PRIMARY KEY,
     name            text    NOT NULL,
@@ -94,13 +109,30 @@ CREATE TABLE billing_log (
     metadata            jsonb,
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     billing_month       text    NOT NULL CHECK (billing_month ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'),
-    cost_per_1k_tokens  numeric CHECK (cost_per_1k_tokens >= 0 AND cost_per_1k_tokens < 'Infinity')
+    cost_per_1k_tokens  numeric CHECK (cost_per_1k_tokens >= 0 AND cost_per_1k_tokens < 'Infinity'),
+    model               text    CHECK (model <> ''),
+    input_tokens        bigint  CHECK (input_tokens >= 0),
+    output_tokens       bigint  CHECK (output_tokens >= 0),
+    cached_tokens       bigint  CHECK (cached_tokens >= 0),
+    model_price_from    timestamptz,
+    -- The three parts are given together, and tokens is their total.
+    CHECK ((input_tokens IS NULL AND output_tokens IS NULL AND cached_tokens IS NULL)
+           OR (input_tokens IS NOT NULL AND output_tokens IS NOT NULL AND cached_tokens IS NOT NULL
+               AND tokens = input_tokens + output_tokens + cached_tokens))
 );
 CREATE UNIQUE INDEX billing_log_execution_id_key ON billing_log (execution_id)
     WHERE execution_id IS NOT NULL;
 CREATE INDEX billing_log_month_campaign_idx ON billing_log (billing_month, campaign_id);
 COMMENT ON TABLE billing_log IS
   'One row per agent execution. cost is dollars (numeric), tokens a count, billing_month the YYYY-MM it counts toward (fixed when written, in neon_budget.timezone).';
+COMMENT ON COLUMN billing_log.model IS
+  'The model that did the work; when model_price has a price for it in force at created_at, cost is the exact sum of the three token parts at that price (cost_per_1k_tokens is then NULL).';
+COMMENT ON COLUMN billing_log.input_tokens IS
+  'Input tokens not read from the provider''s cache (with output_tokens and cached_tokens: all three or none; tokens is their total).';
+COMMENT ON COLUMN billing_log.model_price_from IS
+  'The effective_from of the model_price row cost was priced at (cost = the three parts at that price); NULL when the row was priced at an agent rate or its cost was reported.';
+COMMENT ON COLUMN billing_log.cached_tokens IS
+  'Input tokens read from the provider''s cache (priced at model_price.cached_input_per_1m).';
 COMMENT ON COLUMN billing_log.cost_per_1k_tokens IS
   'The agent rate (dollars per 1,000 tokens, from agent_rate, in force at created_at) that cost was priced at: cost = tokens / 1000 × cost_per_1k_tokens. NULL when the caller reported the cost. neon_budget.reprice_billing_log() re-prices these rows after a rate correction.';
 
@@ -363,6 +395,7 @@ SELECT pg_catalog.pg_extension_config_dump('monthly_budget_setting', '');
 SELECT pg_catalog.pg_extension_config_dump('alert_state', '');
 SELECT pg_catalog.pg_extension_config_dump('billing_log', '');
 SELECT pg_catalog.pg_extension_config_dump('alert_log', '');
+SELECT pg_catalog.pg_extension_config_dump('model_price', '');
 SELECT pg_catalog.pg_extension_config_dump('_anomaly_scan', '');
 SELECT pg_catalog.pg_extension_config_dump('reservation', '');
 SELECT pg_catalog.pg_extension_config_dump('_blocked_count', '');

@@ -38,7 +38,7 @@ DO $settings_triggers$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['monthly_budget_setting', 'campaign', 'alert_state', 'agent_rate'] LOOP
+    FOREACH t IN ARRAY ARRAY['monthly_budget_setting', 'campaign', 'alert_state', 'agent_rate', 'model_price'] LOOP
         EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON neon_budget.%I
                                    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed()', t || '_changed', t);
         EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER TRUNCATE ON neon_budget.%I

@@ -423,6 +423,102 @@ A day is an anomaly when its spend exceeds the baseline median by at least neon_
 Returns one row per anomaly: scope (agent_type, campaign), scope_key, day (YYYY-MM-DD), spent, baseline_median, baseline_mad, excess (dollars), score (NULL when the deviation is 0), alert_id (NULL while another transaction sends it). Admin only.
 Errors: 22004 NULL first_day; 22023 last_day not before today, first_day after last_day, more than 366 days, or a date outside the years 1 to 9999; 0A000 in a REPEATABLE READ or SERIALIZABLE transaction; 25006 read-only transaction.$$;
 
+-- Model prices (issue #13, part 2; WIP): the price history and billing_log's model and token parts.
+CREATE TABLE neon_budget.model_price (
+    model                text        NOT NULL CHECK (model <> ''),
+    input_per_1m         numeric     NOT NULL CHECK (input_per_1m >= 0 AND input_per_1m < 'Infinity'),
+    output_per_1m        numeric     NOT NULL CHECK (output_per_1m >= 0 AND output_per_1m < 'Infinity'),
+    cached_input_per_1m  numeric     NOT NULL CHECK (cached_input_per_1m >= 0 AND cached_input_per_1m < 'Infinity'),
+    effective_from       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by               text        NOT NULL DEFAULT session_user,
+    PRIMARY KEY (model, effective_from)
+);
+COMMENT ON TABLE neon_budget.model_price IS
+  'Model price history: dollars per 1,000,000 input, output and cached-input tokens per model. The price in force at an instant is the row with the latest effective_from at or before it; a billing_log row naming the model is priced at the one in force at its created_at. Change it with neon_budget.set_model_price().';
+ALTER TABLE neon_budget.billing_log
+    ADD COLUMN model text CHECK (model <> ''),
+    ADD COLUMN input_tokens bigint CHECK (input_tokens >= 0),
+    ADD COLUMN output_tokens bigint CHECK (output_tokens >= 0),
+    ADD COLUMN cached_tokens bigint CHECK (cached_tokens >= 0),
+    ADD COLUMN model_price_from timestamptz,
+    ADD CONSTRAINT billing_log_check CHECK ((input_tokens IS NULL AND output_tokens IS NULL AND cached_tokens IS NULL)
+           OR (input_tokens IS NOT NULL AND output_tokens IS NOT NULL AND cached_tokens IS NOT NULL
+               AND tokens = input_tokens + output_tokens + cached_tokens));
+COMMENT ON COLUMN neon_budget.billing_log.model IS
+  'The model that did the work; when model_price has a price for it in force at created_at, cost is the exact sum of the three token parts at that price (cost_per_1k_tokens is then NULL).';
+COMMENT ON COLUMN neon_budget.billing_log.input_tokens IS
+  'Input tokens not read from the provider''s cache (with output_tokens and cached_tokens: all three or none; tokens is their total).';
+COMMENT ON COLUMN neon_budget.billing_log.model_price_from IS
+  'The effective_from of the model_price row cost was priced at (cost = the three parts at that price); NULL when the row was priced at an agent rate or its cost was reported.';
+COMMENT ON COLUMN neon_budget.billing_log.cached_tokens IS
+  'Input tokens read from the provider''s cache (priced at model_price.cached_input_per_1m).';
+
+CREATE TRIGGER model_price_changed AFTER INSERT OR UPDATE OR DELETE ON neon_budget.model_price
+    FOR EACH ROW EXECUTE FUNCTION neon_budget._budget_settings_changed();
+CREATE TRIGGER model_price_truncated AFTER TRUNCATE ON neon_budget.model_price
+    FOR EACH STATEMENT EXECUTE FUNCTION neon_budget._budget_settings_changed();
+SELECT pg_catalog.pg_extension_config_dump('neon_budget.model_price', '');
+CREATE  FUNCTION neon_budget."set_model_price"(
+	"model" TEXT, /* Option < & str > */
+	"input_per_1m" NUMERIC, /* Option < AnyNumeric > */
+	"output_per_1m" NUMERIC, /* Option < AnyNumeric > */
+	"cached_input_per_1m" NUMERIC DEFAULT NULL, /* Option < AnyNumeric > */
+	"effective_from" timestamp with time zone DEFAULT now() /* Option < TimestampWithTimeZone > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_model_price_wrapper';
+-- track_cost gains model and the token parts (and tokens a default): re-created, keeping
+-- EXECUTE granted to other roles, as for budget_check above.
+SELECT pg_catalog.set_config('neon_budget_upgrade.grantees', COALESCE((
+    SELECT pg_catalog.array_agg(DISTINCT r.rolname)::text
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a, pg_catalog.pg_roles r
+     WHERE p.oid = 'neon_budget.track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint)'::pg_catalog.regprocedure
+       AND a.privilege_type = 'EXECUTE' AND r.oid = a.grantee), '{}'), true);
+DROP FUNCTION neon_budget.track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint);
+CREATE  FUNCTION neon_budget."track_cost"(
+	"agent_type" TEXT, /* Option < & str > */
+	"tokens" bigint DEFAULT NULL, /* Option < i64 > */
+	"campaign_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"task" TEXT DEFAULT NULL, /* Option < & str > */
+	"execution_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"impact_score" double precision DEFAULT NULL, /* Option < f64 > */
+	"conversion_achieved" bool DEFAULT NULL, /* Option < bool > */
+	"quality_score" double precision DEFAULT NULL, /* Option < f64 > */
+	"retry_count" INT DEFAULT NULL, /* Option < i32 > */
+	"execution_time_ms" bigint DEFAULT NULL, /* Option < i64 > */
+	"metadata" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"cost" NUMERIC DEFAULT NULL, /* Option < AnyNumeric > */
+	"created_at" timestamp with time zone DEFAULT now(), /* Option < TimestampWithTimeZone > */
+	"reservation_id" bigint DEFAULT NULL, /* Option < i64 > */
+	"model" TEXT DEFAULT NULL, /* Option < & str > */
+	"input_tokens" bigint DEFAULT NULL, /* Option < i64 > */
+	"output_tokens" bigint DEFAULT NULL, /* Option < i64 > */
+	"cached_tokens" bigint DEFAULT NULL /* Option < i64 > */
+) RETURNS neon_budget.billing_log /* Option < :: pgrx :: heap_tuple :: PgHeapTuple < '_, :: pgrx :: pgbox ::
+AllocatedByRust > > */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'track_cost_v2_wrapper';
+DO $regrant$
+DECLARE
+    g name;
+BEGIN
+    FOREACH g IN ARRAY pg_catalog.current_setting('neon_budget_upgrade.grantees')::name[] LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION neon_budget.track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint, text, bigint, bigint, bigint) TO %I', g);
+    END LOOP;
+END
+$regrant$;
+COMMENT ON FUNCTION neon_budget.track_cost(text, bigint, text, text, text, double precision, boolean, double precision, integer, bigint, jsonb, numeric, timestamptz, bigint, text, bigint, bigint, bigint) IS
+$$Records one agent execution and returns its billing_log row.
+Arguments: agent_type, tokens (count), campaign_id, task, execution_id, impact_score and quality_score (0..1), conversion_achieved, retry_count, execution_time_ms (ms), metadata (jsonb), cost (dollars; when NULL: tokens / 1000 x the agent type's rate in force at created_at, exact, kept in billing_log.cost_per_1k_tokens), created_at (default now(); its month in neon_budget.timezone is the billing month), reservation_id (settles a budget_reserve reservation in the same transaction), model, input_tokens (not cached), output_tokens, cached_tokens: with a price of the model in force at created_at (set_model_price) the cost is the exact sum of the three parts at its prices per 1,000,000 tokens (kept in billing_log.model_price_from); parts are given together (one left out counts 0) and tokens may then be NULL (their total).
+The same execution_id twice records once and returns the first row, also after retention: an anonymized row is returned, a purged one gives NULL (a keyed digest of the id is kept). Never refused for being over budget (ask budget_check first). Returns NULL and records nothing when neon_budget.enabled is off.
+Errors: 22004 NULL agent_type, or tokens without parts; 22003 negative tokens, token parts, cost, retry_count or execution_time_ms, or a score outside 0..1; 22023 empty agent_type or model, tokens that are not the parts' total, a priced model without parts; 42704 agent type without a rate in force at created_at (see set_agent_rate); 22001 campaign_id or execution_id over 200 characters, agent_type over 100; 22008 created_at with no billing month or more than neon_budget.max_clock_skew ahead of the clock; 42501 reservation_id made by another role; 40001 its execution_id was anonymized or purged while it ran (retry the call).$$;
+COMMENT ON FUNCTION neon_budget.set_model_price(text, numeric, numeric, numeric, timestamptz) IS
+$$Sets a model's prices in dollars per 1,000,000 input (not cached), output and cached-input tokens (cached_input_per_1m NULL: the input price), in force from effective_from (default now()) until its next price. Every entry path prices a row naming the model by its token parts at the price in force at its created_at. Recorded costs never change: returns how many recorded rows priced by this model would cost differently at the prices now in force. Writes audit_log.
+Errors: 22004 NULL model, input or output price or effective_from; 22023 empty model, a negative or infinite price, or an infinite effective_from; 22001 model over 200 characters.$$;
+
+
 -- BEGIN sql/roles_and_grants.sql
 -- neon_budget: roles and privileges, in one idempotent file.
 --
@@ -482,7 +578,7 @@ BEGIN
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('track_cost', 'budget_report', 'budget_reserve', 'budget_release',
                              'set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
-                             'set_budget_override', '_ensure_month', '_check_alerts',
+                             'set_model_price', 'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
                              '_purged_spend_restored', '_purged_day_spend_restored',
                              '_purged_campaign_agent_day_spend_restored', 'detect_anomalies')
@@ -501,7 +597,7 @@ GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
 GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost, neon_budget.daily_cost,
                 neon_budget.campaign_agent_daily_cost, neon_budget.campaign_daily_cost, neon_budget.agent_daily_cost,
                 neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
-                neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting,
+                neon_budget.campaign, neon_budget.agent_rate, neon_budget.model_price, neon_budget.monthly_budget_setting,
                 neon_budget.alert_log, neon_budget.blocked_executions
    TO neon_budget_reader;
 DO $reader$
@@ -529,7 +625,7 @@ BEGIN
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
                              'set_budget_override', 'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
-                             'detect_anomalies')
+                             'detect_anomalies', 'set_model_price')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_admin', f);
     END LOOP;

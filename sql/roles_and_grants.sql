@@ -56,7 +56,7 @@ BEGIN
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('track_cost', 'budget_report', 'budget_reserve', 'budget_release',
                              'set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
-                             'set_budget_override', '_ensure_month', '_check_alerts',
+                             'set_model_price', 'set_budget_override', '_ensure_month', '_check_alerts',
                              'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
                              '_purged_spend_restored', '_purged_day_spend_restored',
                              '_purged_campaign_agent_day_spend_restored', 'detect_anomalies')
@@ -75,7 +75,7 @@ GRANT USAGE ON SCHEMA neon_budget TO neon_budget_reader;
 GRANT SELECT ON neon_budget.monthly_budget, neon_budget.campaign_cost, neon_budget.agent_cost, neon_budget.daily_cost,
                 neon_budget.campaign_agent_daily_cost, neon_budget.campaign_daily_cost, neon_budget.agent_daily_cost,
                 neon_budget.monthly_overview, neon_budget.campaign_breakdown, neon_budget.agent_analytics,
-                neon_budget.campaign, neon_budget.agent_rate, neon_budget.monthly_budget_setting,
+                neon_budget.campaign, neon_budget.agent_rate, neon_budget.model_price, neon_budget.monthly_budget_setting,
                 neon_budget.alert_log, neon_budget.blocked_executions
    TO neon_budget_reader;
 DO $reader$
@@ -103,7 +103,7 @@ BEGIN
          WHERE p.pronamespace = 'neon_budget'::regnamespace
            AND p.proname IN ('set_monthly_budget', 'set_campaign', 'clear_campaign_budget', 'set_agent_rate', 'reprice_billing_log',
                              'set_budget_override', 'budget_verify', 'budget_rebuild', 'anonymize_before', 'purge_before',
-                             'detect_anomalies')
+                             'detect_anomalies', 'set_model_price')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO neon_budget_admin', f);
     END LOOP;

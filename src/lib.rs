@@ -34,6 +34,7 @@ mod execution_ids;
 mod forecast;
 mod gucs;
 mod maintenance;
+mod model_prices;
 mod money;
 mod month;
 mod pg;
@@ -77,7 +78,7 @@ extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",
     requires = [
-        api::tracking::track_cost,
+        api::tracking::track_cost_v2,
         api::checking::budget_check_v2,
         api::reservations::budget_reserve,
         api::reservations::budget_release,
@@ -89,7 +90,8 @@ extension_sql_file!(
         api::admin::set_agent_rate_v2,
         api::admin::reprice_billing_log,
         api::admin::set_budget_override,
-        api::anomalies::detect_anomalies
+        api::anomalies::detect_anomalies,
+        api::admin::set_model_price
     ]
 );
 

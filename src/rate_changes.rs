@@ -133,3 +133,71 @@ pub fn reprice_billing_log(agent_type: &str, since: TimestampWithTimeZone, befor
     );
     rows
 }
+
+/// The rows of `billing_log` of model `$1` priced at a model price (`model_price_from` not
+/// NULL), in `[$2, $3)` of `created_at`, with the cost at the model's price now in force at their
+/// `created_at` (`repriced`, NULL where none is). Reads all of `billing_log`: an admin call.
+const MODEL_PRICED_ROWS: &str = "
+    SELECT b.id, b.cost, b.model_price_from AS old_from, r.effective_from AS new_from,
+           pg_catalog.trim_scale((b.input_tokens * r.input_per_1m + b.output_tokens * r.output_per_1m
+                                  + b.cached_tokens * r.cached_input_per_1m) / 1000000) AS repriced
+      FROM neon_budget.billing_log b
+      LEFT JOIN LATERAL (
+            SELECT m.* FROM neon_budget.model_price m
+             WHERE m.model OPERATOR(pg_catalog.=) b.model AND m.effective_from OPERATOR(pg_catalog.<=) b.created_at
+             ORDER BY m.effective_from DESC LIMIT 1) r ON true
+     WHERE b.model OPERATOR(pg_catalog.=) $1 AND b.model_price_from IS NOT NULL
+       AND b.created_at OPERATOR(pg_catalog.>=) $2 AND b.created_at OPERATOR(pg_catalog.<) $3";
+
+/// `set_model_price` with checked arguments: `model`'s prices (dollars per 1,000,000 input,
+/// output and cached-input tokens) from `effective_from` on (replacing a price set for that same
+/// instant). Returns how many recorded rows priced by this model would cost differently at the
+/// prices now in force (rows with `created_at` from `effective_from` up to its next price); they
+/// are not changed. Audited: the price in force at `effective_from` before and after, and
+/// that count. Changes of one model take turns with each other.
+pub fn set_model_price(
+    model: &str,
+    input: AnyNumeric,
+    output: AnyNumeric,
+    cached: AnyNumeric,
+    effective_from: TimestampWithTimeZone,
+) -> i64 {
+    crate::pg::locks::wait_xact(crate::pg::locks::Class::AgentRate, &format!("neon_budget.model_price:{model}"));
+    const IN_FORCE: &str = "SELECT pg_catalog.jsonb_build_object('input_per_1m', m.input_per_1m, 'output_per_1m', m.output_per_1m,
+                                   'cached_input_per_1m', m.cached_input_per_1m, 'effective_from', m.effective_from)
+          FROM neon_budget.model_price m
+         WHERE m.model OPERATOR(pg_catalog.=) $1 AND m.effective_from OPERATOR(pg_catalog.<=) $2
+         ORDER BY m.effective_from DESC LIMIT 1";
+    let old: Option<pgrx::JsonB> = spi_opt(Spi::get_one_with_args(IN_FORCE, &[model.into(), effective_from.into()]));
+    spi(Spi::run_with_args(
+        "INSERT INTO neon_budget.model_price AS m (model, input_per_1m, output_per_1m, cached_input_per_1m, effective_from)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (model, effective_from) DO UPDATE
+            SET input_per_1m = EXCLUDED.input_per_1m, output_per_1m = EXCLUDED.output_per_1m,
+                cached_input_per_1m = EXCLUDED.cached_input_per_1m, set_by = EXCLUDED.set_by",
+        &[model.into(), input.clone().into(), output.clone().into(), cached.clone().into(), effective_from.into()],
+    ));
+    let next: Option<TimestampWithTimeZone> = spi_opt(Spi::get_one_with_args(
+        "SELECT min(m.effective_from) FROM neon_budget.model_price m
+          WHERE m.model OPERATOR(pg_catalog.=) $1 AND m.effective_from OPERATOR(pg_catalog.>) $2",
+        &[model.into(), effective_from.into()],
+    ));
+    let until = next.unwrap_or_else(infinity);
+    let affected: i64 = spi_opt(Spi::get_one_with_args(
+        &format!(
+            "SELECT pg_catalog.count(*) FROM ({MODEL_PRICED_ROWS}) p
+              WHERE p.repriced IS NOT NULL AND (p.repriced OPERATOR(pg_catalog.<>) p.cost OR p.new_from OPERATOR(pg_catalog.<>) p.old_from)"
+        ),
+        &[model.into(), effective_from.into(), until.into()],
+    ))
+    .unwrap_or(0);
+    audit(
+        "set_model_price",
+        model,
+        "SELECT $2::jsonb",
+        "SELECT pg_catalog.jsonb_build_object('input_per_1m', $3::numeric, 'output_per_1m', $4::numeric,
+                'cached_input_per_1m', $5::numeric, 'effective_from', $6::timestamptz, 'rows_to_reprice', $7::bigint)",
+        vec![old.into(), input.into(), output.into(), cached.into(), effective_from.into(), affected.into()],
+    );
+    affected
+}

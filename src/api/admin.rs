@@ -112,6 +112,54 @@ fn set_agent_rate_v2(
     crate::rate_changes::set_agent_rate(agent_type, rate, effective_from)
 }
 
+/// `set_model_price(model text, input_per_1m numeric, output_per_1m numeric, cached_input_per_1m numeric DEFAULT NULL, effective_from timestamptz DEFAULT now()) -> bigint`
+///
+/// Sets a model's prices in dollars per 1,000,000 input (not cached), output and cached-input
+/// tokens (`cached_input_per_1m` NULL: the input price), in force from `effective_from` on
+/// (until its next price), as providers publish them. Every entry path prices a row naming the
+/// model by its token parts at the price in force at its `created_at`. Recorded costs never
+/// change: the result is how many recorded rows priced by this model would cost differently at
+/// the prices now in force. Counting reads `billing_log`. Writes `audit_log`.
+///
+/// Errors: 22004 for a NULL model, input or output price or effective_from; 22023 for an empty
+/// model, a negative or infinite price, or an `effective_from` of ±infinity; 22001 for a model
+/// over 200 characters.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_model_price(
+    model: Option<&str>,
+    input_per_1m: Option<AnyNumeric>,
+    output_per_1m: Option<AnyNumeric>,
+    cached_input_per_1m: default!(Option<AnyNumeric>, "NULL"),
+    effective_from: default!(Option<TimestampWithTimeZone>, "now()"),
+) -> i64 {
+    crate::error::require_writable("set_model_price()");
+    crate::pg::schema_version::require_current();
+    let model = validation::required("model", model);
+    let input = validation::required("input_per_1m", input_per_1m);
+    let output = validation::required("output_per_1m", output_per_1m);
+    let cached = cached_input_per_1m.unwrap_or_else(|| input.clone());
+    let effective_from = validation::required("effective_from", effective_from);
+    if model.trim().is_empty() {
+        crate::error::raise(
+            crate::error::Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            "model must not be empty",
+            "Pass a model name such as 'gpt-4o'.",
+        );
+    }
+    validation::require_length("model", model, validation::MAX_ID_CHARS);
+    for (name, price) in [("input_per_1m", &input), ("output_per_1m", &output), ("cached_input_per_1m", &cached)] {
+        if !crate::money::is_finite(price) || *price < AnyNumeric::from(0) {
+            crate::error::raise(
+                crate::error::Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("{name} must be zero or more dollars, not {price}"),
+                "Pass the price of 1,000,000 tokens in dollars, e.g. 2.50.",
+            );
+        }
+    }
+    validation::require_finite_time("effective_from", &effective_from);
+    crate::rate_changes::set_model_price(model, input, output, cached, effective_from)
+}
+
 /// `reprice_billing_log(agent_type text, since timestamptz DEFAULT '-infinity', before timestamptz DEFAULT 'infinity') -> bigint`
 ///
 /// Re-prices recorded rows after a rate correction: every `billing_log` row of `agent_type`

@@ -114,3 +114,11 @@ stale_symbol!(
     pg_finfo_budget_check_wrapper,
     "budget_check"
 );
+
+stale_symbol!(
+    /// The C symbol that `track_cost` had up to 0.4.0 (0.5.0 added `model` and the token
+    /// parts: `track_cost_v2_wrapper`).
+    track_cost_wrapper,
+    pg_finfo_track_cost_wrapper,
+    "track_cost"
+);

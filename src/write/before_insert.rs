@@ -65,8 +65,59 @@ fn _billing_log_before_insert<'a>(
     let rate: Option<AnyNumeric> = row.get_by_name("cost_per_1k_tokens").unwrap_or_else(|e| column_error(e));
     // NULL agent_type or tokens: left to the NOT NULL constraints (23502); negative tokens to
     // the CHECK constraint (23514).
-    let tokens: Option<i64> = row.get_by_name("tokens").unwrap_or_else(|e| column_error(e));
+    let mut tokens: Option<i64> = row.get_by_name("tokens").unwrap_or_else(|e| column_error(e));
+    // Token parts (issue #13, part 2): given together (one left out counts 0), tokens their
+    // total (filled in when NULL).
+    let part = |name: &'static str| -> Option<i64> { row.get_by_name(name).unwrap_or_else(|e| column_error(e)) };
+    let (input, output, cached) = (part("input_tokens"), part("output_tokens"), part("cached_tokens"));
+    let mut parts = None;
+    if input.is_some() || output.is_some() || cached.is_some() {
+        let (total, p) = crate::model_prices::resolve_tokens(tokens, input, output, cached);
+        tokens = Some(total);
+        parts = p;
+        row.set_by_name("tokens", total).unwrap_or_else(|e| column_error(e));
+        for (name, v) in
+            p.map(|p| [("input_tokens", p.input), ("output_tokens", p.output), ("cached_tokens", p.cached)]).into_iter().flatten()
+        {
+            row.set_by_name(name, v).unwrap_or_else(|e| column_error(e));
+        }
+    }
+    let model: Option<String> = row.get_by_name("model").unwrap_or_else(|e| column_error(e));
+    let model_from: Option<TimestampWithTimeZone> = row.get_by_name("model_price_from").unwrap_or_else(|e| column_error(e));
+    // The model price in force at created_at (read as the owner: model_price is not the
+    // inserting role's to read).
+    let in_force = match (&model, &created_at, &cost) {
+        (Some(m), Some(at), None) => crate::pg::owner::as_owner(|| crate::model_prices::in_force(m, *at)),
+        _ => None,
+    };
     match (cost, rate, agent_type.as_deref(), tokens, created_at) {
+        // Priced here by the model's parts, at its price in force at created_at.
+        (None, _, Some(agent_type), Some(_), Some(_)) if in_force.is_some() => {
+            let p = in_force.expect("checked");
+            crate::pg::owner::as_owner(|| crate::rates::require_known(agent_type));
+            let parts = crate::model_prices::require_parts(model.as_deref().unwrap_or_default(), parts);
+            row.set_by_name("cost", crate::model_prices::cost_of(&parts, &p.price)).unwrap_or_else(|e| column_error(e));
+            row.set_by_name("cost_per_1k_tokens", Option::<AnyNumeric>::None).unwrap_or_else(|e| column_error(e));
+            row.set_by_name("model_price_from", p.effective_from).unwrap_or_else(|e| column_error(e));
+        }
+        // A cost with the model price it was priced at (a restore, an admin's INSERT): they
+        // must agree, so that a price correction can re-price the row.
+        (Some(cost), None, _, _, _) if model_from.is_some() => {
+            let m = model.as_deref().unwrap_or_default();
+            let from = model_from.expect("checked");
+            let price = crate::pg::owner::as_owner(|| crate::model_prices::price_from(m, from));
+            let priced = match (price, parts) {
+                (Some(p), Some(parts)) => Some(crate::model_prices::cost_of(&parts, &p.price)),
+                _ => None,
+            };
+            if priced.as_ref() != Some(&cost) {
+                raise(
+                    Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("cost {cost} is not the token parts at model \"{m}\"'s price from {from}"),
+                    "Leave model_price_from NULL for a cost the provider reported, or leave cost NULL to price the row.",
+                );
+            }
+        }
         // Priced here, at the rate in force at created_at. The rate lookup reads agent_rate,
         // which the inserting role may not.
         (None, _, Some(agent_type), Some(tokens), Some(at)) if tokens >= 0 => {

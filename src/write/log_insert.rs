@@ -63,6 +63,12 @@ pub struct NewRow<'a> {
     pub metadata: Option<JsonB>,
     pub created_at: TimestampWithTimeZone,
     pub billing_month: String,
+    /// The model that did the work (`billing_log.model`).
+    pub model: Option<&'a str>,
+    /// Input (uncached), output and cached-input tokens, given together.
+    pub parts: Option<crate::model_prices::Parts>,
+    /// The `effective_from` of the model price `cost` was priced at; None otherwise.
+    pub model_price_from: Option<TimestampWithTimeZone>,
 }
 
 /// Inserts `row` into `billing_log` and applies it to the aggregates and alerts; returns the
@@ -126,6 +132,11 @@ pub fn insert(mut row: NewRow<'_>) -> Result<pg_sys::Datum, Box<(NewRow<'_>, Str
         set("tokens", row.tokens.into_datum());
         set("cost", row.cost.clone().into_datum());
         set("cost_per_1k_tokens", row.cost_per_1k_tokens.clone().into_datum());
+        set("model", row.model.into_datum());
+        set("input_tokens", row.parts.map(|p| p.input).into_datum());
+        set("output_tokens", row.parts.map(|p| p.output).into_datum());
+        set("cached_tokens", row.parts.map(|p| p.cached).into_datum());
+        set("model_price_from", row.model_price_from.into_datum());
         set("task", row.task.into_datum());
         set("impact_score", row.impact_score.into_datum());
         set("conversion_achieved", row.conversion_achieved.into_datum());

@@ -23,7 +23,7 @@ use std::ffi::CStr;
 
 /// The CHECK constraints `sql/bootstrap.sql` creates on `billing_log`, as PostgreSQL 15
 /// deparses them (`pg_get_constraintdef` without `CHECK`).
-pub const OWN_CHECKS: [&str; 8] = [
+pub const OWN_CHECKS: [&str; 13] = [
     "(tokens >= 0)",
     "((cost >= (0)::numeric) AND (cost < 'Infinity'::numeric))",
     "((impact_score >= (0)::double precision) AND (impact_score <= (1)::double precision))",
@@ -32,6 +32,11 @@ pub const OWN_CHECKS: [&str; 8] = [
     "(execution_time_ms >= 0)",
     "(billing_month ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'::text)",
     "((cost_per_1k_tokens >= (0)::numeric) AND (cost_per_1k_tokens < 'Infinity'::numeric))",
+    "(model <> ''::text)",
+    "(input_tokens >= 0)",
+    "(output_tokens >= 0)",
+    "(cached_tokens >= 0)",
+    "(((input_tokens IS NULL) AND (output_tokens IS NULL) AND (cached_tokens IS NULL)) OR ((input_tokens IS NOT NULL) AND (output_tokens IS NOT NULL) AND (cached_tokens IS NOT NULL) AND (tokens = ((input_tokens + output_tokens) + cached_tokens))))",
 ];
 
 /// The triggers `sql/finalize.sql` creates on `billing_log`: function (in schema
@@ -51,7 +56,7 @@ const EXECUTION_ID_PREDICATE: &str = "(execution_id IS NOT NULL)";
 
 /// The columns of `billing_log` (all of them: the row is formed in full), with their types and
 /// whether they are NOT NULL (no type modifiers).
-pub const COLUMNS: [(&str, pg_sys::Oid, bool); 16] = [
+pub const COLUMNS: [(&str, pg_sys::Oid, bool); 21] = [
     ("id", pg_sys::INT8OID, true),
     ("agent_type", pg_sys::TEXTOID, true),
     ("campaign_id", pg_sys::TEXTOID, false),
@@ -68,6 +73,11 @@ pub const COLUMNS: [(&str, pg_sys::Oid, bool); 16] = [
     ("created_at", pg_sys::TIMESTAMPTZOID, true),
     ("billing_month", pg_sys::TEXTOID, true),
     ("cost_per_1k_tokens", pg_sys::NUMERICOID, false),
+    ("model", pg_sys::TEXTOID, false),
+    ("input_tokens", pg_sys::INT8OID, false),
+    ("output_tokens", pg_sys::INT8OID, false),
+    ("cached_tokens", pg_sys::INT8OID, false),
+    ("model_price_from", pg_sys::TIMESTAMPTZOID, false),
 ];
 
 unsafe fn cstr(p: *const std::ffi::c_char) -> String {

@@ -26,6 +26,11 @@ pub struct Execution<'a> {
     pub cost: Option<AnyNumeric>,
     pub created_at: Option<TimestampWithTimeZone>,
     pub reservation_id: Option<i64>,
+    /// The model that did the work: with a price in force at `created_at` (`model_price`), the
+    /// cost is the exact sum of `parts` at it.
+    pub model: Option<&'a str>,
+    /// Input (uncached), output and cached-input tokens, `tokens` their total.
+    pub parts: Option<crate::model_prices::Parts>,
 }
 
 /// Records one execution priced by the caller (`$4`, dollars; `$15` the rate it was priced at,
@@ -36,10 +41,10 @@ pub struct Execution<'a> {
 const INSERT_EXECUTION: &str = "INSERT INTO neon_budget.billing_log AS b
     (agent_type, campaign_id, tokens, cost, task, execution_id, impact_score,
      conversion_achieved, quality_score, retry_count, execution_time_ms, metadata,
-     created_at, billing_month, cost_per_1k_tokens)
+     created_at, billing_month, cost_per_1k_tokens, model, input_tokens, output_tokens, cached_tokens, model_price_from)
  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
         COALESCE($13, pg_catalog.now()),
-        pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM'), $15)
+        pg_catalog.to_char(COALESCE($13, pg_catalog.now()) AT TIME ZONE $14, 'YYYY-MM'), $15, $16, $17, $18, $19, $20)
  {on_conflict}
  RETURNING b";
 
@@ -75,6 +80,8 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
         cost,
         created_at,
         reservation_id,
+        model,
+        parts,
     } = e;
     // Blocked decisions counted earlier by this backend (write/blocked.rs); nothing when none.
     super::blocked::flush();
@@ -86,14 +93,21 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
     // Priced here: tokens × 0.001 × the agent type's rate in force at created_at (now() when
     // left out), unless the caller reported the cost. An agent type without any rate is refused
     // either way, and a priced row without a rate in force at its time (42704).
-    let (cost, rate) = match cost {
-        Some(cost) => {
+    // A model with a price in force at created_at prices the row by its parts instead.
+    let at = created_at.unwrap_or_else(crate::rates::now);
+    let (cost, rate, model_from) = match (cost, model.and_then(|m| crate::model_prices::in_force(m, at).map(|p| (m, p)))) {
+        (Some(cost), _) => {
             crate::rates::require_known(agent_type);
-            (cost, None)
+            (cost, None, None)
         }
-        None => {
-            let rate = crate::rates::rate_at(agent_type, created_at.unwrap_or_else(crate::rates::now));
-            (crate::money::cost_for_tokens(tokens, rate.clone()), Some(rate))
+        (None, Some((m, p))) => {
+            crate::rates::require_known(agent_type);
+            let parts = crate::model_prices::require_parts(m, parts);
+            (crate::model_prices::cost_of(&parts, &p.price), None, Some(p.effective_from))
+        }
+        (None, None) => {
+            let rate = crate::rates::rate_at(agent_type, at);
+            (crate::money::cost_for_tokens(tokens, rate.clone()), Some(rate), None)
         }
     };
 
@@ -133,6 +147,9 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
             metadata,
             created_at: created,
             billing_month: crate::month::month_of(created.into()),
+            model,
+            parts,
+            model_price_from: model_from,
         };
         match super::log_insert::insert(row) {
             Ok(datum) => return unsafe { pgrx::heap_tuple::PgHeapTuple::from_datum(datum, false) },
@@ -165,6 +182,11 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
                     oid::TIMESTAMPTZ,
                     oid::TEXT,
                     oid::NUMERIC,
+                    oid::TEXT,
+                    oid::INT8,
+                    oid::INT8,
+                    oid::INT8,
+                    oid::TIMESTAMPTZ,
                 ],
             )
         });
@@ -191,6 +213,11 @@ pub fn record(e: Execution<'_>) -> Option<pgrx::composite_type!('static, "billin
                         created_at.into(),
                         tz.as_str().into(),
                         rate.into(),
+                        model.into(),
+                        parts.map(|p| p.input).into(),
+                        parts.map(|p| p.output).into(),
+                        parts.map(|p| p.cached).into(),
+                        model_from.into(),
                     ],
                 )
                 .and_then(|t| t.first().get_one()),
